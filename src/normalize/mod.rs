@@ -1,0 +1,5 @@
+//! Source records → [`crate::document::Document`]s in the one document shape
+//! of DESIGN.md. Each normalizer also owns the index mapping of what it writes.
+
+pub mod audit;
+pub mod secrets;

@@ -1,0 +1,75 @@
+//! Graceful shutdown in two steps.
+//!
+//! SIGTERM *begins* shutdown: listeners stop accepting, sources stop reading,
+//! in-flight work is allowed to finish. When the grace period runs out the
+//! shutdown *aborts*: whatever is still waiting on Elasticsearch is abandoned,
+//! which is safe because nothing unacknowledged was ever removed from the spool
+//! or moved a checkpoint.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    stop: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stop taking new work.
+    pub fn begin(&self) {
+        self.stop.cancel();
+    }
+
+    /// Give up on work in flight.
+    pub fn abort(&self) {
+        self.stop.cancel();
+        self.abort.cancel();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.abort.is_cancelled()
+    }
+
+    pub async fn stopping(&self) {
+        self.stop.cancelled().await
+    }
+
+    pub async fn aborted(&self) {
+        self.abort.cancelled().await
+    }
+
+    /// Begins on SIGTERM or SIGINT, aborts `grace` later (or on a second signal).
+    pub fn on_signals(&self, grace: Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!(grace = ?grace, "shutdown requested: no new work, flushing");
+            this.begin();
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: what is left stays spooled"),
+                _ = wait_for_signal() => tracing::warn!("second signal: stopping now"),
+            }
+            this.abort();
+        });
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,163 @@
+//! Talking to Elasticsearch: one `Transport` per configured URL, and failover
+//! between them. The official client has neither retries nor failover; a bulk
+//! request that fails on one node is sent to the next on its next attempt.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
+use elasticsearch::http::Method;
+use url::Url;
+
+use super::retry::RequestFailure;
+use crate::config::ElasticsearchConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("elasticsearch.urls: {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("{key}: cannot read {path}: {source}")]
+    File { key: &'static str, path: String, source: std::io::Error },
+    #[error("elasticsearch.tls.ca_file: {0}")]
+    Ca(String),
+    #[error("elasticsearch: cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+/// A response we read in full: status and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+pub struct EsClient {
+    nodes: Vec<(Url, Transport)>,
+    current: AtomicUsize,
+    compression: bool,
+    timeout: Duration,
+}
+
+impl EsClient {
+    pub fn new(cfg: &ElasticsearchConfig) -> Result<Self, ClientError> {
+        let credentials = credentials(cfg)?;
+        // `Certificate` is not Clone: keep the PEM and build one per transport.
+        let ca_pem = match &cfg.tls.ca_file {
+            Some(ca) if !cfg.tls.insecure_skip_verify => Some(std::fs::read(ca).map_err(|source| ClientError::File {
+                key: "elasticsearch.tls.ca_file",
+                path: ca.display().to_string(),
+                source,
+            })?),
+            _ => None,
+        };
+        let mut nodes = Vec::new();
+        for raw in &cfg.urls {
+            let url = Url::parse(raw).map_err(|e| ClientError::Url { url: raw.clone(), message: e.to_string() })?;
+            let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url.clone()))
+                .timeout(cfg.request_timeout)
+                .disable_proxy()
+                .enable_meta_header(false);
+            if let Some(c) = &credentials {
+                builder = builder.auth(c.clone());
+            }
+            if cfg.tls.insecure_skip_verify {
+                builder = builder.cert_validation(CertificateValidation::None);
+            } else if let Some(pem) = &ca_pem {
+                let cert = Certificate::from_pem(pem).map_err(|e| ClientError::Ca(e.to_string()))?;
+                builder = builder.cert_validation(CertificateValidation::Full(cert));
+            }
+            let transport = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
+            nodes.push((url, transport));
+        }
+        Ok(EsClient { nodes, current: AtomicUsize::new(0), compression: cfg.compression, timeout: cfg.request_timeout })
+    }
+
+    /// The URL the next request goes to.
+    pub fn current_url(&self) -> &Url {
+        &self.nodes[self.current.load(Ordering::Relaxed) % self.nodes.len()].0
+    }
+
+    /// The position of the node the next request goes to, for [`EsClient::fail_over`].
+    pub fn current_index(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Moves on to the next URL, after a failure on `url`. Several workers may
+    /// fail on the same node at once: only the first one moves the pointer.
+    pub fn fail_over(&self, from: usize) {
+        let _ = self.current.compare_exchange(from, from.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Sends a request to the current node. Any HTTP status is a `Reply`; only
+    /// transport failures are errors. The returned index identifies the node for
+    /// [`EsClient::fail_over`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &'static str,
+    ) -> (usize, Result<Reply, RequestFailure>) {
+        let at = self.current.load(Ordering::Relaxed);
+        let (_, transport) = &self.nodes[at % self.nodes.len()];
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        let body = match body {
+            Some(b) if self.compression && b.len() > 1024 => {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                Some(super::encoder::gzip(&b))
+            }
+            other => other,
+        };
+        let result = match transport.send(method, path, headers, None::<&()>, body, Some(self.timeout)).await {
+            Ok(resp) => {
+                let status = resp.status_code().as_u16();
+                match resp.bytes().await {
+                    Ok(body) => Ok(Reply { status, body }),
+                    Err(e) => Err(RequestFailure::Transport(format!("reading the response: {e}"))),
+                }
+            }
+            Err(e) => Err(RequestFailure::Transport(e.to_string())),
+        };
+        (at, result)
+    }
+
+    /// `POST /_bulk` with an NDJSON body.
+    pub async fn bulk(&self, body: Bytes) -> (usize, Result<Reply, RequestFailure>) {
+        self.send(Method::Post, "/_bulk", Some(body), "application/x-ndjson").await
+    }
+}
+
+fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClientError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ClientError::File { key, path: path.display().to_string(), source })
+}
+
+fn credentials(cfg: &ElasticsearchConfig) -> Result<Option<Credentials>, ClientError> {
+    let a = &cfg.auth;
+    if let Some(user) = &a.username {
+        let password = match &a.password_file {
+            Some(p) => read_secret("elasticsearch.auth.password_file", p)?,
+            None => a.password.clone().unwrap_or_default(),
+        };
+        return Ok(Some(Credentials::Basic(user.clone(), password)));
+    }
+    if let Some(p) = &a.api_key_file {
+        return Ok(Some(Credentials::EncodedApiKey(read_secret("elasticsearch.auth.api_key_file", p)?)));
+    }
+    if let Some(k) = &a.api_key {
+        return Ok(Some(Credentials::EncodedApiKey(k.clone())));
+    }
+    if let Some(p) = &a.bearer_token_file {
+        return Ok(Some(Credentials::Bearer(read_secret("elasticsearch.auth.bearer_token_file", p)?)));
+    }
+    if let Some(t) = &a.bearer_token {
+        return Ok(Some(Credentials::Bearer(t.clone())));
+    }
+    Ok(None)
+}

@@ -1,0 +1,383 @@
+//! The [`Sink`]: sources hand it documents and get back a [`DeliveryReport`]
+//! once every one of them is delivered or dead-lettered — never before.
+//!
+//! Inside, a batcher merges submissions from all sources into bulk requests
+//! (by documents, bytes and linger time), and up to `max_in_flight` bulk workers
+//! send them. A worker keeps its batch until every item is final: 429/5xx items
+//! are resent (only those), refused items become dead letters. While workers are
+//! busy the batcher stops taking submissions, so backpressure reaches the
+//! sources instead of memory growing.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::client::{ClientError, EsClient};
+use super::dead_letter::{DeadLetters, Rejection};
+use super::encoder;
+use super::outcome::{parse_bulk_response, Outcome};
+use super::retry::{Action, Backoff, RequestFailure};
+use super::templates;
+use crate::config::{BatchConfig, Config, RetryConfig};
+use crate::document::Document;
+use crate::limits::DocLimiter;
+use crate::log_throttle::LogThrottle;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{self, BulkLabels, BulkResult, DocOutcome};
+
+/// What became of a submission's documents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub created: usize,
+    pub duplicates: usize,
+    pub dead_lettered: usize,
+}
+
+impl DeliveryReport {
+    pub fn total(&self) -> usize {
+        self.created + self.duplicates + self.dead_lettered
+    }
+}
+
+/// The sink stopped (shutdown) before every document was final. Nothing may be
+/// acknowledged: the source keeps its data and sends it again next time.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("the Elasticsearch sink stopped before every document was delivered")]
+pub struct Cancelled;
+
+struct Submission {
+    docs: Vec<Document>,
+    done: oneshot::Sender<DeliveryReport>,
+}
+
+/// A cheap handle; clone it into every source.
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl Sink {
+    /// Starts the sink's tasks. Index templates are installed first (retrying
+    /// until Elasticsearch answers); submissions wait meanwhile, so no index is
+    /// ever created with dynamic mappings.
+    pub fn start(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
+        let es = &cfg.elasticsearch;
+        let client = Arc::new(EsClient::new(es)?);
+        let patterns = cfg.index_patterns();
+        let inner = Arc::new(Inner {
+            client: client.clone(),
+            dead_letters: DeadLetters::new(patterns.dead_letter.clone(), &cfg.data_dir),
+            limiter: es.documents_per_second.and_then(NonZeroU32::new).map(DocLimiter::new),
+            retry: es.retry.clone(),
+            shutdown: shutdown.clone(),
+            error_log: LogThrottle::new(es.dead_letter_log_interval),
+            dead_letter_log: LogThrottle::new(es.dead_letter_log_interval),
+        });
+        let (tx, rx) = mpsc::channel(64);
+        let batch = es.batch.clone();
+        let max_in_flight = es.max_in_flight;
+        let install = es.install_templates.then(|| templates::all(&patterns, &es.template));
+        let handle = tokio::spawn(async move {
+            if let Some(templates) = install {
+                if templates::install_until_done(&client, &templates, &inner.retry, &shutdown).await.is_err() {
+                    return;
+                }
+            }
+            batcher(inner, rx, batch, max_in_flight).await;
+        });
+        Ok((Sink { tx }, handle))
+    }
+
+    /// Delivers `docs`; resolves when each one is delivered (created or already
+    /// present) or dead-lettered. Waits — possibly for a long time — while
+    /// Elasticsearch is unavailable.
+    pub async fn deliver(&self, docs: Vec<Document>) -> Result<DeliveryReport, Cancelled> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Submission { docs, done }).await.map_err(|_| Cancelled)?;
+        rx.await.map_err(|_| Cancelled)
+    }
+}
+
+/// Counts a submission's documents down to zero, then reports. If the last
+/// reference is dropped before that (shutdown), the sender is dropped and the
+/// submitter sees [`Cancelled`].
+struct Tracker {
+    remaining: AtomicUsize,
+    report: Mutex<DeliveryReport>,
+    done: Mutex<Option<oneshot::Sender<DeliveryReport>>>,
+}
+
+#[derive(Clone, Copy)]
+enum Final {
+    Created,
+    Duplicate,
+    DeadLettered,
+}
+
+impl Tracker {
+    fn finish(&self, how: Final) {
+        {
+            let mut r = self.report.lock().expect("tracker poisoned");
+            match how {
+                Final::Created => r.created += 1,
+                Final::Duplicate => r.duplicates += 1,
+                Final::DeadLettered => r.dead_lettered += 1,
+            }
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let report = *self.report.lock().expect("tracker poisoned");
+            if let Some(done) = self.done.lock().expect("tracker poisoned").take() {
+                let _ = done.send(report);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Primary,
+    /// The dead-letter copy of a refused primary.
+    DeadLetter,
+}
+
+struct Pending {
+    doc: Document,
+    role: Role,
+    tracker: Arc<Tracker>,
+}
+
+struct Inner {
+    client: Arc<EsClient>,
+    dead_letters: DeadLetters,
+    limiter: Option<DocLimiter>,
+    retry: RetryConfig,
+    shutdown: Shutdown,
+    error_log: LogThrottle,
+    dead_letter_log: LogThrottle,
+}
+
+async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, max_in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut bytes = 0usize;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let submission = tokio::select! {
+            s = rx.recv() => s,
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                deadline = None;
+                if !flush(&inner, &slots, &mut pending, &mut bytes).await { return; }
+                continue;
+            }
+            _ = inner.shutdown.aborted() => return,
+        };
+        let Some(Submission { docs, done }) = submission else { break };
+        if docs.is_empty() {
+            let _ = done.send(DeliveryReport::default());
+            continue;
+        }
+        let tracker = Arc::new(Tracker {
+            remaining: AtomicUsize::new(docs.len()),
+            report: Mutex::new(DeliveryReport::default()),
+            done: Mutex::new(Some(done)),
+        });
+        for doc in docs {
+            bytes += encoder::encoded_len(&doc);
+            pending.push(Pending { doc, role: Role::Primary, tracker: tracker.clone() });
+            if (pending.len() >= cfg.max_documents || bytes >= cfg.max_bytes)
+                && !flush(&inner, &slots, &mut pending, &mut bytes).await
+            {
+                return;
+            }
+        }
+        deadline = match (pending.is_empty(), deadline) {
+            (true, _) => None,
+            (false, None) => Some(tokio::time::Instant::now() + cfg.linger),
+            (false, d) => d,
+        };
+    }
+    // Every handle is gone: send what is left, then wait for the workers.
+    if flush(&inner, &slots, &mut pending, &mut bytes).await {
+        tokio::select! {
+            _ = slots.acquire_many(max_in_flight as u32) => {}
+            _ = inner.shutdown.aborted() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands the pending documents to a worker once one is free. `false` if the
+/// shutdown aborted while waiting.
+async fn flush(inner: &Arc<Inner>, slots: &Arc<Semaphore>, pending: &mut Vec<Pending>, bytes: &mut usize) -> bool {
+    if pending.is_empty() {
+        return true;
+    }
+    let permit = tokio::select! {
+        p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+        _ = inner.shutdown.aborted() => return false,
+    };
+    let batch = std::mem::take(pending);
+    *bytes = 0;
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        send_until_final(&inner, batch).await;
+        drop(permit);
+    });
+    true
+}
+
+/// Sends one batch until every document in it is final.
+async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
+    let mut queue: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
+    let mut backoff = Backoff::new(&inner.retry);
+    while let Some(todo) = queue.pop_front() {
+        let mut todo = todo;
+        while !todo.is_empty() {
+            if let Some(limiter) = &inner.limiter {
+                tokio::select! {
+                    _ = limiter.until_ready(todo.len()) => {}
+                    _ = inner.shutdown.aborted() => return,
+                }
+            }
+            let body = Bytes::from(encoder::bulk_body(todo.iter().map(|p| &p.doc)));
+            let started = Instant::now();
+            let (node, result) = tokio::select! {
+                r = inner.client.bulk(body) => r,
+                _ = inner.shutdown.aborted() => return,
+            };
+            telemetry::metrics().bulk_seconds.observe(started.elapsed().as_secs_f64());
+            let outcomes = result.and_then(|reply| {
+                if reply.status == 200 {
+                    parse_bulk_response(&reply.body, todo.len()).map_err(|e| RequestFailure::Malformed(e.to_string()))
+                } else {
+                    Err(RequestFailure::Status { status: reply.status, body: truncate(&reply.body, 512) })
+                }
+            });
+            let outcomes = match outcomes {
+                Ok(o) => o,
+                Err(failure) => {
+                    let label = match failure {
+                        RequestFailure::Transport(_) => BulkResult::transport_error,
+                        _ => BulkResult::http_error,
+                    };
+                    telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: label }).inc();
+                    if let Some(suppressed) = inner.error_log.check() {
+                        tracing::warn!(url = %inner.client.current_url(), documents = todo.len(), suppressed,
+                            "bulk request failed, will retry: {failure}");
+                    }
+                    match failure.action() {
+                        Action::Split if todo.len() > 1 => {
+                            let second = todo.split_off(todo.len() / 2);
+                            queue.push_front(second);
+                            continue;
+                        }
+                        Action::Split => {
+                            // One document larger than the node accepts: it can never be written.
+                            let p = todo.pop().expect("one document");
+                            let rejection = Rejection {
+                                status: Some(413),
+                                error_type: "request_entity_too_large".into(),
+                                reason: failure.to_string(),
+                            };
+                            todo.push(dead_letter(inner, p, &rejection));
+                            continue;
+                        }
+                        Action::Retry { failover } => {
+                            if failover {
+                                inner.client.fail_over(node);
+                                telemetry::metrics().es_failovers.inc();
+                            }
+                            if !wait(inner, &mut backoff).await {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: BulkResult::ok }).inc();
+            let mut again = Vec::new();
+            let mut must_wait = false;
+            for (p, outcome) in todo.drain(..).zip(outcomes) {
+                match (outcome, p.role) {
+                    (Outcome::Created, Role::Primary) => {
+                        telemetry::count_document(p.doc.source, DocOutcome::created);
+                        p.tracker.finish(Final::Created);
+                    }
+                    (Outcome::Duplicate, Role::Primary) => {
+                        telemetry::count_document(p.doc.source, DocOutcome::duplicate);
+                        p.tracker.finish(Final::Duplicate);
+                    }
+                    (Outcome::Created | Outcome::Duplicate, Role::DeadLetter) => {
+                        telemetry::count_document(p.doc.source, DocOutcome::dead_lettered);
+                        p.tracker.finish(Final::DeadLettered);
+                    }
+                    (Outcome::Retry { .. }, _) => {
+                        telemetry::count_document(p.doc.source, DocOutcome::retried);
+                        must_wait = true;
+                        again.push(p);
+                    }
+                    (Outcome::Reject { status, error_type, reason }, Role::Primary) => {
+                        let rejection = Rejection { status: Some(status), error_type, reason };
+                        again.push(dead_letter(inner, p, &rejection));
+                    }
+                    (Outcome::Reject { status, error_type, reason }, Role::DeadLetter) => {
+                        let refusal = format!("{status} {error_type}: {reason}");
+                        match inner.dead_letters.append_to_file(&p.doc, &refusal) {
+                            Ok(()) => {
+                                tracing::error!(file = %inner.dead_letters.file_path().display(), id = %p.doc.id,
+                                    "the dead-letter index refused a document ({refusal}); appended to the file");
+                                telemetry::count_document(p.doc.source, DocOutcome::dead_letter_file);
+                                p.tracker.finish(Final::DeadLettered);
+                            }
+                            Err(e) => {
+                                tracing::error!(file = %inner.dead_letters.file_path().display(),
+                                    "cannot append to the dead-letter file, will retry: {e}");
+                                must_wait = true;
+                                again.push(p);
+                            }
+                        }
+                    }
+                }
+            }
+            todo = again;
+            if must_wait && !wait(inner, &mut backoff).await {
+                return;
+            }
+        }
+    }
+}
+
+fn dead_letter(inner: &Inner, p: Pending, rejection: &Rejection) -> Pending {
+    if let Some(suppressed) = inner.dead_letter_log.check() {
+        tracing::warn!(source = p.doc.source.as_str(), index = %p.doc.index, id = %p.doc.id, suppressed,
+            "Elasticsearch refused a document; writing it to the dead-letter index: {}", rejection.reason);
+    }
+    let doc = inner.dead_letters.document(&p.doc, rejection);
+    Pending { doc, role: Role::DeadLetter, tracker: p.tracker }
+}
+
+/// Sleeps for the next backoff delay; `false` if the shutdown aborted meanwhile.
+async fn wait(inner: &Inner, backoff: &mut Backoff) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff.next_delay()) => true,
+        _ = inner.shutdown.aborted() => false,
+    }
+}
+
+fn truncate(body: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(max)]);
+    text.into_owned()
+}

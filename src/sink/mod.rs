@@ -1,0 +1,5 @@
+//! Where documents go. Today there is one sink, Elasticsearch.
+
+pub mod elasticsearch;
+
+pub use elasticsearch::{Cancelled, DeliveryReport, Sink};

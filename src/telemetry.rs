@@ -1,0 +1,183 @@
+//! Logs (tracing) and metrics (Prometheus text format on the admin listener).
+//!
+//! Metrics are process-global: every module counts through [`metrics()`], and a
+//! source that has counters of its own registers them with [`register`].
+//! docs/operations.md explains what each one means.
+
+use std::sync::{Mutex, OnceLock};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::config::LogConfig;
+use crate::document::SourceKind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum SourceLabel {
+    audit,
+    journald,
+    containers,
+}
+
+impl From<SourceKind> for SourceLabel {
+    fn from(s: SourceKind) -> Self {
+        match s {
+            SourceKind::Audit => SourceLabel::audit,
+            SourceKind::Journald => SourceLabel::journald,
+            SourceKind::Containers => SourceLabel::containers,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum DocOutcome {
+    /// Written (201).
+    created,
+    /// Already there (409 on create): an earlier attempt delivered it.
+    duplicate,
+    /// Refused for good and written to the dead-letter index.
+    dead_lettered,
+    /// Refused, and the dead-letter index refused it too: appended to the file.
+    dead_letter_file,
+    /// A 429/5xx on this item: it will be sent again.
+    retried,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DocLabels {
+    pub source: SourceLabel,
+    pub outcome: DocOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum BulkResult {
+    ok,
+    transport_error,
+    http_error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BulkLabels {
+    pub result: BulkResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum EventResult {
+    /// Spooled and acknowledged with 2xx.
+    accepted,
+    /// Invalid (missing required field, not an object): reported and dead-lettered.
+    rejected,
+    /// Refused with 429 by the per-client rate limit.
+    rate_limited,
+    /// Refused with 429 because the spool was full.
+    spool_full,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub result: EventResult,
+}
+
+pub struct Metrics {
+    pub webhook_requests: Family<CodeLabels, Counter>,
+    pub webhook_request_seconds: Histogram,
+    pub audit_events: Family<EventLabels, Counter>,
+    pub spool_bytes: Gauge,
+    pub spool_entries: Gauge,
+    pub documents: Family<DocLabels, Counter>,
+    pub bulk_requests: Family<BulkLabels, Counter>,
+    pub bulk_seconds: Histogram,
+    pub es_failovers: Counter,
+}
+
+struct Global {
+    metrics: &'static Metrics,
+    registry: Mutex<Registry>,
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+
+fn global() -> &'static Global {
+    GLOBAL.get_or_init(|| {
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics {
+            webhook_requests: Family::default(),
+            webhook_request_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            audit_events: Family::default(),
+            spool_bytes: Gauge::default(),
+            spool_entries: Gauge::default(),
+            documents: Family::default(),
+            bulk_requests: Family::default(),
+            bulk_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            es_failovers: Counter::default(),
+        }));
+        let mut r = Registry::with_prefix("klg");
+        r.register("webhook_requests", "Webhook HTTP responses by status code", metrics.webhook_requests.clone());
+        r.register(
+            "webhook_request_seconds",
+            "Time from request start to response, including the spool commit",
+            metrics.webhook_request_seconds.clone(),
+        );
+        r.register("audit_events", "Audit events received, by result", metrics.audit_events.clone());
+        r.register("spool_bytes", "Bytes waiting in the spool", metrics.spool_bytes.clone());
+        r.register("spool_entries", "Webhook batches waiting in the spool", metrics.spool_entries.clone());
+        r.register("documents", "Documents finished by the Elasticsearch sink, by source and outcome", metrics.documents.clone());
+        r.register("bulk_requests", "Bulk requests sent, by result", metrics.bulk_requests.clone());
+        r.register("bulk_seconds", "Bulk request round trip time", metrics.bulk_seconds.clone());
+        r.register("elasticsearch_failovers", "Times the sink moved to the next Elasticsearch URL", metrics.es_failovers.clone());
+        Global { metrics, registry: Mutex::new(r) }
+    })
+}
+
+pub fn metrics() -> &'static Metrics {
+    global().metrics
+}
+
+/// Lets a module register metrics of its own (under the `klg_` prefix).
+pub fn register(f: impl FnOnce(&mut Registry)) {
+    f(&mut global().registry.lock().expect("metrics registry poisoned"));
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn encode() -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &global().registry.lock().expect("metrics registry poisoned"))
+        .expect("writing to a String cannot fail");
+    out
+}
+
+pub fn count_document(source: SourceKind, outcome: DocOutcome) {
+    metrics().documents.get_or_create(&DocLabels { source: source.into(), outcome }).inc();
+}
+
+/// Sets up `tracing`: `RUST_LOG` wins over `log.level`.
+pub fn init_tracing(cfg: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if cfg.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_in_the_exposition() {
+        count_document(SourceKind::Audit, DocOutcome::duplicate);
+        let text = encode();
+        assert!(text.contains("klg_documents_total{source=\"audit\",outcome=\"duplicate\"}"), "{text}");
+    }
+}
