@@ -1,0 +1,186 @@
+//! Shared helpers for integration tests against the real Elasticsearch that
+//! `scripts/elasticsearch.sh start` runs (see `scripts/test.sh`).
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The Elasticsearch the tests use. A test that needs it and cannot reach it
+/// fails with instructions, rather than skipping silently.
+pub fn es_url() -> String {
+    std::env::var("KLG_TEST_ES_URL").unwrap_or_else(|_| "http://127.0.0.1:9200".into())
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Fails loudly if Elasticsearch is not up.
+pub async fn require_es() {
+    let url = es_url();
+    match http().get(&url).send().await {
+        Ok(r) if r.status().is_success() => {}
+        other => panic!(
+            "Elasticsearch is not reachable at {url} ({other:?}). Start it with `scripts/elasticsearch.sh start` \
+             or run the whole suite with `scripts/test.sh`."
+        ),
+    }
+}
+
+/// A lowercase prefix unique to this test run, so tests never see each
+/// other's indices: `t<pid>-<name>`.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t{}{}-{}", std::process::id(), nanos % 100_000, name).to_lowercase()
+}
+
+pub async fn es_json(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = http().request(method, format!("{}{}", es_url(), path));
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.expect("Elasticsearch request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+pub async fn refresh(index: &str) {
+    es_json(reqwest::Method::POST, &format!("/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true"), None).await;
+}
+
+/// Number of documents in `index` (a name or wildcard), after a refresh.
+pub async fn count(index: &str) -> u64 {
+    refresh(index).await;
+    let (status, v) =
+        es_json(reqwest::Method::GET, &format!("/{index}/_count?ignore_unavailable=true&allow_no_indices=true"), None).await;
+    assert_eq!(status, 200, "count {index}: {v}");
+    v["count"].as_u64().unwrap()
+}
+
+/// `_source` of every hit of `query` in `index`, sorted by `@timestamp`.
+pub async fn search(index: &str, query: Value) -> Vec<Value> {
+    refresh(index).await;
+    let body = serde_json::json!({ "query": query, "size": 10000, "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}] });
+    let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+    assert_eq!(status, 200, "search {index}: {v}");
+    v["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
+}
+
+/// Polls until `count(index) >= want` or `timeout`; returns the last count.
+pub async fn wait_for_count(index: &str, want: u64, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let n = count(index).await;
+        if n >= want || start.elapsed() > timeout {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Polls until the count stops changing for `quiet` (nothing more arriving).
+pub async fn settle(index: &str, quiet: Duration, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    let mut last = count(index).await;
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = count(index).await;
+        if n != last {
+            last = n;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet || start.elapsed() > timeout {
+            return n;
+        }
+    }
+}
+
+pub async fn delete_indices(pattern: &str) {
+    es_json(reqwest::Method::DELETE, &format!("/{pattern}?ignore_unavailable=true&allow_no_indices=true&expand_wildcards=all"), None)
+        .await;
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The gateway binary under test, run as a child process (so that tests can
+/// kill -9 it).
+pub struct Gateway {
+    pub child: Child,
+    pub admin: String,
+}
+
+impl Gateway {
+    /// Starts `kube-log-gateway serve --config <config>` and waits for /readyz.
+    /// The config must set `admin.listen` to `admin_addr`.
+    pub fn start(config: &std::path::Path, admin_addr: &str, log: &std::path::Path) -> Gateway {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start the gateway");
+        let mut gw = Gateway { child, admin: format!("http://{admin_addr}") };
+        gw.wait_ready(log);
+        gw
+    }
+
+    fn wait_ready(&mut self, log: &std::path::Path) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            let ok = std::net::TcpStream::connect(self.admin.trim_start_matches("http://"))
+                .ok()
+                .and_then(|mut s| {
+                    use std::io::{Read, Write};
+                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+                    s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").ok()?;
+                    let mut buf = String::new();
+                    s.read_to_string(&mut buf).ok()?;
+                    Some(buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200"))
+                })
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("gateway not ready after 60 s: {}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
