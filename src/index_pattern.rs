@@ -48,7 +48,9 @@ impl IndexPattern {
                     Some('Y') => Part::Year,
                     Some('m') => Part::Month,
                     Some('d') => Part::Day,
-                    Some(other) => return Err(IndexPatternError::Specifier(raw.to_string(), other)),
+                    Some(other) => {
+                        return Err(IndexPatternError::Specifier(raw.to_string(), other))
+                    }
                     None => return Err(IndexPatternError::Specifier(raw.to_string(), ' ')),
                 };
                 if !literal.is_empty() {
@@ -65,7 +67,10 @@ impl IndexPattern {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(IndexPattern { raw: raw.to_string(), parts })
+        Ok(IndexPattern {
+            raw: raw.to_string(),
+            parts,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -133,9 +138,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        assert!(matches!(IndexPattern::parse("Audit-%Y"), Err(IndexPatternError::Character(_, 'A'))));
-        assert!(matches!(IndexPattern::parse("audit-%H"), Err(IndexPatternError::Specifier(_, 'H'))));
-        assert!(matches!(IndexPattern::parse("_audit"), Err(IndexPatternError::Start(_))));
+        assert!(matches!(
+            IndexPattern::parse("Audit-%Y"),
+            Err(IndexPatternError::Character(_, 'A'))
+        ));
+        assert!(matches!(
+            IndexPattern::parse("audit-%H"),
+            Err(IndexPatternError::Specifier(_, 'H'))
+        ));
+        assert!(matches!(
+            IndexPattern::parse("_audit"),
+            Err(IndexPatternError::Start(_))
+        ));
         assert_eq!(IndexPattern::parse(""), Err(IndexPatternError::Empty));
     }
 }
