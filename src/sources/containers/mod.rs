@@ -26,6 +26,8 @@ pub mod metadata;
 pub mod metrics;
 pub mod reassembly;
 pub mod tailer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
