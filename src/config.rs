@@ -14,19 +14,13 @@ use crate::index_pattern::IndexPattern;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: config::ConfigError,
-    },
+    Read { path: PathBuf, source: config::ConfigError },
     #[error("config key `{key}`: {message}")]
     Key { key: String, message: String },
 }
 
 fn key_error(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::Key { key: key.to_string(), message: message.into() }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,9 +134,7 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig {
-            listen: defaults::admin_listen(),
-        }
+        AdminConfig { listen: defaults::admin_listen() }
     }
 }
 
@@ -164,9 +156,7 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig {
-            redact_secrets: true,
-        }
+        AuditConfig { redact_secrets: true }
     }
 }
 
@@ -345,10 +335,7 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig {
-            initial_backoff: defaults::initial_backoff(),
-            max_backoff: defaults::max_backoff(),
-        }
+        RetryConfig { initial_backoff: defaults::initial_backoff(), max_backoff: defaults::max_backoff() }
     }
 }
 
@@ -365,10 +352,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: defaults::log_level(),
-            format: defaults::log_format(),
-        }
+        LogConfig { level: defaults::log_level(), format: defaults::log_format() }
     }
 }
 
@@ -382,9 +366,7 @@ pub struct ShutdownConfig {
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        ShutdownConfig {
-            grace_period: defaults::grace_period(),
-        }
+        ShutdownConfig { grace_period: defaults::grace_period() }
     }
 }
 
@@ -508,10 +490,7 @@ impl Config {
         path: &Path,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let env: config::Map<String, String> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("KLG__"))
-            .collect();
+        let env: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("KLG__")).collect();
         let mut env_source = config::Environment::with_prefix("KLG")
             .prefix_separator("__")
             .separator("__")
@@ -522,17 +501,10 @@ impl Config {
             env_source = env_source.with_list_parse_key(key);
         }
         let raw = config::Config::builder()
-            .add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Yaml)
-                    .required(true),
-            )
+            .add_source(config::File::from(path).format(config::FileFormat::Yaml).required(true))
             .add_source(env_source)
             .build()
-            .map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let cfg: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
@@ -549,27 +521,15 @@ impl Config {
         }
         if let Some(server) = &self.server {
             if !server.audit_path.starts_with('/') {
-                return Err(key_error(
-                    "server.audit_path",
-                    format!("{:?} must start with /", server.audit_path),
-                ));
+                return Err(key_error("server.audit_path", format!("{:?} must start with /", server.audit_path)));
             }
-            if matches!(
-                server.audit_path.as_str(),
-                "/healthz" | "/readyz" | "/metrics"
-            ) {
-                return Err(key_error(
-                    "server.audit_path",
-                    "must not be a reserved path",
-                ));
+            if matches!(server.audit_path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                return Err(key_error("server.audit_path", "must not be a reserved path"));
             }
             if !(1..=5).contains(&server.retry_after_seconds) {
                 return Err(key_error(
                     "server.retry_after_seconds",
-                    format!(
-                        "{} is outside 1–5 (kube-apiserver waits this long before resending)",
-                        server.retry_after_seconds
-                    ),
+                    format!("{} is outside 1–5 (kube-apiserver waits this long before resending)", server.retry_after_seconds),
                 ));
             }
             if server.max_body_bytes < 1024 {
@@ -581,25 +541,19 @@ impl Config {
                 if let Some(ca) = &server.tls.client_ca_file {
                     readable("server.tls.client_ca_file", ca)?;
                 }
-                if !server.tls.allowed_client_names.is_empty()
-                    && server.tls.client_ca_file.is_none()
-                {
+                if !server.tls.allowed_client_names.is_empty() && server.tls.client_ca_file.is_none() {
                     return Err(key_error(
                         "server.tls.allowed_client_names",
                         "needs server.tls.client_ca_file: without it no client certificate is verified",
                     ));
                 }
             } else if server.tls.client_ca_file.is_some() {
-                return Err(key_error(
-                    "server.tls.client_ca_file",
-                    "needs server.tls.enabled: true",
-                ));
+                return Err(key_error("server.tls.client_ca_file", "needs server.tls.enabled: true"));
             }
             if let Some(tokens) = &server.bearer_tokens_file {
                 readable("server.bearer_tokens_file", tokens)?;
             }
-            let has_auth =
-                server.tls.client_ca_file.is_some() || server.bearer_tokens_file.is_some();
+            let has_auth = server.tls.client_ca_file.is_some() || server.bearer_tokens_file.is_some();
             if !has_auth && !server.allow_unauthenticated {
                 return Err(key_error(
                     "server",
@@ -608,10 +562,7 @@ impl Config {
                 ));
             }
             if server.rate_limit.events_per_second == Some(0) {
-                return Err(key_error(
-                    "server.rate_limit.events_per_second",
-                    "must be at least 1 (omit it for no limit)",
-                ));
+                return Err(key_error("server.rate_limit.events_per_second", "must be at least 1 (omit it for no limit)"));
             }
             if server.rate_limit.burst == Some(0) {
                 return Err(key_error("server.rate_limit.burst", "must be at least 1"));
@@ -625,17 +576,10 @@ impl Config {
             return Err(key_error("elasticsearch.urls", "needs at least one URL"));
         }
         for (i, u) in es.urls.iter().enumerate() {
-            let parsed = url::Url::parse(u).map_err(|e| {
-                key_error(
-                    &format!("elasticsearch.urls[{i}]"),
-                    format!("{u:?} is not a URL: {e}"),
-                )
-            })?;
+            let parsed = url::Url::parse(u)
+                .map_err(|e| key_error(&format!("elasticsearch.urls[{i}]"), format!("{u:?} is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(key_error(
-                    &format!("elasticsearch.urls[{i}]"),
-                    format!("{u:?} must be http:// or https://"),
-                ));
+                return Err(key_error(&format!("elasticsearch.urls[{i}]"), format!("{u:?} must be http:// or https://")));
             }
         }
         for (key, value) in [
@@ -648,29 +592,16 @@ impl Config {
         }
         let auth = &es.auth;
         if auth.username.is_some() != (auth.password.is_some() || auth.password_file.is_some()) {
-            return Err(key_error(
-                "elasticsearch.auth",
-                "username and password (or password_file) go together",
-            ));
+            return Err(key_error("elasticsearch.auth", "username and password (or password_file) go together"));
         }
-        let methods = [
-            auth.username.is_some(),
-            auth.api_key.is_some() || auth.api_key_file.is_some(),
-            auth.bearer_token.is_some() || auth.bearer_token_file.is_some(),
-        ];
+        let methods = [auth.username.is_some(), auth.api_key.is_some() || auth.api_key_file.is_some(), auth.bearer_token.is_some() || auth.bearer_token_file.is_some()];
         if methods.iter().filter(|m| **m).count() > 1 {
-            return Err(key_error(
-                "elasticsearch.auth",
-                "choose one of username/password, api_key or bearer_token",
-            ));
+            return Err(key_error("elasticsearch.auth", "choose one of username/password, api_key or bearer_token"));
         }
         for (key, file) in [
             ("elasticsearch.auth.password_file", &auth.password_file),
             ("elasticsearch.auth.api_key_file", &auth.api_key_file),
-            (
-                "elasticsearch.auth.bearer_token_file",
-                &auth.bearer_token_file,
-            ),
+            ("elasticsearch.auth.bearer_token_file", &auth.bearer_token_file),
             ("elasticsearch.tls.ca_file", &es.tls.ca_file),
         ] {
             if let Some(f) = file {
@@ -678,49 +609,28 @@ impl Config {
             }
         }
         if es.batch.max_documents == 0 {
-            return Err(key_error(
-                "elasticsearch.batch.max_documents",
-                "must be at least 1",
-            ));
+            return Err(key_error("elasticsearch.batch.max_documents", "must be at least 1"));
         }
         if es.batch.max_bytes < 1024 {
-            return Err(key_error(
-                "elasticsearch.batch.max_bytes",
-                "must be at least 1024",
-            ));
+            return Err(key_error("elasticsearch.batch.max_bytes", "must be at least 1024"));
         }
         if es.max_in_flight == 0 {
-            return Err(key_error(
-                "elasticsearch.max_in_flight",
-                "must be at least 1",
-            ));
+            return Err(key_error("elasticsearch.max_in_flight", "must be at least 1"));
         }
         if es.retry.initial_backoff.is_zero() || es.retry.max_backoff < es.retry.initial_backoff {
-            return Err(key_error(
-                "elasticsearch.retry",
-                "need 0 < initial_backoff <= max_backoff",
-            ));
+            return Err(key_error("elasticsearch.retry", "need 0 < initial_backoff <= max_backoff"));
         }
         if es.documents_per_second == Some(0) {
-            return Err(key_error(
-                "elasticsearch.documents_per_second",
-                "must be at least 1 (omit it for no limit)",
-            ));
+            return Err(key_error("elasticsearch.documents_per_second", "must be at least 1 (omit it for no limit)"));
         }
         if self.spool.max_bytes < 1024 * 1024 {
             return Err(key_error("spool.max_bytes", "must be at least 1 MiB"));
         }
         if self.spool.max_in_flight_entries == 0 {
-            return Err(key_error(
-                "spool.max_in_flight_entries",
-                "must be at least 1",
-            ));
+            return Err(key_error("spool.max_in_flight_entries", "must be at least 1"));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(key_error(
-                "log.format",
-                format!("{:?} is not `text` or `json`", self.log.format),
-            ));
+            return Err(key_error("log.format", format!("{:?} is not `text` or `json`", self.log.format)));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_error("log.level", format!("{:?}: {e}", self.log.level)))?;
@@ -765,9 +675,7 @@ pub fn host_name() -> String {
 }
 
 fn readable(key: &str, path: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(path)
-        .map(|_| ())
-        .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))
+    std::fs::File::open(path).map(|_| ()).map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -783,10 +691,7 @@ mod tests {
 
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let f = write(yaml);
-        Config::load_with_env(
-            f.path(),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
+        Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
@@ -805,72 +710,48 @@ mod tests {
             "cluster_name: a\n",
             &[
                 ("KLG__CLUSTER_NAME", "prod"),
-                (
-                    "KLG__ELASTICSEARCH__URLS",
-                    "http://es-0:9200,http://es-1:9200",
-                ),
+                ("KLG__ELASTICSEARCH__URLS", "http://es-0:9200,http://es-1:9200"),
                 ("KLG__DATA_DIR", "/tmp/klg"),
                 ("KLG__ELASTICSEARCH__MAX_IN_FLIGHT", "7"),
             ],
         )
         .unwrap();
         assert_eq!(cfg.cluster_name, "prod");
-        assert_eq!(
-            cfg.elasticsearch.urls,
-            vec!["http://es-0:9200", "http://es-1:9200"]
-        );
+        assert_eq!(cfg.elasticsearch.urls, vec!["http://es-0:9200", "http://es-1:9200"]);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/klg"));
         assert_eq!(cfg.elasticsearch.max_in_flight, 7);
     }
 
     #[test]
     fn unknown_key_is_named_with_its_path() {
-        let err = load("elasticsearch:\n  urlz: [x]\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load("elasticsearch:\n  urlz: [x]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("elasticsearch"), "{err}");
         assert!(err.contains("urlz"), "{err}");
     }
 
     #[test]
     fn wrong_type_is_named() {
-        let err = load("elasticsearch:\n  max_in_flight: lots\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load("elasticsearch:\n  max_in_flight: lots\n", &[]).unwrap_err().to_string();
         assert!(err.contains("elasticsearch.max_in_flight"), "{err}");
     }
 
     #[test]
     fn semantic_errors_name_the_key() {
-        let err = load("elasticsearch:\n  indices:\n    audit: Audit-%Y\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("config key `elasticsearch.indices.audit`"),
-            "{err}"
-        );
+        let err = load("elasticsearch:\n  indices:\n    audit: Audit-%Y\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("config key `elasticsearch.indices.audit`"), "{err}");
         let err = load("server:\n  tls:\n    enabled: false\n  retry_after_seconds: 9\n  allow_unauthenticated: true\n", &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.retry_after_seconds"), "{err}");
-        let err = load("server:\n  tls:\n    cert_file: /nonexistent.crt\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("server.tls.cert_file") && err.contains("/nonexistent.crt"),
-            "{err}"
-        );
-        let err = load("server:\n  tls:\n    enabled: false\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = load("server:\n  tls:\n    cert_file: /nonexistent.crt\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("server.tls.cert_file") && err.contains("/nonexistent.crt"), "{err}");
+        let err = load("server:\n  tls:\n    enabled: false\n", &[]).unwrap_err().to_string();
         assert!(err.contains("no authentication"), "{err}");
     }
 
     #[test]
     fn missing_file_is_named() {
-        let err = Config::load_with_env(Path::new("/nonexistent/klg.yaml"), [])
-            .unwrap_err()
-            .to_string();
+        let err = Config::load_with_env(Path::new("/nonexistent/klg.yaml"), []).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/klg.yaml"), "{err}");
     }
 }

@@ -13,11 +13,7 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 3] = [
-        SourceKind::Audit,
-        SourceKind::Journald,
-        SourceKind::Containers,
-    ];
+    pub const ALL: [SourceKind; 3] = [SourceKind::Audit, SourceKind::Journald, SourceKind::Containers];
 
     pub fn as_str(self) -> &'static str {
         match self {

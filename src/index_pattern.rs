@@ -48,9 +48,7 @@ impl IndexPattern {
                     Some('Y') => Part::Year,
                     Some('m') => Part::Month,
                     Some('d') => Part::Day,
-                    Some(other) => {
-                        return Err(IndexPatternError::Specifier(raw.to_string(), other))
-                    }
+                    Some(other) => return Err(IndexPatternError::Specifier(raw.to_string(), other)),
                     None => return Err(IndexPatternError::Specifier(raw.to_string(), ' ')),
                 };
                 if !literal.is_empty() {
@@ -67,10 +65,7 @@ impl IndexPattern {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Ok(IndexPattern {
-            raw: raw.to_string(),
-            parts,
-        })
+        Ok(IndexPattern { raw: raw.to_string(), parts })
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,18 +133,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        assert!(matches!(
-            IndexPattern::parse("Audit-%Y"),
-            Err(IndexPatternError::Character(_, 'A'))
-        ));
-        assert!(matches!(
-            IndexPattern::parse("audit-%H"),
-            Err(IndexPatternError::Specifier(_, 'H'))
-        ));
-        assert!(matches!(
-            IndexPattern::parse("_audit"),
-            Err(IndexPatternError::Start(_))
-        ));
+        assert!(matches!(IndexPattern::parse("Audit-%Y"), Err(IndexPatternError::Character(_, 'A'))));
+        assert!(matches!(IndexPattern::parse("audit-%H"), Err(IndexPatternError::Specifier(_, 'H'))));
+        assert!(matches!(IndexPattern::parse("_audit"), Err(IndexPatternError::Start(_))));
         assert_eq!(IndexPattern::parse(""), Err(IndexPatternError::Empty));
     }
 }

@@ -38,10 +38,7 @@ pub struct ClientLimiter {
 impl ClientLimiter {
     pub fn new(per_second: NonZeroU32, burst: Option<NonZeroU32>) -> Self {
         let burst = burst.unwrap_or(per_second);
-        ClientLimiter {
-            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            burst,
-        }
+        ClientLimiter { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), burst }
     }
 
     /// `Ok` if `events` may pass now; otherwise how long until they may.
@@ -70,10 +67,7 @@ pub struct DocLimiter {
 
 impl DocLimiter {
     pub fn new(per_second: NonZeroU32) -> Self {
-        DocLimiter {
-            limiter: RateLimiter::direct(Quota::per_second(per_second)),
-            burst: per_second,
-        }
+        DocLimiter { limiter: RateLimiter::direct(Quota::per_second(per_second)), burst: per_second }
     }
 
     /// Waits until `n` documents may be sent.
@@ -93,18 +87,12 @@ mod tests {
 
     #[test]
     fn client_limit_is_per_client() {
-        let l = ClientLimiter::new(
-            NonZeroU32::new(10).unwrap(),
-            Some(NonZeroU32::new(10).unwrap()),
-        );
+        let l = ClientLimiter::new(NonZeroU32::new(10).unwrap(), Some(NonZeroU32::new(10).unwrap()));
         let a = ClientIdentity::Certificate("a".into());
         let b = ClientIdentity::Certificate("b".into());
         assert!(l.check(&a, 10).is_ok());
         let wait = l.check(&a, 5).unwrap_err();
-        assert!(
-            wait > Duration::ZERO && wait <= Duration::from_secs(1),
-            "{wait:?}"
-        );
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert!(l.check(&b, 10).is_ok());
     }
 

@@ -14,11 +14,7 @@ pub struct LogThrottle {
 
 impl LogThrottle {
     pub fn new(interval: Duration) -> Self {
-        LogThrottle {
-            interval,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
+        LogThrottle { interval, last: Mutex::new(None), suppressed: AtomicU64::new(0) }
     }
 
     /// `Some(n)` if this event should be logged now, where `n` events were

@@ -124,55 +124,20 @@ fn global() -> &'static Global {
             es_failovers: Counter::default(),
         }));
         let mut r = Registry::with_prefix("klg");
-        r.register(
-            "webhook_requests",
-            "Webhook HTTP responses by status code",
-            metrics.webhook_requests.clone(),
-        );
+        r.register("webhook_requests", "Webhook HTTP responses by status code", metrics.webhook_requests.clone());
         r.register(
             "webhook_request_seconds",
             "Time from request start to response, including the spool commit",
             metrics.webhook_request_seconds.clone(),
         );
-        r.register(
-            "audit_events",
-            "Audit events received, by result",
-            metrics.audit_events.clone(),
-        );
-        r.register(
-            "spool_bytes",
-            "Bytes waiting in the spool",
-            metrics.spool_bytes.clone(),
-        );
-        r.register(
-            "spool_entries",
-            "Webhook batches waiting in the spool",
-            metrics.spool_entries.clone(),
-        );
-        r.register(
-            "documents",
-            "Documents finished by the Elasticsearch sink, by source and outcome",
-            metrics.documents.clone(),
-        );
-        r.register(
-            "bulk_requests",
-            "Bulk requests sent, by result",
-            metrics.bulk_requests.clone(),
-        );
-        r.register(
-            "bulk_seconds",
-            "Bulk request round trip time",
-            metrics.bulk_seconds.clone(),
-        );
-        r.register(
-            "elasticsearch_failovers",
-            "Times the sink moved to the next Elasticsearch URL",
-            metrics.es_failovers.clone(),
-        );
-        Global {
-            metrics,
-            registry: Mutex::new(r),
-        }
+        r.register("audit_events", "Audit events received, by result", metrics.audit_events.clone());
+        r.register("spool_bytes", "Bytes waiting in the spool", metrics.spool_bytes.clone());
+        r.register("spool_entries", "Webhook batches waiting in the spool", metrics.spool_entries.clone());
+        r.register("documents", "Documents finished by the Elasticsearch sink, by source and outcome", metrics.documents.clone());
+        r.register("bulk_requests", "Bulk requests sent, by result", metrics.bulk_requests.clone());
+        r.register("bulk_seconds", "Bulk request round trip time", metrics.bulk_seconds.clone());
+        r.register("elasticsearch_failovers", "Times the sink moved to the next Elasticsearch URL", metrics.es_failovers.clone());
+        Global { metrics, registry: Mutex::new(r) }
     })
 }
 
@@ -188,36 +153,21 @@ pub fn register(f: impl FnOnce(&mut Registry)) {
 /// The Prometheus text exposition of every metric.
 pub fn encode() -> String {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(
-        &mut out,
-        &global().registry.lock().expect("metrics registry poisoned"),
-    )
-    .expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut out, &global().registry.lock().expect("metrics registry poisoned"))
+        .expect("writing to a String cannot fail");
     out
 }
 
 pub fn count_document(source: SourceKind, outcome: DocOutcome) {
-    metrics()
-        .documents
-        .get_or_create(&DocLabels {
-            source: source.into(),
-            outcome,
-        })
-        .inc();
+    metrics().documents.get_or_create(&DocLabels { source: source.into(), outcome }).inc();
 }
 
 /// Sets up `tracing`: `RUST_LOG` wins over `log.level`.
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if cfg.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if cfg.format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
 #[cfg(test)]
@@ -228,9 +178,6 @@ mod tests {
     fn counters_show_up_in_the_exposition() {
         count_document(SourceKind::Audit, DocOutcome::duplicate);
         let text = encode();
-        assert!(
-            text.contains("klg_documents_total{source=\"audit\",outcome=\"duplicate\"}"),
-            "{text}"
-        );
+        assert!(text.contains("klg_documents_total{source=\"audit\",outcome=\"duplicate\"}"), "{text}");
     }
 }

@@ -109,19 +109,11 @@ impl AuditNormalizer {
     pub fn normalize(&self, raw: &RawValue) -> Result<Document, String> {
         let mut event = parse_event(raw)?;
         let time = DateTime::parse_from_rfc3339(&event.stage_timestamp)
-            .map_err(|e| {
-                format!(
-                    "field `stageTimestamp` {:?} is not an RFC 3339 time: {e}",
-                    event.stage_timestamp
-                )
-            })?
+            .map_err(|e| format!("field `stageTimestamp` {:?} is not an RFC 3339 time: {e}", event.stage_timestamp))?
             .with_timezone(&Utc);
         if let Some(received) = &event.request_received_timestamp {
-            DateTime::parse_from_rfc3339(received).map_err(|e| {
-                format!(
-                    "field `requestReceivedTimestamp` {received:?} is not an RFC 3339 time: {e}"
-                )
-            })?;
+            DateTime::parse_from_rfc3339(received)
+                .map_err(|e| format!("field `requestReceivedTimestamp` {received:?} is not an RFC 3339 time: {e}"))?;
         }
         let id = document_id(&[
             self.cluster.as_bytes(),
@@ -143,10 +135,7 @@ impl AuditNormalizer {
         }
         let ingested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let code = event.response_status.as_ref().and_then(|s| s.code);
-        let decision = event
-            .annotations
-            .get("authorization_k8s_io/decision")
-            .map(|d| d.as_ref());
+        let decision = event.annotations.get("authorization_k8s_io/decision").map(|d| d.as_ref());
         let outcome = match (decision, code) {
             (Some("forbid"), _) => "failure",
             (_, Some(c)) if c < 400 => "success",
@@ -163,43 +152,18 @@ impl AuditNormalizer {
                 action: event.verb.as_deref(),
                 outcome,
             },
-            orchestrator: Orchestrator {
-                kind: "kubernetes",
-                cluster: Named {
-                    name: &self.cluster,
-                },
-            },
+            orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
             host: Named { name: &self.host },
-            user: (event.user.username.is_some() || event.user.uid.is_some()).then(|| UserFields {
-                name: event.user.username.as_deref(),
-                id: event.user.uid.as_deref(),
-            }),
-            source: event
-                .source_ips
-                .first()
-                .and_then(|ip| ip.parse().ok())
-                .map(|ip| SourceFields { ip }),
-            user_agent: event
-                .user_agent
-                .as_deref()
-                .map(|original| Original { original }),
-            url: event
-                .request_uri
-                .as_deref()
-                .map(|original| Original { original }),
-            http: code.map(|status_code| Http {
-                response: HttpResponse { status_code },
-            }),
+            user: (event.user.username.is_some() || event.user.uid.is_some())
+                .then(|| UserFields { name: event.user.username.as_deref(), id: event.user.uid.as_deref() }),
+            source: event.source_ips.first().and_then(|ip| ip.parse().ok()).map(|ip| SourceFields { ip }),
+            user_agent: event.user_agent.as_deref().map(|original| Original { original }),
+            url: event.request_uri.as_deref().map(|original| Original { original }),
+            http: code.map(|status_code| Http { response: HttpResponse { status_code } }),
             kubernetes: Kubernetes { audit: &event },
         };
-        let body =
-            serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
-        Ok(Document {
-            index: self.index.index_for(time),
-            id,
-            body: Bytes::from(body),
-            source: SourceKind::Audit,
-        })
+        let body = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 
     /// The dead-letter document for an event the gateway refused. Its Secret
@@ -219,11 +183,7 @@ impl AuditNormalizer {
             "",
             &id,
             &original,
-            &Rejection {
-                status: None,
-                error_type: "invalid_audit_event".into(),
-                reason: reason.into(),
-            },
+            &Rejection { status: None, error_type: "invalid_audit_event".into(), reason: reason.into() },
         )
     }
 }
@@ -237,11 +197,7 @@ fn undot_keys<V>(map: &mut BTreeMap<Cow<'_, str>, V>) {
     }
     let old = std::mem::take(map);
     for (k, v) in old {
-        let k = if k.contains('.') {
-            Cow::Owned(k.replace('.', "_"))
-        } else {
-            k
-        };
+        let k = if k.contains('.') { Cow::Owned(k.replace('.', "_")) } else { k };
         map.insert(k, v);
     }
 }
@@ -251,22 +207,18 @@ fn looks_like_secret(text: &str) -> bool {
 }
 
 fn redact_event(event: &mut AuditEvent<'_>) {
-    let is_secret_resource = event.object_ref.as_ref().is_some_and(|r| {
-        r.resource.as_deref() == Some("secrets") && r.api_group.as_deref().unwrap_or("").is_empty()
-    });
-    for object in [&mut event.request_object, &mut event.response_object]
-        .into_iter()
-        .flatten()
-    {
+    let is_secret_resource = event
+        .object_ref
+        .as_ref()
+        .is_some_and(|r| r.resource.as_deref() == Some("secrets") && r.api_group.as_deref().unwrap_or("").is_empty());
+    for object in [&mut event.request_object, &mut event.response_object].into_iter().flatten() {
         if !is_secret_resource && !looks_like_secret(object.get()) {
             continue;
         }
         if let Ok(mut v) = serde_json::from_str::<Value>(object.get()) {
             if secrets::redact(&mut v) {
                 let text = v.to_string();
-                *object = RawObject::Owned(
-                    RawValue::from_string(text).expect("re-serialized JSON is valid"),
-                );
+                *object = RawObject::Owned(RawValue::from_string(text).expect("re-serialized JSON is valid"));
             }
         }
     }
@@ -365,26 +317,14 @@ mod tests {
         assert_eq!(v["user"]["id"], "u-1");
         assert_eq!(v["source"]["ip"], "192.0.2.10");
         assert_eq!(v["user_agent"]["original"], "kubectl/v1.31.0 (linux/amd64)");
-        assert_eq!(
-            v["url"]["original"],
-            "/apis/apps/v1/namespaces/shop/deployments/web"
-        );
+        assert_eq!(v["url"]["original"], "/apis/apps/v1/namespaces/shop/deployments/web");
         assert_eq!(v["http"]["response"]["status_code"], 200);
         assert_eq!(v["orchestrator"]["cluster"]["name"], "prod");
         let audit = &v["kubernetes"]["audit"];
         assert_eq!(audit["objectRef"]["resource"], "deployments");
-        assert_eq!(
-            audit["annotations"]["authorization_k8s_io/decision"],
-            "allow"
-        );
-        assert_eq!(
-            audit["user"]["extra"]["authentication_kubernetes_io/credential-id"][0],
-            "X509SHA256=ab"
-        );
-        assert_eq!(
-            audit["requestReceivedTimestamp"],
-            "2026-11-09T06:14:42.535854Z"
-        );
+        assert_eq!(audit["annotations"]["authorization_k8s_io/decision"], "allow");
+        assert_eq!(audit["user"]["extra"]["authentication_kubernetes_io/credential-id"][0], "X509SHA256=ab");
+        assert_eq!(audit["requestReceivedTimestamp"], "2026-11-09T06:14:42.535854Z");
     }
 
     #[test]
@@ -398,9 +338,7 @@ mod tests {
 
     #[test]
     fn forbidden_and_failed_authentication() {
-        let forbid = DELETE
-            .replace("\"allow\"", "\"forbid\"")
-            .replace("\"code\":200", "\"code\":403");
+        let forbid = DELETE.replace("\"allow\"", "\"forbid\"").replace("\"code\":200", "\"code\":403");
         assert_eq!(normalize(&forbid).unwrap().1["event"]["outcome"], "failure");
         let anon = r#"{"level":"Metadata","auditID":"x","stage":"ResponseStarted","requestURI":"/api","verb":"get","user":{},"sourceIPs":["203.0.113.5"],"responseStatus":{"metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401},"requestReceivedTimestamp":"2026-11-09T06:00:00.000000Z","stageTimestamp":"2026-11-09T06:00:00.000100Z"}"#;
         let (_, v) = normalize(anon).unwrap();
@@ -415,24 +353,14 @@ mod tests {
         let (doc, v) = normalize(update).unwrap();
         let text = String::from_utf8(doc.body.to_vec()).unwrap();
         assert!(!text.contains("aHVudGVyMg=="), "{text}");
-        assert_eq!(
-            v["kubernetes"]["audit"]["requestObject"]["data"]["password"],
-            "[REDACTED]"
-        );
-        assert_eq!(
-            v["kubernetes"]["audit"]["responseObject"]["metadata"]["resourceVersion"],
-            "9"
-        );
+        assert_eq!(v["kubernetes"]["audit"]["requestObject"]["data"]["password"], "[REDACTED]");
+        assert_eq!(v["kubernetes"]["audit"]["responseObject"]["metadata"]["resourceVersion"], "9");
     }
 
     #[test]
     fn bad_times_are_refused_with_the_field_name() {
-        let err =
-            normalize(&DELETE.replace("2026-11-09T06:14:42.541203Z", "yesterday")).unwrap_err();
-        assert!(
-            err.starts_with("field `stageTimestamp` \"yesterday\" is not an RFC 3339 time"),
-            "{err}"
-        );
+        let err = normalize(&DELETE.replace("2026-11-09T06:14:42.541203Z", "yesterday")).unwrap_err();
+        assert!(err.starts_with("field `stageTimestamp` \"yesterday\" is not an RFC 3339 time"), "{err}");
     }
 
     #[test]
@@ -446,9 +374,6 @@ mod tests {
         assert!(doc.index.starts_with("deadletter-"));
         assert_eq!(v["error"]["type"], "invalid_audit_event");
         assert_eq!(v["error"]["message"], "missing field `auditID`");
-        assert!(!v["event"]["original"]
-            .as_str()
-            .unwrap()
-            .contains("c2VjcmV0"));
+        assert!(!v["event"]["original"].as_str().unwrap().contains("c2VjcmV0"));
     }
 }

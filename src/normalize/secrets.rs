@@ -40,9 +40,7 @@ pub fn redact(value: &mut Value) -> bool {
             for item in items.iter_mut() {
                 if let Value::Object(op) = item {
                     let sensitive = op.get("path").and_then(Value::as_str).is_some_and(|p| {
-                        p.starts_with("/data")
-                            || p.starts_with("/stringData")
-                            || p.contains("last-applied-configuration")
+                        p.starts_with("/data") || p.starts_with("/stringData") || p.contains("last-applied-configuration")
                     });
                     if sensitive {
                         if let Some(v) = op.get_mut("value") {
@@ -88,14 +86,10 @@ mod tests {
         assert!(redact(&mut secret));
         assert_eq!(secret["data"]["password"], REDACTED);
         assert_eq!(secret["stringData"]["token"], REDACTED);
-        assert_eq!(
-            secret["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
-            REDACTED
-        );
+        assert_eq!(secret["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], REDACTED);
         assert_eq!(secret["metadata"]["annotations"]["other"], "kept");
 
-        let mut list =
-            json!({"kind":"SecretList","items":[{"data":{"a":"eA=="}},{"data":{"b":"eQ=="}}]});
+        let mut list = json!({"kind":"SecretList","items":[{"data":{"a":"eA=="}},{"data":{"b":"eQ=="}}]});
         assert!(redact(&mut list));
         assert_eq!(list["items"][1]["data"]["b"], REDACTED);
 

@@ -21,11 +21,7 @@ pub enum ClientError {
     #[error("elasticsearch.urls: {url:?}: {message}")]
     Url { url: String, message: String },
     #[error("{key}: cannot read {path}: {source}")]
-    File {
-        key: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    File { key: &'static str, path: String, source: std::io::Error },
     #[error("elasticsearch.tls.ca_file: {0}")]
     Ca(String),
     #[error("elasticsearch: cannot build the HTTP client: {0}")]
@@ -51,21 +47,16 @@ impl EsClient {
         let credentials = credentials(cfg)?;
         // `Certificate` is not Clone: keep the PEM and build one per transport.
         let ca_pem = match &cfg.tls.ca_file {
-            Some(ca) if !cfg.tls.insecure_skip_verify => {
-                Some(std::fs::read(ca).map_err(|source| ClientError::File {
-                    key: "elasticsearch.tls.ca_file",
-                    path: ca.display().to_string(),
-                    source,
-                })?)
-            }
+            Some(ca) if !cfg.tls.insecure_skip_verify => Some(std::fs::read(ca).map_err(|source| ClientError::File {
+                key: "elasticsearch.tls.ca_file",
+                path: ca.display().to_string(),
+                source,
+            })?),
             _ => None,
         };
         let mut nodes = Vec::new();
         for raw in &cfg.urls {
-            let url = Url::parse(raw).map_err(|e| ClientError::Url {
-                url: raw.clone(),
-                message: e.to_string(),
-            })?;
+            let url = Url::parse(raw).map_err(|e| ClientError::Url { url: raw.clone(), message: e.to_string() })?;
             let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url.clone()))
                 .timeout(cfg.request_timeout)
                 .disable_proxy()
@@ -76,21 +67,13 @@ impl EsClient {
             if cfg.tls.insecure_skip_verify {
                 builder = builder.cert_validation(CertificateValidation::None);
             } else if let Some(pem) = &ca_pem {
-                let cert =
-                    Certificate::from_pem(pem).map_err(|e| ClientError::Ca(e.to_string()))?;
+                let cert = Certificate::from_pem(pem).map_err(|e| ClientError::Ca(e.to_string()))?;
                 builder = builder.cert_validation(CertificateValidation::Full(cert));
             }
-            let transport = builder
-                .build()
-                .map_err(|e| ClientError::Build(e.to_string()))?;
+            let transport = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
             nodes.push((url, transport));
         }
-        Ok(EsClient {
-            nodes,
-            current: AtomicUsize::new(0),
-            compression: cfg.compression,
-            timeout: cfg.request_timeout,
-        })
+        Ok(EsClient { nodes, current: AtomicUsize::new(0), compression: cfg.compression, timeout: cfg.request_timeout })
     }
 
     /// The URL the next request goes to.
@@ -106,12 +89,7 @@ impl EsClient {
     /// Moves on to the next URL, after a failure on `url`. Several workers may
     /// fail on the same node at once: only the first one moves the pointer.
     pub fn fail_over(&self, from: usize) {
-        let _ = self.current.compare_exchange(
-            from,
-            from.wrapping_add(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ = self.current.compare_exchange(from, from.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Sends a request to the current node. Any HTTP status is a `Reply`; only
@@ -135,17 +113,12 @@ impl EsClient {
             }
             other => other,
         };
-        let result = match transport
-            .send(method, path, headers, None::<&()>, body, Some(self.timeout))
-            .await
-        {
+        let result = match transport.send(method, path, headers, None::<&()>, body, Some(self.timeout)).await {
             Ok(resp) => {
                 let status = resp.status_code().as_u16();
                 match resp.bytes().await {
                     Ok(body) => Ok(Reply { status, body }),
-                    Err(e) => Err(RequestFailure::Transport(format!(
-                        "reading the response: {e}"
-                    ))),
+                    Err(e) => Err(RequestFailure::Transport(format!("reading the response: {e}"))),
                 }
             }
             Err(e) => Err(RequestFailure::Transport(e.to_string())),
@@ -155,19 +128,14 @@ impl EsClient {
 
     /// `POST /_bulk` with an NDJSON body.
     pub async fn bulk(&self, body: Bytes) -> (usize, Result<Reply, RequestFailure>) {
-        self.send(Method::Post, "/_bulk", Some(body), "application/x-ndjson")
-            .await
+        self.send(Method::Post, "/_bulk", Some(body), "application/x-ndjson").await
     }
 }
 
 fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClientError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|source| ClientError::File {
-            key,
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|source| ClientError::File { key, path: path.display().to_string(), source })
 }
 
 fn credentials(cfg: &ElasticsearchConfig) -> Result<Option<Credentials>, ClientError> {
@@ -180,19 +148,13 @@ fn credentials(cfg: &ElasticsearchConfig) -> Result<Option<Credentials>, ClientE
         return Ok(Some(Credentials::Basic(user.clone(), password)));
     }
     if let Some(p) = &a.api_key_file {
-        return Ok(Some(Credentials::EncodedApiKey(read_secret(
-            "elasticsearch.auth.api_key_file",
-            p,
-        )?)));
+        return Ok(Some(Credentials::EncodedApiKey(read_secret("elasticsearch.auth.api_key_file", p)?)));
     }
     if let Some(k) = &a.api_key {
         return Ok(Some(Credentials::EncodedApiKey(k.clone())));
     }
     if let Some(p) = &a.bearer_token_file {
-        return Ok(Some(Credentials::Bearer(read_secret(
-            "elasticsearch.auth.bearer_token_file",
-            p,
-        )?)));
+        return Ok(Some(Credentials::Bearer(read_secret("elasticsearch.auth.bearer_token_file", p)?)));
     }
     if let Some(t) = &a.bearer_token {
         return Ok(Some(Credentials::Bearer(t.clone())));

@@ -65,11 +65,7 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(pattern: IndexPattern, data_dir: &Path) -> Self {
-        DeadLetters {
-            pattern,
-            file_path: data_dir.join("dead-letter.ndjson"),
-            file: Mutex::new(None),
-        }
+        DeadLetters { pattern, file_path: data_dir.join("dead-letter.ndjson"), file: Mutex::new(None) }
     }
 
     pub fn file_path(&self) -> &Path {
@@ -98,12 +94,7 @@ impl DeadLetters {
             if let Some(parent) = self.file_path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            *guard = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.file_path)?,
-            );
+            *guard = Some(OpenOptions::new().create(true).append(true).open(&self.file_path)?);
         }
         let file = guard.as_mut().expect("opened above");
         let mut line = Vec::with_capacity(dead_letter.body.len() + refusal.len() + 64);
@@ -131,29 +122,14 @@ pub fn dead_letter_document(
     let now_text = now.to_rfc3339_opts(SecondsFormat::Micros, true);
     let body = DeadLetterBody {
         timestamp: &now_text,
-        event: DlEvent {
-            dataset: "kube_log_gateway.dead_letter",
-            kind: "pipeline_error",
-            original,
-            ingested: &now_text,
-        },
-        error: DlError {
-            kind: &rejection.error_type,
-            message: &rejection.reason,
-        },
-        dead_letter: DlInfo {
-            source: source.as_str(),
-            index,
-            id,
-            status: rejection.status,
-        },
+        event: DlEvent { dataset: "kube_log_gateway.dead_letter", kind: "pipeline_error", original, ingested: &now_text },
+        error: DlError { kind: &rejection.error_type, message: &rejection.reason },
+        dead_letter: DlInfo { source: source.as_str(), index, id, status: rejection.status },
     };
     Document {
         index: pattern.index_for(now),
         id: id.to_string(),
-        body: Bytes::from(
-            serde_json::to_vec(&body).expect("serializing a dead letter cannot fail"),
-        ),
+        body: Bytes::from(serde_json::to_vec(&body).expect("serializing a dead letter cannot fail")),
         source,
     }
 }
@@ -164,10 +140,7 @@ mod tests {
 
     #[test]
     fn keeps_the_original_and_the_reason() {
-        let dl = DeadLetters::new(
-            IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
-            Path::new("/tmp"),
-        );
+        let dl = DeadLetters::new(IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(), Path::new("/tmp"));
         let original = Document {
             index: "audit-2026.01.01".into(),
             id: "abc".into(),
@@ -176,11 +149,7 @@ mod tests {
         };
         let doc = dl.document(
             &original,
-            &Rejection {
-                status: Some(400),
-                error_type: "document_parsing_exception".into(),
-                reason: "bad".into(),
-            },
+            &Rejection { status: Some(400), error_type: "document_parsing_exception".into(), reason: "bad".into() },
         );
         assert!(doc.index.starts_with("deadletter-"));
         assert_eq!(doc.id, "abc");
@@ -196,12 +165,7 @@ mod tests {
     fn file_fallback_appends_lines() {
         let dir = tempfile::tempdir().unwrap();
         let dl = DeadLetters::new(IndexPattern::parse("deadletter").unwrap(), dir.path());
-        let doc = Document {
-            index: "deadletter".into(),
-            id: "1".into(),
-            body: Bytes::from_static(b"{}"),
-            source: SourceKind::Journald,
-        };
+        let doc = Document { index: "deadletter".into(), id: "1".into(), body: Bytes::from_static(b"{}"), source: SourceKind::Journald };
         dl.append_to_file(&doc, "refused").unwrap();
         dl.append_to_file(&doc, "again").unwrap();
         let text = std::fs::read_to_string(dl.file_path()).unwrap();

@@ -51,18 +51,8 @@ mod tests {
     #[test]
     fn one_create_line_per_document() {
         let docs = vec![
-            Document {
-                index: "audit-2026.01.01".into(),
-                id: "a".into(),
-                body: Bytes::from_static(b"{\"x\":1}"),
-                source: SourceKind::Audit,
-            },
-            Document {
-                index: "audit-2026.01.02".into(),
-                id: "b\"".into(),
-                body: Bytes::from_static(b"{}"),
-                source: SourceKind::Audit,
-            },
+            Document { index: "audit-2026.01.01".into(), id: "a".into(), body: Bytes::from_static(b"{\"x\":1}"), source: SourceKind::Audit },
+            Document { index: "audit-2026.01.02".into(), id: "b\"".into(), body: Bytes::from_static(b"{}"), source: SourceKind::Audit },
         ];
         let body = String::from_utf8(bulk_body(&docs)).unwrap();
         assert_eq!(
@@ -78,9 +68,7 @@ mod tests {
         let data = b"{\"create\":{}}\n".repeat(100);
         let gz = gzip(&data);
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
         assert!(gz.len() < data.len() / 5);
     }

@@ -15,11 +15,7 @@ pub enum Outcome {
     Retry { status: u16, error: String },
     /// Any other 4xx: Elasticsearch will never take this document as it is
     /// (mapping or parsing error). Goes to the dead-letter index.
-    Reject {
-        status: u16,
-        error_type: String,
-        reason: String,
-    },
+    Reject { status: u16, error_type: String, reason: String },
 }
 
 impl Outcome {
@@ -30,16 +26,12 @@ impl Outcome {
             409 => Outcome::Duplicate,
             429 | 500..=599 => Outcome::Retry {
                 status,
-                error: error
-                    .map(ItemError::describe)
-                    .unwrap_or_else(|| format!("status {status}")),
+                error: error.map(ItemError::describe).unwrap_or_else(|| format!("status {status}")),
             },
             _ => Outcome::Reject {
                 status,
                 error_type: error_type(),
-                reason: error
-                    .map(ItemError::describe)
-                    .unwrap_or_else(|| format!("status {status}")),
+                reason: error.map(ItemError::describe).unwrap_or_else(|| format!("status {status}")),
             },
         }
     }
@@ -90,11 +82,7 @@ impl ItemError {
         let mut out = format!("{}: {}", self.kind, self.reason.as_deref().unwrap_or(""));
         let mut cause = self.caused_by.as_deref();
         while let Some(c) = cause {
-            out.push_str(&format!(
-                "; caused by {}: {}",
-                c.kind,
-                c.reason.as_deref().unwrap_or("")
-            ));
+            out.push_str(&format!("; caused by {}: {}", c.kind, c.reason.as_deref().unwrap_or("")));
             cause = c.caused_by.as_deref();
         }
         out
@@ -103,19 +91,11 @@ impl ItemError {
 
 /// One [`Outcome`] per document sent, in the order sent.
 pub fn parse_bulk_response(body: &[u8], sent: usize) -> Result<Vec<Outcome>, BulkResponseError> {
-    let resp: BulkResponse =
-        serde_json::from_slice(body).map_err(|e| BulkResponseError::Json(e.to_string()))?;
+    let resp: BulkResponse = serde_json::from_slice(body).map_err(|e| BulkResponseError::Json(e.to_string()))?;
     if resp.items.len() != sent {
-        return Err(BulkResponseError::Count {
-            got: resp.items.len(),
-            sent,
-        });
+        return Err(BulkResponseError::Count { got: resp.items.len(), sent });
     }
-    Ok(resp
-        .items
-        .iter()
-        .map(|i| Outcome::from_item(i.create.status, i.create.error.as_ref()))
-        .collect())
+    Ok(resp.items.iter().map(|i| Outcome::from_item(i.create.status, i.create.error.as_ref())).collect())
 }
 
 #[cfg(test)]
@@ -136,20 +116,13 @@ mod tests {
         let outcomes = parse_bulk_response(MIXED.as_bytes(), 5).unwrap();
         assert_eq!(outcomes[0], Outcome::Created);
         assert_eq!(outcomes[1], Outcome::Duplicate);
-        assert!(
-            matches!(&outcomes[2], Outcome::Retry { status: 429, error } if error.starts_with("es_rejected_execution_exception"))
-        );
+        assert!(matches!(&outcomes[2], Outcome::Retry { status: 429, error } if error.starts_with("es_rejected_execution_exception")));
         match &outcomes[3] {
-            Outcome::Reject {
-                status,
-                error_type,
-                reason,
-            } => {
+            Outcome::Reject { status, error_type, reason } => {
                 assert_eq!(*status, 400);
                 assert_eq!(error_type, "document_parsing_exception");
                 assert!(reason.contains("failed to parse field [http.response.status_code]"));
-                assert!(reason
-                    .ends_with("caused by illegal_argument_exception: For input string: \"abc\""));
+                assert!(reason.ends_with("caused by illegal_argument_exception: For input string: \"abc\""));
             }
             other => panic!("{other:?}"),
         }
@@ -159,27 +132,18 @@ mod tests {
     #[test]
     fn all_created() {
         let body = r#"{"errors":false,"took":1,"items":[{"create":{"_index":"i","_id":"1","status":201}},{"create":{"_index":"i","_id":"2","status":201}}]}"#;
-        assert_eq!(
-            parse_bulk_response(body.as_bytes(), 2).unwrap(),
-            vec![Outcome::Created, Outcome::Created]
-        );
+        assert_eq!(parse_bulk_response(body.as_bytes(), 2).unwrap(), vec![Outcome::Created, Outcome::Created]);
     }
 
     #[test]
     fn item_count_mismatch_is_an_error() {
         let body = r#"{"errors":false,"items":[{"create":{"status":201}}]}"#;
-        assert_eq!(
-            parse_bulk_response(body.as_bytes(), 2),
-            Err(BulkResponseError::Count { got: 1, sent: 2 })
-        );
+        assert_eq!(parse_bulk_response(body.as_bytes(), 2), Err(BulkResponseError::Count { got: 1, sent: 2 }));
     }
 
     #[test]
     fn not_a_bulk_response() {
         let body = r#"{"error":{"root_cause":[],"type":"x"},"status":400}"#;
-        assert!(matches!(
-            parse_bulk_response(body.as_bytes(), 1),
-            Err(BulkResponseError::Json(_))
-        ));
+        assert!(matches!(parse_bulk_response(body.as_bytes(), 1), Err(BulkResponseError::Json(_))));
     }
 }

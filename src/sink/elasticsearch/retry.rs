@@ -38,9 +38,7 @@ impl RequestFailure {
             RequestFailure::Transport(_) => Action::Retry { failover: true },
             RequestFailure::Status { status: 413, .. } => Action::Split,
             // 5xx from one node says little about the others.
-            RequestFailure::Status { status, .. } if *status >= 500 => {
-                Action::Retry { failover: true }
-            }
+            RequestFailure::Status { status, .. } if *status >= 500 => Action::Retry { failover: true },
             // 429 (cluster busy), 401/403 (credentials being rotated), 404 (a proxy
             // in the way): nothing a different attempt of ours would fix, but also
             // nothing worth losing documents over. Retry and log loudly.
@@ -100,50 +98,16 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(
-            RequestFailure::Transport("refused".into()).action(),
-            Action::Retry { failover: true }
-        );
-        assert_eq!(
-            RequestFailure::Status {
-                status: 503,
-                body: String::new()
-            }
-            .action(),
-            Action::Retry { failover: true }
-        );
-        assert_eq!(
-            RequestFailure::Status {
-                status: 429,
-                body: String::new()
-            }
-            .action(),
-            Action::Retry { failover: false }
-        );
-        assert_eq!(
-            RequestFailure::Status {
-                status: 413,
-                body: String::new()
-            }
-            .action(),
-            Action::Split
-        );
-        assert_eq!(
-            RequestFailure::Status {
-                status: 401,
-                body: String::new()
-            }
-            .action(),
-            Action::Retry { failover: false }
-        );
+        assert_eq!(RequestFailure::Transport("refused".into()).action(), Action::Retry { failover: true });
+        assert_eq!(RequestFailure::Status { status: 503, body: String::new() }.action(), Action::Retry { failover: true });
+        assert_eq!(RequestFailure::Status { status: 429, body: String::new() }.action(), Action::Retry { failover: false });
+        assert_eq!(RequestFailure::Status { status: 413, body: String::new() }.action(), Action::Split);
+        assert_eq!(RequestFailure::Status { status: 401, body: String::new() }.action(), Action::Retry { failover: false });
     }
 
     #[test]
     fn backoff_is_capped_and_jittered() {
-        let cfg = RetryConfig {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        };
+        let cfg = RetryConfig { initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1) };
         let mut b = Backoff::new(&cfg);
         let delays: Vec<Duration> = (0..50).map(|_| b.next_delay()).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));

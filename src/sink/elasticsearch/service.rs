@@ -73,10 +73,7 @@ impl Sink {
         let inner = Arc::new(Inner {
             client: client.clone(),
             dead_letters: DeadLetters::new(patterns.dead_letter.clone(), &cfg.data_dir),
-            limiter: es
-                .documents_per_second
-                .and_then(NonZeroU32::new)
-                .map(DocLimiter::new),
+            limiter: es.documents_per_second.and_then(NonZeroU32::new).map(DocLimiter::new),
             retry: es.retry.clone(),
             shutdown: shutdown.clone(),
             error_log: LogThrottle::new(es.dead_letter_log_interval),
@@ -85,15 +82,10 @@ impl Sink {
         let (tx, rx) = mpsc::channel(64);
         let batch = es.batch.clone();
         let max_in_flight = es.max_in_flight;
-        let install = es
-            .install_templates
-            .then(|| templates::all(&patterns, &es.template));
+        let install = es.install_templates.then(|| templates::all(&patterns, &es.template));
         let handle = tokio::spawn(async move {
             if let Some(templates) = install {
-                if templates::install_until_done(&client, &templates, &inner.retry, &shutdown)
-                    .await
-                    .is_err()
-                {
+                if templates::install_until_done(&client, &templates, &inner.retry, &shutdown).await.is_err() {
                     return;
                 }
             }
@@ -107,10 +99,7 @@ impl Sink {
     /// Elasticsearch is unavailable.
     pub async fn deliver(&self, docs: Vec<Document>) -> Result<DeliveryReport, Cancelled> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(Submission { docs, done })
-            .await
-            .map_err(|_| Cancelled)?;
+        self.tx.send(Submission { docs, done }).await.map_err(|_| Cancelled)?;
         rx.await.map_err(|_| Cancelled)
     }
 }
@@ -173,12 +162,7 @@ struct Inner {
     dead_letter_log: LogThrottle,
 }
 
-async fn batcher(
-    inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<Submission>,
-    cfg: BatchConfig,
-    max_in_flight: usize,
-) {
+async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, max_in_flight: usize) {
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let mut pending: Vec<Pending> = Vec::new();
     let mut bytes = 0usize;
@@ -193,9 +177,7 @@ async fn batcher(
             }
             _ = inner.shutdown.aborted() => return,
         };
-        let Some(Submission { docs, done }) = submission else {
-            break;
-        };
+        let Some(Submission { docs, done }) = submission else { break };
         if docs.is_empty() {
             let _ = done.send(DeliveryReport::default());
             continue;
@@ -207,11 +189,7 @@ async fn batcher(
         });
         for doc in docs {
             bytes += encoder::encoded_len(&doc);
-            pending.push(Pending {
-                doc,
-                role: Role::Primary,
-                tracker: tracker.clone(),
-            });
+            pending.push(Pending { doc, role: Role::Primary, tracker: tracker.clone() });
             if (pending.len() >= cfg.max_documents || bytes >= cfg.max_bytes)
                 && !flush(&inner, &slots, &mut pending, &mut bytes).await
             {
@@ -242,12 +220,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Hands the pending documents to a worker once one is free. `false` if the
 /// shutdown aborted while waiting.
-async fn flush(
-    inner: &Arc<Inner>,
-    slots: &Arc<Semaphore>,
-    pending: &mut Vec<Pending>,
-    bytes: &mut usize,
-) -> bool {
+async fn flush(inner: &Arc<Inner>, slots: &Arc<Semaphore>, pending: &mut Vec<Pending>, bytes: &mut usize) -> bool {
     if pending.is_empty() {
         return true;
     }
@@ -284,18 +257,12 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                 r = inner.client.bulk(body) => r,
                 _ = inner.shutdown.aborted() => return,
             };
-            telemetry::metrics()
-                .bulk_seconds
-                .observe(started.elapsed().as_secs_f64());
+            telemetry::metrics().bulk_seconds.observe(started.elapsed().as_secs_f64());
             let outcomes = result.and_then(|reply| {
                 if reply.status == 200 {
-                    parse_bulk_response(&reply.body, todo.len())
-                        .map_err(|e| RequestFailure::Malformed(e.to_string()))
+                    parse_bulk_response(&reply.body, todo.len()).map_err(|e| RequestFailure::Malformed(e.to_string()))
                 } else {
-                    Err(RequestFailure::Status {
-                        status: reply.status,
-                        body: truncate(&reply.body, 512),
-                    })
+                    Err(RequestFailure::Status { status: reply.status, body: truncate(&reply.body, 512) })
                 }
             });
             let outcomes = match outcomes {
@@ -305,10 +272,7 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                         RequestFailure::Transport(_) => BulkResult::transport_error,
                         _ => BulkResult::http_error,
                     };
-                    telemetry::metrics()
-                        .bulk_requests
-                        .get_or_create(&BulkLabels { result: label })
-                        .inc();
+                    telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: label }).inc();
                     if let Some(suppressed) = inner.error_log.check() {
                         tracing::warn!(url = %inner.client.current_url(), documents = todo.len(), suppressed,
                             "bulk request failed, will retry: {failure}");
@@ -343,12 +307,7 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                     }
                 }
             };
-            telemetry::metrics()
-                .bulk_requests
-                .get_or_create(&BulkLabels {
-                    result: BulkResult::ok,
-                })
-                .inc();
+            telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: BulkResult::ok }).inc();
             let mut again = Vec::new();
             let mut must_wait = false;
             for (p, outcome) in todo.drain(..).zip(outcomes) {
@@ -370,38 +329,17 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                         must_wait = true;
                         again.push(p);
                     }
-                    (
-                        Outcome::Reject {
-                            status,
-                            error_type,
-                            reason,
-                        },
-                        Role::Primary,
-                    ) => {
-                        let rejection = Rejection {
-                            status: Some(status),
-                            error_type,
-                            reason,
-                        };
+                    (Outcome::Reject { status, error_type, reason }, Role::Primary) => {
+                        let rejection = Rejection { status: Some(status), error_type, reason };
                         again.push(dead_letter(inner, p, &rejection));
                     }
-                    (
-                        Outcome::Reject {
-                            status,
-                            error_type,
-                            reason,
-                        },
-                        Role::DeadLetter,
-                    ) => {
+                    (Outcome::Reject { status, error_type, reason }, Role::DeadLetter) => {
                         let refusal = format!("{status} {error_type}: {reason}");
                         match inner.dead_letters.append_to_file(&p.doc, &refusal) {
                             Ok(()) => {
                                 tracing::error!(file = %inner.dead_letters.file_path().display(), id = %p.doc.id,
                                     "the dead-letter index refused a document ({refusal}); appended to the file");
-                                telemetry::count_document(
-                                    p.doc.source,
-                                    DocOutcome::dead_letter_file,
-                                );
+                                telemetry::count_document(p.doc.source, DocOutcome::dead_letter_file);
                                 p.tracker.finish(Final::DeadLettered);
                             }
                             Err(e) => {
@@ -428,11 +366,7 @@ fn dead_letter(inner: &Inner, p: Pending, rejection: &Rejection) -> Pending {
             "Elasticsearch refused a document; writing it to the dead-letter index: {}", rejection.reason);
     }
     let doc = inner.dead_letters.document(&p.doc, rejection);
-    Pending {
-        doc,
-        role: Role::DeadLetter,
-        tracker: p.tracker,
-    }
+    Pending { doc, role: Role::DeadLetter, tracker: p.tracker }
 }
 
 /// Sleeps for the next backoff delay; `false` if the shutdown aborted meanwhile.

@@ -86,23 +86,12 @@ pub fn template_name(pattern: &IndexPattern) -> String {
         .trim_end_matches('*')
         .trim_end_matches(['-', '.', '_'])
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
         .collect();
     format!("kube-log-gateway-{stem}")
 }
 
-pub fn template(
-    pattern: &IndexPattern,
-    settings: &TemplateSettings,
-    specific: Value,
-    dynamic_templates: Value,
-) -> Template {
+pub fn template(pattern: &IndexPattern, settings: &TemplateSettings, specific: Value, dynamic_templates: Value) -> Template {
     let mut properties = common_properties();
     merge(&mut properties, specific);
     Template {
@@ -140,18 +129,8 @@ pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Templat
             crate::normalize::audit::mapping_properties(),
             crate::normalize::audit::dynamic_templates(),
         ),
-        template(
-            &patterns.containers,
-            settings,
-            crate::normalize::container::mapping_properties(),
-            json!([]),
-        ),
-        template(
-            &patterns.dead_letter,
-            settings,
-            dead_letter_properties(),
-            json!([]),
-        ),
+        template(&patterns.containers, settings, crate::normalize::container::mapping_properties(), json!([])),
+        template(&patterns.dead_letter, settings, dead_letter_properties(), json!([])),
     ];
     // Distinct patterns only: two sources may share an index pattern.
     out.dedup_by(|a, b| a.name == b.name);
@@ -163,17 +142,12 @@ pub async fn install(client: &EsClient, templates: &[Template]) -> Result<(), Re
     for t in templates {
         let body = bytes::Bytes::from(serde_json::to_vec(&t.body).expect("a template serializes"));
         let path = format!("/_index_template/{}", t.name);
-        let (_, reply) = client
-            .send(Method::Put, &path, Some(body), "application/json")
-            .await;
+        let (_, reply) = client.send(Method::Put, &path, Some(body), "application/json").await;
         let reply = reply?;
         if reply.status != 200 {
             return Err(RequestFailure::Status {
                 status: reply.status,
-                body: String::from_utf8_lossy(&reply.body)
-                    .chars()
-                    .take(1000)
-                    .collect(),
+                body: String::from_utf8_lossy(&reply.body).chars().take(1000).collect(),
             });
         }
         tracing::info!(template = %t.name, "index template installed");
@@ -198,23 +172,12 @@ pub async fn install_until_done(
             Ok(()) => return Ok(()),
             Err(e) => {
                 match &e {
-                    RequestFailure::Status { status, .. }
-                        if (400..500).contains(status) && *status != 429 =>
-                    {
+                    RequestFailure::Status { status, .. } if (400..500).contains(status) && *status != 429 => {
                         tracing::error!(url = %at, "Elasticsearch refused an index template (check the credentials' privileges): {e}")
                     }
-                    _ => {
-                        tracing::warn!(url = %at, "cannot install index templates yet, will retry: {e}")
-                    }
+                    _ => tracing::warn!(url = %at, "cannot install index templates yet, will retry: {e}"),
                 }
-                if matches!(
-                    e,
-                    RequestFailure::Transport(_)
-                        | RequestFailure::Status {
-                            status: 500..=599,
-                            ..
-                        }
-                ) {
+                if matches!(e, RequestFailure::Transport(_) | RequestFailure::Status { status: 500..=599, .. }) {
                     let current = client.current_index();
                     client.fail_over(current);
                 }
@@ -238,10 +201,7 @@ mod tests {
         let t = template(&p, &TemplateSettings::default(), json!({}), json!([]));
         assert_eq!(t.body["index_patterns"], json!(["audit-*"]));
         assert_eq!(t.body["template"]["mappings"]["dynamic"], json!(false));
-        assert_eq!(
-            t.body["template"]["mappings"]["properties"]["@timestamp"]["type"],
-            "date_nanos"
-        );
+        assert_eq!(t.body["template"]["mappings"]["properties"]["@timestamp"]["type"], "date_nanos");
     }
 
     #[test]

@@ -23,12 +23,7 @@ pub struct AuditEvent<'a> {
     pub audit_id: Cow<'a, str>,
     #[serde(borrow)]
     pub stage: Cow<'a, str>,
-    #[serde(
-        borrow,
-        default,
-        rename = "requestURI",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(borrow, default, rename = "requestURI", skip_serializing_if = "Option::is_none")]
     pub request_uri: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub verb: Option<Cow<'a, str>>,
@@ -36,12 +31,7 @@ pub struct AuditEvent<'a> {
     pub user: UserInfo<'a>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub impersonated_user: Option<UserInfo<'a>>,
-    #[serde(
-        borrow,
-        default,
-        rename = "sourceIPs",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(borrow, default, rename = "sourceIPs", skip_serializing_if = "Vec::is_empty")]
     pub source_ips: Vec<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<Cow<'a, str>>,
@@ -146,11 +136,7 @@ impl Serialize for RawObject<'_> {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
     #[error("request body is not valid JSON: {message} at line {line}, column {column}")]
-    Json {
-        message: String,
-        line: usize,
-        column: usize,
-    },
+    Json { message: String, line: usize, column: usize },
     #[error("request body must be an EventList, an Event or a JSON array of events; got {0}")]
     Shape(&'static str),
     #[error("EventList has no `items` array")]
@@ -165,11 +151,7 @@ impl PayloadError {
             Some(i) => message[..i].to_string(),
             None => message,
         };
-        PayloadError::Json {
-            message,
-            line: e.line(),
-            column: e.column(),
-        }
+        PayloadError::Json { message, line: e.line(), column: e.column() }
     }
 }
 
@@ -193,9 +175,7 @@ pub fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, PayloadError> {
             match (probe.kind.as_deref(), probe.items) {
                 (_, Some(items)) => Ok(items),
                 (Some("EventList"), None) => Err(PayloadError::NoItems),
-                (_, None) => Ok(vec![
-                    serde_json::from_slice::<&RawValue>(body).map_err(PayloadError::json)?
-                ]),
+                (_, None) => Ok(vec![serde_json::from_slice::<&RawValue>(body).map_err(PayloadError::json)?]),
             }
         }
         None => Err(PayloadError::Shape("an empty body")),
@@ -239,14 +219,9 @@ mod tests {
 
     #[test]
     fn event_list_single_event_and_array() {
-        let list = format!(
-            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{EVENT},{EVENT}]}}"#
-        );
+        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{EVENT},{EVENT}]}}"#);
         assert_eq!(split_items(list.as_bytes()).unwrap().len(), 2);
-        let single = EVENT.replace(
-            "{\"level\"",
-            "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\"",
-        );
+        let single = EVENT.replace("{\"level\"", "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\"");
         let items = split_items(single.as_bytes()).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(parse_event(items[0]).unwrap().audit_id, "a1");
@@ -256,59 +231,33 @@ mod tests {
 
     #[test]
     fn malformed_json_names_line_and_column() {
-        let err =
-            split_items(b"{\"kind\":\"EventList\",\n\"items\":[{\"auditID\": }]}").unwrap_err();
+        let err = split_items(b"{\"kind\":\"EventList\",\n\"items\":[{\"auditID\": }]}").unwrap_err();
         match err {
-            PayloadError::Json {
-                line,
-                column,
-                message,
-            } => {
+            PayloadError::Json { line, column, message } => {
                 assert_eq!(line, 2);
                 assert_eq!(column, 22);
                 assert_eq!(message, "expected value");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            split_items(b"  ").unwrap_err(),
-            PayloadError::Shape("an empty body")
-        );
-        assert_eq!(
-            split_items(b"42").unwrap_err(),
-            PayloadError::Shape("a JSON scalar")
-        );
-        assert_eq!(
-            split_items(br#"{"kind":"EventList"}"#).unwrap_err(),
-            PayloadError::NoItems
-        );
+        assert_eq!(split_items(b"  ").unwrap_err(), PayloadError::Shape("an empty body"));
+        assert_eq!(split_items(b"42").unwrap_err(), PayloadError::Shape("a JSON scalar"));
+        assert_eq!(split_items(br#"{"kind":"EventList"}"#).unwrap_err(), PayloadError::NoItems);
     }
 
     #[test]
     fn missing_required_fields_are_named() {
         for (field, json) in [
-            (
-                "auditID",
-                r#"{"stage":"ResponseComplete","stageTimestamp":"2026-01-01T00:00:00Z"}"#,
-            ),
-            (
-                "stage",
-                r#"{"auditID":"x","stageTimestamp":"2026-01-01T00:00:00Z"}"#,
-            ),
-            (
-                "stageTimestamp",
-                r#"{"auditID":"x","stage":"ResponseComplete"}"#,
-            ),
+            ("auditID", r#"{"stage":"ResponseComplete","stageTimestamp":"2026-01-01T00:00:00Z"}"#),
+            ("stage", r#"{"auditID":"x","stageTimestamp":"2026-01-01T00:00:00Z"}"#),
+            ("stageTimestamp", r#"{"auditID":"x","stage":"ResponseComplete"}"#),
         ] {
             let raw: &RawValue = serde_json::from_str(json).unwrap();
             let err = parse_event(raw).unwrap_err();
             assert_eq!(err, format!("missing field `{field}`"));
         }
         let raw: &RawValue = serde_json::from_str("[1]").unwrap();
-        assert_eq!(
-            parse_event(raw).unwrap_err(),
-            "an event must be a JSON object"
-        );
+        assert_eq!(parse_event(raw).unwrap_err(), "an event must be a JSON object");
     }
 
     #[test]
