@@ -20,7 +20,7 @@ pub fn http() -> reqwest::Client {
 /// Fails loudly if Elasticsearch is not up.
 pub async fn require_es() {
     let url = es_url();
-    match http().get(&url).send().await {
+    match http().get(format!("{url}/_cluster/health")).send().await {
         Ok(r) if r.status().is_success() => {}
         other => panic!(
             "Elasticsearch is not reachable at {url} ({other:?}). Start it with `scripts/elasticsearch.sh start` \

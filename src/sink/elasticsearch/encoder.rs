@@ -51,8 +51,18 @@ mod tests {
     #[test]
     fn one_create_line_per_document() {
         let docs = vec![
-            Document { index: "audit-2026.01.01".into(), id: "a".into(), body: Bytes::from_static(b"{\"x\":1}"), source: SourceKind::Audit },
-            Document { index: "audit-2026.01.02".into(), id: "b\"".into(), body: Bytes::from_static(b"{}"), source: SourceKind::Audit },
+            Document {
+                index: "audit-2026.01.01".into(),
+                id: "a".into(),
+                body: Bytes::from_static(b"{\"x\":1}"),
+                source: SourceKind::Audit,
+            },
+            Document {
+                index: "audit-2026.01.02".into(),
+                id: "b\"".into(),
+                body: Bytes::from_static(b"{}"),
+                source: SourceKind::Audit,
+            },
         ];
         let body = String::from_utf8(bulk_body(&docs)).unwrap();
         assert_eq!(
