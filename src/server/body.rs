@@ -46,25 +46,46 @@ pub fn check_headers(headers: &HeaderMap) -> Result<bool, BodyError> {
 /// Reads the whole body, refusing with 413 past `max` bytes on the wire or,
 /// for gzip, after inflation.
 pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Result<Bytes, BodyError> {
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > max {
-            return Err(too_large(max, "Content-Length"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        drain(body, max).await;
+        return Err(too_large(max, "Content-Length"));
+    }
+    let mut body = body;
+    let mut wire = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| err(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if (wire.len() + data.len()) as u64 > max {
+                drain(body, max).await;
+                return Err(too_large(max, "the body"));
+            }
+            wire.extend_from_slice(&data);
         }
     }
-    let limited = http_body_util::Limited::new(body, max as usize);
-    let wire = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(too_large(max, "the body"))
-        }
-        Err(e) => return Err(err(StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))),
-    };
+    let wire = wire.freeze();
     if !gzip {
         return Ok(wire);
     }
     inflate(&wire, max)
+}
+
+/// Reads and discards what is left of a refused body — at most `4 × max`
+/// bytes or 5 s — so that the client gets to read our 413 instead of a reset
+/// connection.
+async fn drain(mut body: Body, max: u64) {
+    let budget = max.saturating_mul(4);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > budget {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Inflates gzip, reading at most `max + 1` bytes of output.
