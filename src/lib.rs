@@ -13,6 +13,7 @@ pub mod index_pattern;
 pub mod limits;
 pub mod log_throttle;
 pub mod normalize;
+pub mod sample;
 pub mod serve;
 pub mod server;
 pub mod shutdown;
