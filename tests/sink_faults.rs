@@ -213,7 +213,8 @@ async fn a_dead_node_and_a_503_are_retried_on_the_next_url() {
 
 #[tokio::test]
 async fn too_large_requests_are_split() {
-    let (url, fake) = start_fake(|_, items| if items.len() > 2 { (413, json!({})) } else { items_response(items, |_, _| 201) }).await;
+    let (url, fake) =
+        start_fake(|_, items| if items.len() > 2 { (413, json!({})) } else { items_response(items, |_, _| 201) }).await;
     let (report, _dir) = deliver(&[url], 4).await;
     assert_eq!(report.unwrap().created, 4);
     let sizes: Vec<usize> = fake.requests.lock().unwrap().iter().map(Vec::len).collect();

@@ -303,3 +303,111 @@ pub async fn metric(admin: &str, name: &str, labels: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A second, private Elasticsearch on `port`, for tests that stop it.
+pub struct EsInstance {
+    pub port: u16,
+}
+
+impl EsInstance {
+    pub fn script(port: u16, action: &str) -> bool {
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/elasticsearch.sh"))
+            .arg(action)
+            .env("ES_PORT", port.to_string())
+            .env("ES_HEAP", "384m")
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    pub fn start(port: u16) -> EsInstance {
+        assert!(Self::script(port, "start"), "could not start Elasticsearch on port {port}");
+        EsInstance { port }
+    }
+
+    pub fn stop(&self) {
+        assert!(Self::script(self.port, "stop"), "could not stop Elasticsearch on port {}", self.port);
+    }
+
+    pub fn resume(&self) {
+        assert!(Self::script(self.port, "start"), "could not restart Elasticsearch on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for EsInstance {
+    fn drop(&mut self) {
+        Self::script(self.port, "wipe");
+    }
+}
+
+/// Sends `batches` (bodies) with `concurrency` connections; returns, per batch,
+/// the last HTTP status (0 = transport error). Stops early when `stop` is set.
+pub async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    batches: std::sync::Arc<Vec<String>>,
+    concurrency: usize,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<u16> {
+    use std::sync::atomic::Ordering;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(vec![0u16; batches.len()]));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, batches, next, statuses, acked, stop) = (
+            client.clone(),
+            url.to_string(),
+            batches.clone(),
+            next.clone(),
+            statuses.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= batches.len() {
+                    return;
+                }
+                let status = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(batches[i].clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                if status == 200 {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                statuses.lock().unwrap()[i] = status;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let out = statuses.lock().unwrap().clone();
+    out
+}
+
+/// auditIDs present more than once in `index` (exact: one shard).
+pub async fn duplicated_ids(index: &str) -> Vec<Value> {
+    refresh(index).await;
+    let body = serde_json::json!({"size": 0, "aggs": {"dups": {"terms": {"field": "kubernetes.audit.auditID", "min_doc_count": 2, "size": 10}}}});
+    let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    v["aggregations"]["dups"]["buckets"].as_array().unwrap().clone()
+}
