@@ -124,37 +124,16 @@ struct ErrorField<'a> {
 
 impl ContainerNormalizer {
     pub fn new(cluster: String, host: String, node: String, index: IndexPattern) -> Self {
-        ContainerNormalizer {
-            cluster,
-            host,
-            node,
-            index,
-            index_cache: None,
-        }
+        ContainerNormalizer { cluster, host, node, index, index_cache: None }
     }
 
-    pub fn file_context(
-        &self,
-        key: FileKey,
-        fingerprint: Fingerprint,
-        path: &Path,
-        meta: Metadata,
-    ) -> FileContext {
+    pub fn file_context(&self, key: FileKey, fingerprint: Fingerprint, path: &Path, meta: Metadata) -> FileContext {
         let mut id_prefix = blake3::Hasher::new();
-        for part in [
-            self.node.as_bytes(),
-            &key.dev.to_le_bytes(),
-            &key.ino.to_le_bytes(),
-            &fingerprint.to_bytes(),
-        ] {
+        for part in [self.node.as_bytes(), &key.dev.to_le_bytes(), &key.ino.to_le_bytes(), &fingerprint.to_bytes()] {
             id_prefix.update(&(part.len() as u64).to_le_bytes());
             id_prefix.update(part);
         }
-        FileContext {
-            id_prefix,
-            path: path.to_string_lossy().into_owned(),
-            meta,
-        }
+        FileContext { id_prefix, path: path.to_string_lossy().into_owned(), meta }
     }
 
     /// The `_id` of the message starting at `offset`:
@@ -201,44 +180,24 @@ impl ContainerNormalizer {
             timestamp: &rec.time_text,
             message: String::from_utf8_lossy(&rec.message),
             stream: rec.stream.map(|s| s.as_str()),
-            event: EventFields {
-                dataset: DATASET,
-                kind: "event",
-                id: &id,
-                ingested,
-            },
-            orchestrator: Orchestrator {
-                kind: "kubernetes",
-                cluster: Named {
-                    name: &self.cluster,
-                },
-            },
+            event: EventFields { dataset: DATASET, kind: "event", id: &id, ingested },
+            orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
             host: Named { name: &self.host },
             kubernetes: Kubernetes {
                 node: Named { name: &self.node },
                 namespace: m.namespace.as_deref(),
-                pod: (m.pod_name.is_some() || m.pod_uid.is_some()).then(|| Pod {
-                    name: m.pod_name.as_deref(),
-                    uid: m.pod_uid.as_deref(),
-                }),
+                pod: (m.pod_name.is_some() || m.pod_uid.is_some())
+                    .then(|| Pod { name: m.pod_name.as_deref(), uid: m.pod_uid.as_deref() }),
                 container: m.container_name.as_deref().map(|name| Named { name }),
             },
             container: m.container_id.as_deref().map(|id| Container { id }),
-            log: Log {
-                file: LogFile { path: &ctx.path },
-                offset: rec.offset,
-            },
+            log: Log { file: LogFile { path: &ctx.path }, offset: rec.offset },
             kube_log_gateway: (!flags.is_empty()).then_some(Gateway { flags }),
             error: rec.error.as_deref().map(|message| ErrorField { message }),
         };
         let mut body = Vec::with_capacity(rec.message.len() + 480 + ctx.path.len());
         serde_json::to_writer(&mut body, &doc).expect("serializing to a Vec cannot fail");
-        Document {
-            index: self.index_for(rec.time),
-            id,
-            body: Bytes::from(body),
-            source: SourceKind::Containers,
-        }
+        Document { index: self.index_for(rec.time), id, body: Bytes::from(body), source: SourceKind::Containers }
     }
 }
 
@@ -286,10 +245,7 @@ mod tests {
     fn id_matches_document_id() {
         let n = normalizer();
         let key = FileKey { dev: 7, ino: 42 };
-        let fp = Fingerprint {
-            len: 10,
-            hash: [3; 16],
-        };
+        let fp = Fingerprint { len: 10, hash: [3; 16] };
         let ctx = n.file_context(key, fp, Path::new("/x.log"), Metadata::default());
         let want = document_id(&[
             b"node-a",
@@ -314,10 +270,7 @@ mod tests {
         };
         let ctx = n.file_context(
             FileKey { dev: 1, ino: 2 },
-            Fingerprint {
-                len: 1,
-                hash: [0; 16],
-            },
+            Fingerprint { len: 1, hash: [0; 16] },
             Path::new("/l/a.log"),
             meta,
         );
@@ -328,10 +281,7 @@ mod tests {
             time: line.time,
             stream: Some(Stream::Stderr),
             message: line.message,
-            flags: Flags {
-                cut: true,
-                ..Flags::default()
-            },
+            flags: Flags { cut: true, ..Flags::default() },
             error: None,
         };
         let doc = n.normalize(&ctx, &rec, "2026-01-02T03:04:06.000Z");

@@ -30,10 +30,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn key(&self) -> FileKey {
-        FileKey {
-            dev: self.dev,
-            ino: self.ino,
-        }
+        FileKey { dev: self.dev, ino: self.ino }
     }
 }
 
@@ -46,20 +43,11 @@ struct OnDisk {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("cannot read checkpoint file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("checkpoint file {path} is corrupt: {source}")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Corrupt { path: PathBuf, source: serde_json::Error },
     #[error("cannot write checkpoint file {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 pub struct CheckpointStore {
@@ -68,9 +56,7 @@ pub struct CheckpointStore {
 
 impl CheckpointStore {
     pub fn new(data_dir: &Path) -> CheckpointStore {
-        CheckpointStore {
-            path: data_dir.join("containers").join("checkpoints.json"),
-        }
+        CheckpointStore { path: data_dir.join("containers").join("checkpoints.json") }
     }
 
     pub fn path(&self) -> &Path {
@@ -82,42 +68,26 @@ impl CheckpointStore {
         let text = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CheckpointError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(CheckpointError::Read { path: self.path.clone(), source }),
         };
-        let disk: OnDisk =
-            serde_json::from_slice(&text).map_err(|source| CheckpointError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?;
+        let disk: OnDisk = serde_json::from_slice(&text)
+            .map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
         Ok(Some(disk.files.into_iter().map(|e| (e.key(), e)).collect()))
     }
 
     pub fn save(&self, entries: &BTreeMap<FileKey, Entry>) -> Result<(), CheckpointError> {
-        let err = |source| CheckpointError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let err = |source| CheckpointError::Write { path: self.path.clone(), source };
         let dir = self.path.parent().expect("checkpoint path has a directory");
         std::fs::create_dir_all(dir).map_err(err)?;
-        let body = serde_json::to_vec_pretty(&OnDisk {
-            version: 1,
-            files: entries.values().cloned().collect(),
-        })
-        .expect("checkpoints serialize");
+        let body = serde_json::to_vec_pretty(&OnDisk { version: 1, files: entries.values().cloned().collect() })
+            .expect("checkpoints serialize");
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(&body).map_err(err)?;
         f.sync_all().map_err(err)?;
         drop(f);
         std::fs::rename(&tmp, &self.path).map_err(err)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
         Ok(())
     }
 }
@@ -134,10 +104,7 @@ mod tests {
         let e = Entry {
             dev: 1,
             ino: 2,
-            fingerprint: Fingerprint {
-                len: 3,
-                hash: [7; 16],
-            },
+            fingerprint: Fingerprint { len: 3, hash: [7; 16] },
             offset: 99,
             path: "/var/log/containers/a.log".into(),
             target: "/var/log/pods/x/a/0.log".into(),
@@ -146,10 +113,6 @@ mod tests {
         store.save(&map).unwrap();
         assert_eq!(store.load().unwrap(), Some(map));
         std::fs::write(store.path(), b"{").unwrap();
-        assert!(store
-            .load()
-            .unwrap_err()
-            .to_string()
-            .contains("checkpoints.json"));
+        assert!(store.load().unwrap_err().to_string().contains("checkpoints.json"));
     }
 }

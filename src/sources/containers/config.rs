@@ -7,10 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigError;
 
 fn key_error(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Key { key, message: message.into() }
 }
 
 /// Where to start in a file the gateway has never seen, on the very first start
@@ -94,23 +91,14 @@ impl ContainersConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const K: &str = "sources.containers";
         if self.paths.is_empty() {
-            return Err(key_error(
-                format!("{K}.paths"),
-                "must list at least one glob pattern",
-            ));
+            return Err(key_error(format!("{K}.paths"), "must list at least one glob pattern"));
         }
         for (i, p) in self.paths.iter().enumerate() {
             if let Err(e) = glob::Pattern::new(p) {
-                return Err(key_error(
-                    format!("{K}.paths[{i}]"),
-                    format!("{p:?} is not a glob pattern: {e}"),
-                ));
+                return Err(key_error(format!("{K}.paths[{i}]"), format!("{p:?} is not a glob pattern: {e}")));
             }
             if !p.starts_with('/') {
-                return Err(key_error(
-                    format!("{K}.paths[{i}]"),
-                    format!("{p:?} must be an absolute path"),
-                ));
+                return Err(key_error(format!("{K}.paths[{i}]"), format!("{p:?} must be an absolute path")));
             }
         }
         for (name, list) in [
@@ -123,19 +111,13 @@ impl ContainersConfig {
         ] {
             for (i, p) in list.iter().enumerate() {
                 if let Err(e) = glob::Pattern::new(p) {
-                    return Err(key_error(
-                        format!("{K}.{name}[{i}]"),
-                        format!("{p:?} is not a glob pattern: {e}"),
-                    ));
+                    return Err(key_error(format!("{K}.{name}[{i}]"), format!("{p:?} is not a glob pattern: {e}")));
                 }
             }
         }
         let at_least = |key: &str, value: usize, min: usize| {
             if value < min {
-                Err(key_error(
-                    format!("{K}.{key}"),
-                    format!("{value} is below the minimum {min}"),
-                ))
+                Err(key_error(format!("{K}.{key}"), format!("{value} is below the minimum {min}")))
             } else {
                 Ok(())
             }
@@ -146,16 +128,10 @@ impl ContainersConfig {
         at_least("batch_max_documents", self.batch_max_documents, 1)?;
         at_least("max_batches_in_flight", self.max_batches_in_flight, 1)?;
         if self.poll_interval.is_zero() {
-            return Err(key_error(
-                format!("{K}.poll_interval"),
-                "must be above zero",
-            ));
+            return Err(key_error(format!("{K}.poll_interval"), "must be above zero"));
         }
         if self.rotated_max_open < self.rotated_grace {
-            return Err(key_error(
-                format!("{K}.rotated_max_open"),
-                "must be at least rotated_grace",
-            ));
+            return Err(key_error(format!("{K}.rotated_max_open"), "must be at least rotated_grace"));
         }
         Ok(())
     }
@@ -218,20 +194,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let c = ContainersConfig {
-            exclude_pods: vec!["ok".into(), "[".into()],
-            ..Default::default()
-        };
+        let c = ContainersConfig { exclude_pods: vec!["ok".into(), "[".into()], ..Default::default() };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("sources.containers.exclude_pods[1]"), "{err}");
-        let c = ContainersConfig {
-            paths: vec!["relative/*.log".into()],
-            ..Default::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("sources.containers.paths[0]"));
+        let c = ContainersConfig { paths: vec!["relative/*.log".into()], ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("sources.containers.paths[0]"));
     }
 }

@@ -46,11 +46,7 @@ pub fn list(patterns: &[String]) -> Vec<Found> {
                 continue;
             };
             if meta.is_file() {
-                out.push(Found {
-                    key: FileKey::of(&meta),
-                    len: meta.len(),
-                    path,
-                });
+                out.push(Found { key: FileKey::of(&meta), len: meta.len(), path });
             }
         }
     }
@@ -64,42 +60,24 @@ pub struct Filters {
 
 impl Filters {
     pub fn new(cfg: &ContainersConfig) -> Filters {
-        let compile = |list: &[String]| {
-            list.iter()
-                .filter_map(|p| Pattern::new(p).ok())
-                .collect::<Vec<_>>()
-        };
+        let compile = |list: &[String]| list.iter().filter_map(|p| Pattern::new(p).ok()).collect::<Vec<_>>();
         Filters {
             rules: [
-                (
-                    compile(&cfg.include_namespaces),
-                    compile(&cfg.exclude_namespaces),
-                ),
+                (compile(&cfg.include_namespaces), compile(&cfg.exclude_namespaces)),
                 (compile(&cfg.include_pods), compile(&cfg.exclude_pods)),
-                (
-                    compile(&cfg.include_containers),
-                    compile(&cfg.exclude_containers),
-                ),
+                (compile(&cfg.include_containers), compile(&cfg.exclude_containers)),
             ],
         }
     }
 
     /// An include list needs a known, matching value; an exclude list drops a known, matching value.
     pub fn allows(&self, meta: &Metadata) -> bool {
-        let values = [
-            meta.namespace.as_deref(),
-            meta.pod_name.as_deref(),
-            meta.container_name.as_deref(),
-        ];
-        self.rules
-            .iter()
-            .zip(values)
-            .all(|((include, exclude), value)| {
-                let included = include.is_empty()
-                    || value.is_some_and(|v| include.iter().any(|p| p.matches(v)));
-                let excluded = value.is_some_and(|v| exclude.iter().any(|p| p.matches(v)));
-                included && !excluded
-            })
+        let values = [meta.namespace.as_deref(), meta.pod_name.as_deref(), meta.container_name.as_deref()];
+        self.rules.iter().zip(values).all(|((include, exclude), value)| {
+            let included = include.is_empty() || value.is_some_and(|v| include.iter().any(|p| p.matches(v)));
+            let excluded = value.is_some_and(|v| exclude.iter().any(|p| p.matches(v)));
+            included && !excluded
+        })
     }
 }
 
@@ -135,9 +113,7 @@ impl Wakeup {
         let mut watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(
-                    "inotify unavailable, new container log files are found by polling only: {e}"
-                );
+                tracing::warn!("inotify unavailable, new container log files are found by polling only: {e}");
                 return Wakeup { _watcher: None, rx };
             }
         };
@@ -147,10 +123,7 @@ impl Wakeup {
                 tracing::warn!(dir = %dir.display(), "cannot watch with inotify, polling only: {e}");
             }
         }
-        Wakeup {
-            _watcher: Some(watcher),
-            rx,
-        }
+        Wakeup { _watcher: Some(watcher), rx }
     }
 
     /// Sleeps until a directory event or `timeout`; true if an event came.
@@ -188,22 +161,13 @@ mod tests {
         assert!(!f.allows(&meta("shop", "web-1", "db")));
         assert!(!f.allows(&meta("kube-system", "web-1", "app")));
         assert!(!f.allows(&meta("logging", "kube-log-gateway-x2", "app")));
-        assert!(
-            !f.allows(&Metadata::default()),
-            "an include list needs a known container name"
-        );
+        assert!(!f.allows(&Metadata::default()), "an include list needs a known container name");
     }
 
     #[test]
     fn static_dirs_and_skips() {
-        assert_eq!(
-            static_dir("/var/log/containers/*.log"),
-            PathBuf::from("/var/log/containers")
-        );
-        assert_eq!(
-            static_dir("/var/log/pods/*/*/*.log"),
-            PathBuf::from("/var/log/pods")
-        );
+        assert_eq!(static_dir("/var/log/containers/*.log"), PathBuf::from("/var/log/containers"));
+        assert_eq!(static_dir("/var/log/pods/*/*/*.log"), PathBuf::from("/var/log/pods"));
         assert!(skipped_name(Path::new("/a/0.log.20240101.gz")));
         assert!(skipped_name(Path::new("/a/0.log.tmp")));
         assert!(!skipped_name(Path::new("/a/0.log")));

@@ -23,10 +23,7 @@ pub struct FileKey {
 
 impl FileKey {
     pub fn of(meta: &std::fs::Metadata) -> FileKey {
-        FileKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
+        FileKey { dev: meta.dev(), ino: meta.ino() }
     }
 }
 
@@ -43,10 +40,7 @@ impl Fingerprint {
     fn of(bytes: &[u8]) -> Fingerprint {
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
-        Fingerprint {
-            len: bytes.len() as u32,
-            hash,
-        }
+        Fingerprint { len: bytes.len() as u32, hash }
     }
 
     /// The fingerprint of `file`, or None while it is too young to have one
@@ -102,9 +96,7 @@ mod hex16 {
         let text = String::deserialize(d)?;
         let mut out = [0u8; 16];
         if text.len() != 32 {
-            return Err(serde::de::Error::custom(
-                "fingerprint hash must be 32 hex digits",
-            ));
+            return Err(serde::de::Error::custom("fingerprint hash must be 32 hex digits"));
         }
         for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
             let pair = std::str::from_utf8(chunk).map_err(serde::de::Error::custom)?;
@@ -144,9 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, vec![b'x'; 100]).unwrap();
-        let fp = Fingerprint::read(&File::open(&path).unwrap(), 64)
-            .unwrap()
-            .unwrap();
+        let fp = Fingerprint::read(&File::open(&path).unwrap(), 64).unwrap().unwrap();
         assert_eq!(fp.len, 64);
     }
 }

@@ -105,16 +105,9 @@ pub fn parse_cri(line: &[u8]) -> Result<Line<'_>, LineError> {
         Some(b"F") => false,
         _ => return Err(LineError::Cri("the tag is neither P nor F")),
     };
-    let time_text =
-        std::str::from_utf8(time_bytes).map_err(|_| LineError::Cri("the time is not UTF-8"))?;
+    let time_text = std::str::from_utf8(time_bytes).map_err(|_| LineError::Cri("the time is not UTF-8"))?;
     let time = parse_time(time_text).ok_or_else(|| LineError::Time(time_text.to_string()))?;
-    Ok(Line {
-        time_text: Cow::Borrowed(time_text),
-        time,
-        stream,
-        partial,
-        message: Cow::Borrowed(message),
-    })
+    Ok(Line { time_text: Cow::Borrowed(time_text), time, stream, partial, message: Cow::Borrowed(message) })
 }
 
 #[derive(Deserialize)]
@@ -128,12 +121,10 @@ struct DockerLine<'a> {
 }
 
 pub fn parse_docker(line: &[u8]) -> Result<Line<'_>, LineError> {
-    let d: DockerLine<'_> =
-        serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
+    let d: DockerLine<'_> = serde_json::from_slice(line).map_err(|e| LineError::Json(e.to_string()))?;
     let log = d.log.ok_or(LineError::Missing("log"))?;
     let stream_text = d.stream.ok_or(LineError::Missing("stream"))?;
-    let stream = Stream::parse(stream_text.as_bytes())
-        .ok_or_else(|| LineError::Stream(stream_text.to_string()))?;
+    let stream = Stream::parse(stream_text.as_bytes()).ok_or_else(|| LineError::Stream(stream_text.to_string()))?;
     let time_text = d.time.ok_or(LineError::Missing("time"))?;
     let time = parse_time(&time_text).ok_or_else(|| LineError::Time(time_text.to_string()))?;
     let partial = !log.ends_with('\n');
@@ -146,23 +137,13 @@ pub fn parse_docker(line: &[u8]) -> Result<Line<'_>, LineError> {
             Cow::Owned(s.into_bytes())
         }
     };
-    Ok(Line {
-        time_text,
-        time,
-        stream,
-        partial,
-        message,
-    })
+    Ok(Line { time_text, time, stream, partial, message })
 }
 
 /// RFC 3339 with any number of fraction digits: a hand-written fast path for the
 /// fixed layout runtimes write, chrono for anything else.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    fast_time(s.as_bytes()).or_else(|| {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    })
+    fast_time(s.as_bytes()).or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)))
 }
 
 fn fast_time(b: &[u8]) -> Option<DateTime<Utc>> {
@@ -222,9 +203,7 @@ fn fast_time(b: &[u8]) -> Option<DateTime<Utc>> {
         _ => return None,
     };
     let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-    let days = date
-        .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
-        .num_days();
+    let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
     DateTime::from_timestamp(secs, nanos)
 }
@@ -252,36 +231,22 @@ mod tests {
     #[test]
     fn cri_errors() {
         assert!(matches!(parse_cri(b"garbage"), Err(LineError::Cri(_))));
-        assert!(matches!(
-            parse_cri(b"2024-03-01T10:11:12Z stdin F x"),
-            Err(LineError::Stream(_))
-        ));
-        assert!(matches!(
-            parse_cri(b"yesterday stdout F x"),
-            Err(LineError::Time(_))
-        ));
-        assert!(matches!(
-            parse_cri(b"2024-03-01T10:11:12Z stdout X x"),
-            Err(LineError::Cri(_))
-        ));
+        assert!(matches!(parse_cri(b"2024-03-01T10:11:12Z stdin F x"), Err(LineError::Stream(_))));
+        assert!(matches!(parse_cri(b"yesterday stdout F x"), Err(LineError::Time(_))));
+        assert!(matches!(parse_cri(b"2024-03-01T10:11:12Z stdout X x"), Err(LineError::Cri(_))));
     }
 
     #[test]
     fn docker_lines() {
-        let l = parse_docker(br#"{"log":"a \"quoted\" line\n","stream":"stdout","time":"2024-03-01T10:11:12.000000001Z"}"#)
-            .unwrap();
+        let l =
+            parse_docker(br#"{"log":"a \"quoted\" line\n","stream":"stdout","time":"2024-03-01T10:11:12.000000001Z"}"#)
+                .unwrap();
         assert_eq!(&*l.message, br#"a "quoted" line"#);
         assert!(!l.partial);
-        let l = parse_docker(
-            br#"{"log":"no newline","stream":"stderr","time":"2024-03-01T10:11:12Z"}"#,
-        )
-        .unwrap();
+        let l = parse_docker(br#"{"log":"no newline","stream":"stderr","time":"2024-03-01T10:11:12Z"}"#).unwrap();
         assert!(l.partial);
         assert_eq!(l.stream, Stream::Stderr);
-        assert!(matches!(
-            parse_docker(b"{not json"),
-            Err(LineError::Json(_))
-        ));
+        assert!(matches!(parse_docker(b"{not json"), Err(LineError::Json(_))));
         assert_eq!(
             parse_docker(br#"{"log":"x\n","time":"2024-03-01T10:11:12Z"}"#).unwrap_err(),
             LineError::Missing("stream")
@@ -290,11 +255,7 @@ mod tests {
 
     #[test]
     fn fast_time_agrees_with_chrono() {
-        for s in [
-            "2024-02-29T23:59:59.999999999Z",
-            "1999-12-31T23:00:00-05:30",
-            "2026-11-22T03:20:56.1Z",
-        ] {
+        for s in ["2024-02-29T23:59:59.999999999Z", "1999-12-31T23:00:00-05:30", "2026-11-22T03:20:56.1Z"] {
             let chrono = DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
             assert_eq!(fast_time(s.as_bytes()), Some(chrono), "{s}");
         }
@@ -304,9 +265,6 @@ mod tests {
     #[test]
     fn detection() {
         assert_eq!(Format::detect(b"{\"log\":\"x\"}"), Format::Docker);
-        assert_eq!(
-            Format::detect(b"2024-03-01T10:11:12Z stdout F x"),
-            Format::Cri
-        );
+        assert_eq!(Format::detect(b"2024-03-01T10:11:12Z stdout F x"), Format::Cri);
     }
 }

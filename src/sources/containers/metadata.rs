@@ -24,11 +24,7 @@ impl Metadata {
     /// `path` is the path that matched the configured glob (usually the
     /// symlink); `target` the file it resolves to, if different.
     pub fn from_paths(path: &Path, target: Option<&Path>) -> Metadata {
-        let mut meta = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(parse_file_name)
-            .unwrap_or_default();
+        let mut meta = path.file_name().and_then(|n| n.to_str()).map(parse_file_name).unwrap_or_default();
         if let Some(pods) = target.and_then(parse_pods_path) {
             // The target cannot be truncated: it wins.
             if let (Some(name), true) = (&pods.container_name, meta.name_truncated) {
@@ -42,10 +38,7 @@ impl Metadata {
                         pods.namespace.as_deref().unwrap_or(""),
                         name
                     );
-                    meta.container_id = stem
-                        .strip_prefix(&prefix)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string);
+                    meta.container_id = stem.strip_prefix(&prefix).filter(|s| !s.is_empty()).map(str::to_string);
                 }
             }
             meta.namespace = pods.namespace;
@@ -148,10 +141,7 @@ mod tests {
         let cut = format!("{}.log", &full[..251]);
         assert_eq!(cut.len(), 255);
         let target = format!("/var/log/pods/kube-system_{pod}_1b2c-uid/app/0.log");
-        let m = Metadata::from_paths(
-            Path::new(&format!("/var/log/containers/{cut}")),
-            Some(Path::new(&target)),
-        );
+        let m = Metadata::from_paths(Path::new(&format!("/var/log/containers/{cut}")), Some(Path::new(&target)));
         assert_eq!(m.pod_name.as_deref(), Some(pod.as_str()));
         assert_eq!(m.namespace.as_deref(), Some("kube-system"));
         assert_eq!(m.container_name.as_deref(), Some("app"));

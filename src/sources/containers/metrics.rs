@@ -30,7 +30,11 @@ pub fn metrics() -> &'static Metrics {
         crate::telemetry::register(|r| {
             r.register("containers_bytes_read", "Bytes read from container log files", m.bytes_read.clone());
             r.register("containers_lines_read", "Physical lines read from container log files", m.lines_read.clone());
-            r.register("containers_messages", "Logical messages (after reassembly) turned into documents", m.messages.clone());
+            r.register(
+                "containers_messages",
+                "Logical messages (after reassembly) turned into documents",
+                m.messages.clone(),
+            );
             r.register(
                 "containers_invalid_lines",
                 "Lines that could not be parsed (bad JSON, time or stream), kept raw and flagged invalid_line",
@@ -41,7 +45,11 @@ pub fn metrics() -> &'static Metrics {
                 "Messages whose last piece never came (timeout, rotation, truncation), flagged partial",
                 m.partial_flushed.clone(),
             );
-            r.register("containers_cut_messages", "Messages longer than max_message_bytes, flagged cut", m.cut_messages.clone());
+            r.register(
+                "containers_cut_messages",
+                "Messages longer than max_message_bytes, flagged cut",
+                m.cut_messages.clone(),
+            );
             r.register("containers_cut_bytes", "Bytes dropped by the max_message_bytes cap", m.cut_bytes.clone());
             r.register("containers_rotations", "Files replaced under their path (rotation)", m.rotations.clone());
             r.register("containers_truncations", "Files truncated in place (copytruncate)", m.truncations.clone());
@@ -52,7 +60,11 @@ pub fn metrics() -> &'static Metrics {
                 m.files_closed_unread.clone(),
             );
             r.register("containers_checkpoint_saves", "Checkpoint files written", m.checkpoint_saves.clone());
-            r.register("containers_checkpoint_errors", "Checkpoint files that could not be written", m.checkpoint_errors.clone());
+            r.register(
+                "containers_checkpoint_errors",
+                "Checkpoint files that could not be written",
+                m.checkpoint_errors.clone(),
+            );
         });
         m
     })

@@ -58,16 +58,8 @@ pub enum ContainersError {
 
 /// Starts the container source; the handle finishes after a shutdown, once
 /// the last delivered batch's checkpoint is saved.
-pub fn spawn(
-    cfg: &Config,
-    sink: Sink,
-    shutdown: Shutdown,
-) -> Result<JoinHandle<()>, ContainersError> {
-    let ccfg = cfg
-        .sources
-        .containers
-        .clone()
-        .ok_or(ContainersError::NotConfigured)?;
+pub fn spawn(cfg: &Config, sink: Sink, shutdown: Shutdown) -> Result<JoinHandle<()>, ContainersError> {
+    let ccfg = cfg.sources.containers.clone().ok_or(ContainersError::NotConfigured)?;
     let store = CheckpointStore::new(&cfg.data_dir);
     let saved = store.load()?;
     let normalizer = ContainerNormalizer::new(
@@ -83,11 +75,7 @@ pub fn spawn(
     let reader = std::thread::Builder::new()
         .name("containers-tail".into())
         .spawn(move || {
-            tailer.run(
-                &wakeup,
-                |batch| tx.blocking_send(batch).is_ok(),
-                || stop.is_stopping(),
-            );
+            tailer.run(&wakeup, |batch| tx.blocking_send(batch).is_ok(), || stop.is_stopping());
         })
         .map_err(ContainersError::Thread)?;
     tracing::info!(paths = ?ccfg.paths, checkpoint = %store.path().display(), "container log source started");

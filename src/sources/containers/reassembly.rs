@@ -71,11 +71,7 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_bytes: usize) -> Self {
-        Reassembler {
-            pending: [None, None],
-            max_bytes,
-            cut_bytes: 0,
-        }
+        Reassembler { pending: [None, None], max_bytes, cut_bytes: 0 }
     }
 
     /// Feeds one parsed line that started at `offset`; returns a finished message, if any.
@@ -103,10 +99,7 @@ impl Reassembler {
                     time: line.time,
                     stream: Some(line.stream),
                     message,
-                    flags: Flags {
-                        cut,
-                        ..Flags::default()
-                    },
+                    flags: Flags { cut, ..Flags::default() },
                     error: None,
                 })
             }
@@ -139,11 +132,7 @@ impl Reassembler {
     /// The earliest offset a restart may resume from without losing a piece of
     /// a pending message: `read_to` unless a message is pending.
     pub fn safe_offset(&self, read_to: u64) -> u64 {
-        self.pending
-            .iter()
-            .flatten()
-            .map(|p| p.offset)
-            .fold(read_to, u64::min)
+        self.pending.iter().flatten().map(|p| p.offset).fold(read_to, u64::min)
     }
 
     pub fn has_pending(&self) -> bool {
@@ -154,10 +143,7 @@ impl Reassembler {
     pub fn flush_expired(&mut self, now: Instant, timeout: Duration) -> Vec<Record<'static>> {
         let mut out = Vec::new();
         for (i, slot) in self.pending.iter_mut().enumerate() {
-            if slot
-                .as_ref()
-                .is_some_and(|p| now.duration_since(p.last_piece) >= timeout)
-            {
+            if slot.as_ref().is_some_and(|p| now.duration_since(p.last_piece) >= timeout) {
                 out.push(finish(slot.take().expect("pending"), stream_of(i), true));
             }
         }
@@ -167,13 +153,8 @@ impl Reassembler {
 
     /// Every pending message, flagged `partial` (the file is closing or was truncated).
     pub fn flush_all(&mut self) -> Vec<Record<'static>> {
-        let mut out: Vec<_> = (0..2)
-            .filter_map(|i| {
-                self.pending[i]
-                    .take()
-                    .map(|p| finish(p, stream_of(i), true))
-            })
-            .collect();
+        let mut out: Vec<_> =
+            (0..2).filter_map(|i| self.pending[i].take().map(|p| finish(p, stream_of(i), true))).collect();
         out.sort_by_key(|r| r.offset);
         out
     }
@@ -207,11 +188,7 @@ fn finish(p: Pending, stream: Stream, partial: bool) -> Record<'static> {
         time: p.time,
         stream: Some(stream),
         message: Cow::Owned(p.buf),
-        flags: Flags {
-            cut: p.cut,
-            partial,
-            invalid: false,
-        },
+        flags: Flags { cut: p.cut, partial, invalid: false },
         error: None,
     }
 }
@@ -259,19 +236,9 @@ mod tests {
     fn dangling_partial_flushes_after_timeout_from_last_piece() {
         let mut r = Reassembler::new(1024);
         let t0 = Instant::now();
-        r.push(
-            parse_cri(b"2024-01-01T00:00:00Z stdout P a").unwrap(),
-            0,
-            t0,
-        );
-        r.push(
-            parse_cri(b"2024-01-01T00:00:00Z stdout P b").unwrap(),
-            10,
-            t0 + Duration::from_secs(4),
-        );
-        assert!(r
-            .flush_expired(t0 + Duration::from_secs(6), Duration::from_secs(5))
-            .is_empty());
+        r.push(parse_cri(b"2024-01-01T00:00:00Z stdout P a").unwrap(), 0, t0);
+        r.push(parse_cri(b"2024-01-01T00:00:00Z stdout P b").unwrap(), 10, t0 + Duration::from_secs(4));
+        assert!(r.flush_expired(t0 + Duration::from_secs(6), Duration::from_secs(5)).is_empty());
         let out = r.flush_expired(t0 + Duration::from_secs(9), Duration::from_secs(5));
         assert_eq!(out.len(), 1);
         assert_eq!(&*out[0].message, b"ab");

@@ -162,12 +162,7 @@ impl Tailer {
 
     /// Reads until stopped: `send` gets each batch (false = the receiver is gone),
     /// `stop` is polled between steps.
-    pub fn run(
-        mut self,
-        wakeup: &Wakeup,
-        mut send: impl FnMut(Batch) -> bool,
-        stop: impl Fn() -> bool,
-    ) {
+    pub fn run(mut self, wakeup: &Wakeup, mut send: impl FnMut(Batch) -> bool, stop: impl Fn() -> bool) {
         let mut batch = Batch::default();
         while !stop() {
             let busy = self.step(&mut batch, Instant::now(), false);
@@ -186,11 +181,7 @@ impl Tailer {
 
     /// One pass over the files. True if any data was read or any message produced.
     pub fn step(&mut self, batch: &mut Batch, now: Instant, force_scan: bool) -> bool {
-        if force_scan
-            || self
-                .last_scan
-                .is_none_or(|t| now.duration_since(t) >= self.cfg.poll_interval)
-        {
+        if force_scan || self.last_scan.is_none_or(|t| now.duration_since(t) >= self.cfg.poll_interval) {
             self.scan(batch, now);
             self.last_scan = Some(now);
         }
@@ -229,12 +220,8 @@ impl Tailer {
                 None => self.open(fd, None, now),
             }
         }
-        let gone: Vec<(PathBuf, FileKey)> = self
-            .by_path
-            .iter()
-            .filter(|(p, _)| !seen.contains(*p))
-            .map(|(p, k)| (p.clone(), *k))
-            .collect();
+        let gone: Vec<(PathBuf, FileKey)> =
+            self.by_path.iter().filter(|(p, _)| !seen.contains(*p)).map(|(p, k)| (p.clone(), *k)).collect();
         for (path, key) in gone {
             self.by_path.remove(&path);
             self.detach(key, now);
@@ -255,17 +242,12 @@ impl Tailer {
             if self.files.contains_key(&entry.key()) {
                 continue;
             }
-            let found = entry
-                .target
-                .parent()
-                .and_then(|dir| std::fs::read_dir(dir).ok())
-                .and_then(|rd| {
-                    rd.flatten().map(|d| d.path()).find(|p| {
-                        !discovery::skipped_name(p)
-                            && std::fs::metadata(p)
-                                .is_ok_and(|m| m.is_file() && FileKey::of(&m) == entry.key())
-                    })
-                });
+            let found = entry.target.parent().and_then(|dir| std::fs::read_dir(dir).ok()).and_then(|rd| {
+                rd.flatten().map(|d| d.path()).find(|p| {
+                    !discovery::skipped_name(p)
+                        && std::fs::metadata(p).is_ok_and(|m| m.is_file() && FileKey::of(&m) == entry.key())
+                })
+            });
             match found {
                 Some(path) => {
                     tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down");
@@ -273,17 +255,7 @@ impl Tailer {
                     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     let meta = Metadata::from_paths(&entry.path, Some(&path));
                     self.resume.insert(key, entry.clone());
-                    self.open_with(
-                        Found {
-                            path: entry.path.clone(),
-                            key,
-                            len,
-                        },
-                        path,
-                        meta,
-                        None,
-                        now,
-                    );
+                    self.open_with(Found { path: entry.path.clone(), key, len }, path, meta, None, now);
                     self.detach(key, now);
                 }
                 None => batch.updates.push(Update::Forget(entry.key())),
@@ -308,14 +280,7 @@ impl Tailer {
         self.open_with(fd, target, meta, waits_for, now);
     }
 
-    fn open_with(
-        &mut self,
-        fd: Found,
-        target: PathBuf,
-        meta: Metadata,
-        waits_for: Option<FileKey>,
-        now: Instant,
-    ) {
+    fn open_with(&mut self, fd: Found, target: PathBuf, meta: Metadata, waits_for: Option<FileKey>, now: Instant) {
         let file = match File::open(&target) {
             Ok(f) => f,
             Err(e) => {
@@ -331,8 +296,7 @@ impl Tailer {
         if key != fd.key || self.files.contains_key(&key) {
             return;
         }
-        let start_at_end =
-            self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End;
+        let start_at_end = self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End;
         tracing::debug!(file = %fd.path.display(), dev = key.dev, inode = key.ino, "tailing");
         self.by_path.insert(fd.path.clone(), key);
         self.files.insert(
@@ -378,10 +342,7 @@ impl Tailer {
             return;
         };
         let shrank = len < f.read_offset;
-        let rewritten = !shrank
-            && f.ctx
-                .as_ref()
-                .is_some_and(|(fp, _)| !fp.matches(&f.file).unwrap_or(true));
+        let rewritten = !shrank && f.ctx.as_ref().is_some_and(|(fp, _)| !fp.matches(&f.file).unwrap_or(true));
         if !(shrank || rewritten) {
             return;
         }
@@ -408,15 +369,7 @@ impl Tailer {
             }
             self.files.get_mut(&key).expect("present").waits_for = None;
         }
-        let Tailer {
-            cfg,
-            normalizer,
-            files,
-            buf,
-            ingested,
-            ingested_time,
-            ..
-        } = self;
+        let Tailer { cfg, normalizer, files, buf, ingested, ingested_time, .. } = self;
         let f = files.get_mut(&key).expect("present");
         if f.ctx.is_none() && !establish(cfg, normalizer, f, now) {
             return false;
@@ -436,16 +389,7 @@ impl Tailer {
                     f.at_eof = false;
                     f.last_data = now;
                     metrics().bytes_read.inc_by(n as u64);
-                    process(
-                        cfg,
-                        normalizer,
-                        f,
-                        buf,
-                        now,
-                        ingested,
-                        *ingested_time,
-                        batch,
-                    );
+                    process(cfg, normalizer, f, buf, now, ingested, *ingested_time, batch);
                     if let Some(e) = f.entry() {
                         batch.position(e);
                     }
@@ -510,12 +454,7 @@ impl Tailer {
 
 /// Gives the file its fingerprint and start offset, once its first line is
 /// complete (or it has waited `partial_flush_timeout` for one). False: not yet.
-fn establish(
-    cfg: &ContainersConfig,
-    normalizer: &ContainerNormalizer,
-    f: &mut TailFile,
-    now: Instant,
-) -> bool {
+fn establish(cfg: &ContainersConfig, normalizer: &ContainerNormalizer, f: &mut TailFile, now: Instant) -> bool {
     let fp = match Fingerprint::read(&f.file, cfg.fingerprint_bytes) {
         Ok(Some(fp)) => fp,
         Ok(None) => {
@@ -612,31 +551,13 @@ fn process(
     let mut start = 0;
     let mut lines = 0u64;
     for nl in memchr::memchr_iter(b'\n', buf) {
-        line(
-            normalizer,
-            f,
-            &buf[start..nl],
-            base + start as u64,
-            now,
-            ingested,
-            ingested_time,
-            batch,
-        );
+        line(normalizer, f, &buf[start..nl], base + start as u64, now, ingested, ingested_time, batch);
         lines += 1;
         start = nl + 1;
     }
     // A "line" longer than any message may be is handled now rather than buffered without bound.
     if buf.len() - start > cfg.max_message_bytes + 64 * 1024 {
-        line(
-            normalizer,
-            f,
-            &buf[start..],
-            base + start as u64,
-            now,
-            ingested,
-            ingested_time,
-            batch,
-        );
+        line(normalizer, f, &buf[start..], base + start as u64, now, ingested, ingested_time, batch);
         lines += 1;
         start = buf.len();
     }
@@ -678,10 +599,7 @@ fn line(
                 time: ingested_time,
                 stream: None,
                 message: text.into(),
-                flags: Flags {
-                    invalid: true,
-                    ..Flags::default()
-                },
+                flags: Flags { invalid: true, ..Flags::default() },
                 error: Some(e.to_string()),
             };
             emit(normalizer, ctx, &rec, ingested, batch);
@@ -689,13 +607,7 @@ fn line(
     }
 }
 
-fn emit(
-    normalizer: &mut ContainerNormalizer,
-    ctx: &FileContext,
-    rec: &Record<'_>,
-    ingested: &str,
-    batch: &mut Batch,
-) {
+fn emit(normalizer: &mut ContainerNormalizer, ctx: &FileContext, rec: &Record<'_>, ingested: &str, batch: &mut Batch) {
     if rec.flags.cut {
         metrics().cut_messages.inc();
     }

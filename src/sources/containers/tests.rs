@@ -34,12 +34,7 @@ fn config(dir: &Path) -> ContainersConfig {
 }
 
 fn normalizer() -> ContainerNormalizer {
-    ContainerNormalizer::new(
-        "c".into(),
-        "h".into(),
-        "n".into(),
-        IndexPattern::parse("containers-%Y.%m.%d").unwrap(),
-    )
+    ContainerNormalizer::new("c".into(), "h".into(), "n".into(), IndexPattern::parse("containers-%Y.%m.%d").unwrap())
 }
 
 impl Harness {
@@ -56,13 +51,7 @@ impl Harness {
         let mut cfg = config(dir.path());
         edit(&mut cfg);
         let tailer = Tailer::new(cfg, normalizer(), resume);
-        Harness {
-            dir,
-            tailer,
-            now: Instant::now(),
-            docs: Vec::new(),
-            updates: Vec::new(),
-        }
+        Harness { dir, tailer, now: Instant::now(), docs: Vec::new(), updates: Vec::new() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -108,19 +97,11 @@ impl Harness {
 }
 
 fn append(path: &Path, text: &[u8]) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text)
-        .unwrap();
+    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text).unwrap();
 }
 
 fn messages(docs: &[Value]) -> Vec<String> {
-    docs.iter()
-        .map(|d| d["message"].as_str().unwrap().to_string())
-        .collect()
+    docs.iter().map(|d| d["message"].as_str().unwrap().to_string()).collect()
 }
 
 fn flags(doc: &Value) -> Vec<String> {
@@ -149,10 +130,7 @@ fn cri_pieces_join_per_stream_with_first_piece_offset_and_time() {
     assert_eq!(docs[1]["kubernetes"]["container"]["name"], "app");
     assert_eq!(docs[1]["container"]["id"], ID);
     assert_eq!(docs[1]["_index"], "containers-2026.01.02");
-    assert_eq!(
-        h.checkpoint().values().next().unwrap().offset,
-        (l1.len() + l2.len() + l3.len()) as u64
-    );
+    assert_eq!(h.checkpoint().values().next().unwrap().offset, (l1.len() + l2.len() + l3.len()) as u64);
 }
 
 #[test]
@@ -160,19 +138,12 @@ fn docker_lines_split_at_16k_are_joined() {
     let mut h = Harness::new(|_| {});
     let big = "x".repeat(16 * 1024);
     let mut text = String::new();
-    text.push_str(&format!(
-        "{{\"log\":\"{big}\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:05.1Z\"}}\n"
-    ));
+    text.push_str(&format!("{{\"log\":\"{big}\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:05.1Z\"}}\n"));
     text.push_str("{\"log\":\"err \\\"q\\\"\\n\",\"stream\":\"stderr\",\"time\":\"2026-01-02T03:04:05.2Z\"}\n");
-    text.push_str(
-        "{\"log\":\"tail\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:05.3Z\"}\n",
-    );
+    text.push_str("{\"log\":\"tail\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:05.3Z\"}\n");
     append(&h.path("d.log"), text.as_bytes());
     let docs = h.run(Duration::ZERO);
-    assert_eq!(
-        messages(&docs),
-        vec!["err \"q\"".to_string(), format!("{big}tail")]
-    );
+    assert_eq!(messages(&docs), vec!["err \"q\"".to_string(), format!("{big}tail")]);
     assert_eq!(docs[1]["@timestamp"], "2026-01-02T03:04:05.1Z");
 }
 
@@ -197,11 +168,7 @@ fn lines_split_across_reads_and_writes_come_out_whole() {
         at = end;
     }
     assert_eq!(messages(&h.docs), want);
-    let offsets: Vec<u64> = h
-        .docs
-        .iter()
-        .map(|d| d["log"]["offset"].as_u64().unwrap())
-        .collect();
+    let offsets: Vec<u64> = h.docs.iter().map(|d| d["log"]["offset"].as_u64().unwrap()).collect();
     let mut expect = 0u64;
     for (o, line) in offsets.iter().zip(text.lines()) {
         assert_eq!(*o, expect);
@@ -216,29 +183,18 @@ fn rotation_reads_the_old_file_to_its_end_then_the_new_one() {
     append(&path, b"2026-01-02T03:04:05Z stdout F one\n");
     h.run(Duration::ZERO);
     // Written after the last read, then rotated away: must still be read.
-    append(
-        &path,
-        b"2026-01-02T03:04:05Z stdout F two\n2026-01-02T03:04:05Z stdout P dangling\n",
-    );
+    append(&path, b"2026-01-02T03:04:05Z stdout F two\n2026-01-02T03:04:05Z stdout P dangling\n");
     std::fs::rename(&path, h.path("a.log.20260102-030405")).unwrap();
     append(&path, b"2026-01-02T03:04:06Z stdout F three\n");
     h.run(Duration::ZERO);
-    assert_eq!(
-        h.tailer.open_files(),
-        2,
-        "the rotated file stays open for the grace period"
-    );
+    assert_eq!(h.tailer.open_files(), 2, "the rotated file stays open for the grace period");
     h.run(Duration::from_secs(2));
     assert_eq!(h.tailer.open_files(), 1);
     assert_eq!(messages(&h.docs), vec!["one", "two", "three", "dangling"]);
     assert_eq!(flags(&h.docs[3]), vec!["partial"]);
     assert_eq!(h.checkpoint().len(), 1, "the closed file is forgotten");
     // The pieces never merge across files.
-    let ids: std::collections::HashSet<_> = h
-        .docs
-        .iter()
-        .map(|d| d["_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: std::collections::HashSet<_> = h.docs.iter().map(|d| d["_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 4);
 }
 
@@ -251,19 +207,14 @@ fn deleted_files_close_after_grace_and_a_growing_one_at_the_bound() {
     let (quiet, busy) = (h.path("quiet.log"), h.path("busy.log"));
     append(&quiet, b"2026-01-02T03:04:05Z stdout F one\n");
     append(&busy, b"2026-01-02T03:04:05Z stdout F one\n");
-    let mut writer = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&busy)
-        .unwrap();
+    let mut writer = std::fs::OpenOptions::new().append(true).open(&busy).unwrap();
     h.run(Duration::ZERO);
     std::fs::remove_file(&quiet).unwrap();
     std::fs::remove_file(&busy).unwrap();
     h.run(Duration::ZERO);
     assert_eq!(h.tailer.open_files(), 2);
     for second in 1..=6 {
-        writer
-            .write_all(b"2026-01-02T03:04:05Z stdout F more\n")
-            .unwrap();
+        writer.write_all(b"2026-01-02T03:04:05Z stdout F more\n").unwrap();
         h.run(Duration::from_secs(1));
         let want = match second {
             1 => 2,
@@ -278,30 +229,16 @@ fn deleted_files_close_after_grace_and_a_growing_one_at_the_bound() {
 fn copytruncate_restarts_at_the_head() {
     let mut h = Harness::new(|_| {});
     let path = h.path("a.log");
-    append(
-        &path,
-        b"2026-01-02T03:04:05Z stdout F one long line of text\n2026-01-02T03:04:05Z stdout F two\n",
-    );
+    append(&path, b"2026-01-02T03:04:05Z stdout F one long line of text\n2026-01-02T03:04:05Z stdout F two\n");
     h.run(Duration::ZERO);
     let first_fp = h.checkpoint().values().next().unwrap().fingerprint;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
     append(&path, b"2026-01-02T03:04:07Z stdout F three\n");
     h.run(Duration::ZERO);
-    assert_eq!(
-        messages(&h.docs),
-        vec!["one long line of text", "two", "three"]
-    );
+    assert_eq!(messages(&h.docs), vec!["one long line of text", "two", "three"]);
     assert_eq!(h.docs[2]["log"]["offset"], 0);
     assert_ne!(h.docs[2]["_id"], h.docs[0]["_id"]);
-    assert_ne!(
-        h.checkpoint().values().next().unwrap().fingerprint,
-        first_fp
-    );
+    assert_ne!(h.checkpoint().values().next().unwrap().fingerprint, first_fp);
 }
 
 #[test]
@@ -310,16 +247,8 @@ fn exclude_filters_skip_files() {
         c.exclude_namespaces = vec!["kube-*".into()];
         c.exclude_pods = vec!["kube-log-gateway-*".into()];
     });
-    for name in [
-        "web_shop_app",
-        "coredns-1_kube-system_coredns",
-        "kube-log-gateway-x1_logging_gateway",
-        "db_shop_pg",
-    ] {
-        append(
-            &h.path(&format!("{name}-{ID}.log")),
-            format!("2026-01-02T03:04:05Z stdout F from {name}\n").as_bytes(),
-        );
+    for name in ["web_shop_app", "coredns-1_kube-system_coredns", "kube-log-gateway-x1_logging_gateway", "db_shop_pg"] {
+        append(&h.path(&format!("{name}-{ID}.log")), format!("2026-01-02T03:04:05Z stdout F from {name}\n").as_bytes());
     }
     let mut got = messages(&h.run(Duration::ZERO));
     got.sort();
@@ -339,10 +268,7 @@ fn bad_lines_are_kept_raw_and_flagged() {
     );
     let before = super::metrics::metrics().invalid_lines.get();
     let docs = h.run(Duration::ZERO);
-    let bad: Vec<&Value> = docs
-        .iter()
-        .filter(|d| flags(d) == vec!["invalid_line"])
-        .collect();
+    let bad: Vec<&Value> = docs.iter().filter(|d| flags(d) == vec!["invalid_line"]).collect();
     let mut raw: Vec<&str> = bad.iter().map(|d| d["message"].as_str().unwrap()).collect();
     raw.sort();
     assert_eq!(
@@ -355,9 +281,7 @@ fn bad_lines_are_kept_raw_and_flagged() {
             r#"{"log":"x\n","time":"2026-01-02T03:04:05Z"}"#,
         ]
     );
-    assert!(bad
-        .iter()
-        .all(|d| d["error"]["message"].is_string() && d.get("stream").is_none()));
+    assert!(bad.iter().all(|d| d["error"]["message"].is_string() && d.get("stream").is_none()));
     assert_eq!(docs.len(), 7);
     assert!(super::metrics::metrics().invalid_lines.get() >= before + 5);
 }
@@ -367,10 +291,7 @@ fn oversized_messages_are_cut_and_flagged() {
     let mut h = Harness::new(|c| c.max_message_bytes = 1024);
     let mut text = String::new();
     for _ in 0..3 {
-        text.push_str(&format!(
-            "2026-01-02T03:04:05Z stdout P {}\n",
-            "a".repeat(1000)
-        ));
+        text.push_str(&format!("2026-01-02T03:04:05Z stdout P {}\n", "a".repeat(1000)));
     }
     text.push_str("2026-01-02T03:04:05Z stdout F end\n2026-01-02T03:04:05Z stdout F next\n");
     append(&h.path("a.log"), text.as_bytes());
@@ -384,16 +305,9 @@ fn oversized_messages_are_cut_and_flagged() {
 #[test]
 fn dangling_partial_is_flushed_after_the_timeout() {
     let mut h = Harness::new(|c| c.partial_flush_timeout = Duration::from_secs(5));
-    append(
-        &h.path("a.log"),
-        b"2026-01-02T03:04:05Z stdout P waiting for more\n",
-    );
+    append(&h.path("a.log"), b"2026-01-02T03:04:05Z stdout P waiting for more\n");
     assert!(h.run(Duration::ZERO).is_empty());
-    assert_eq!(
-        h.checkpoint().values().next().unwrap().offset,
-        0,
-        "never past a pending piece"
-    );
+    assert_eq!(h.checkpoint().values().next().unwrap().offset, 0, "never past a pending piece");
     assert!(h.run(Duration::from_secs(3)).is_empty());
     let docs = h.run(Duration::from_secs(3));
     assert_eq!(messages(&docs), vec!["waiting for more"]);
@@ -404,7 +318,10 @@ fn dangling_partial_is_flushed_after_the_timeout() {
 fn resume_rereads_a_pending_message_whole_with_the_same_ids() {
     let mut h = Harness::new(|_| {});
     let path = h.path("a.log");
-    append(&path, b"2026-01-02T03:04:05Z stdout F one\n2026-01-02T03:04:05Z stdout P two-a \n2026-01-02T03:04:05Z stderr F err\n");
+    append(
+        &path,
+        b"2026-01-02T03:04:05Z stdout F one\n2026-01-02T03:04:05Z stdout P two-a \n2026-01-02T03:04:05Z stderr F err\n",
+    );
     let first = h.run(Duration::ZERO);
     assert_eq!(messages(&first), vec!["one", "err"]);
     let saved = h.checkpoint();
@@ -413,30 +330,17 @@ fn resume_rereads_a_pending_message_whole_with_the_same_ids() {
     let mut h2 = Harness::in_dir(dir, |_| {}, Some(saved));
     let docs = h2.run(Duration::ZERO);
     assert_eq!(messages(&docs), vec!["err", "two-a two-b"]);
-    assert_eq!(
-        docs[0]["_id"], first[1]["_id"],
-        "a re-read line keeps its id (a 409, not a duplicate)"
-    );
+    assert_eq!(docs[0]["_id"], first[1]["_id"], "a re-read line keeps its id (a 409, not a duplicate)");
 }
 
 #[test]
 fn first_run_can_start_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    append(
-        &dir.path().join("a.log"),
-        b"2026-01-02T03:04:05Z stdout F old\n",
-    );
-    let mut h = Harness::in_dir(
-        dir,
-        |c| c.start_at_first_run = super::config::StartAt::End,
-        None,
-    );
+    append(&dir.path().join("a.log"), b"2026-01-02T03:04:05Z stdout F old\n");
+    let mut h = Harness::in_dir(dir, |c| c.start_at_first_run = super::config::StartAt::End, None);
     assert!(h.run(Duration::ZERO).is_empty());
     append(&h.path("a.log"), b"2026-01-02T03:04:06Z stdout F new\n");
-    append(
-        &h.path("b.log"),
-        b"2026-01-02T03:04:06Z stdout F later file\n",
-    );
+    append(&h.path("b.log"), b"2026-01-02T03:04:06Z stdout F later file\n");
     let mut got = messages(&h.run(Duration::ZERO));
     got.sort();
     assert_eq!(got, vec!["later file", "new"]);
@@ -453,11 +357,7 @@ fn a_file_rotated_while_down_is_finished_from_its_checkpoint() {
     append(&path, b"2026-01-02T03:04:05Z stdout F two\n");
     std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
     append(&path, b"2026-01-02T03:04:07Z stdout F three\n");
-    let mut h2 = Harness::in_dir(
-        dir,
-        |c| c.rotated_grace = Duration::from_secs(1),
-        Some(saved),
-    );
+    let mut h2 = Harness::in_dir(dir, |c| c.rotated_grace = Duration::from_secs(1), Some(saved));
     h2.run(Duration::ZERO);
     h2.run(Duration::from_secs(2));
     assert_eq!(messages(&h2.docs), vec!["two", "three"]);
