@@ -90,6 +90,8 @@ pub fn parse(format: Format, line: &[u8]) -> Result<Line<'_>, LineError> {
 pub fn parse_cri(line: &[u8]) -> Result<Line<'_>, LineError> {
     let sp1 = memchr::memchr(b' ', line).ok_or(LineError::Cri("no space after the time"))?;
     let time_bytes = &line[..sp1];
+    let time_text = std::str::from_utf8(time_bytes).map_err(|_| LineError::Cri("the time is not UTF-8"))?;
+    let time = parse_time(time_text).ok_or_else(|| LineError::Time(time_text.to_string()))?;
     let rest = &line[sp1 + 1..];
     let sp2 = memchr::memchr(b' ', rest).ok_or(LineError::Cri("no stream"))?;
     let stream = Stream::parse(&rest[..sp2])
@@ -105,8 +107,6 @@ pub fn parse_cri(line: &[u8]) -> Result<Line<'_>, LineError> {
         Some(b"F") => false,
         _ => return Err(LineError::Cri("the tag is neither P nor F")),
     };
-    let time_text = std::str::from_utf8(time_bytes).map_err(|_| LineError::Cri("the time is not UTF-8"))?;
-    let time = parse_time(time_text).ok_or_else(|| LineError::Time(time_text.to_string()))?;
     Ok(Line { time_text: Cow::Borrowed(time_text), time, stream, partial, message: Cow::Borrowed(message) })
 }
 

@@ -1,0 +1,207 @@
+//! The container log source end to end: real files on disk, the real binary,
+//! the real Elasticsearch. Counts are exact, and every line is checked to be
+//! there exactly once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A node's log layout in a temporary directory:
+/// `containers/<pod>_<ns>_<container>-<id>.log` → `pods/<ns>_<pod>_<uid>/<container>/0.log`.
+struct Node {
+    dir: tempfile::TempDir,
+    prefix: String,
+    admin: String,
+    config: PathBuf,
+}
+
+impl Node {
+    fn new(name: &str, extra: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique(name);
+        let admin = format!("127.0.0.1:{}", free_port());
+        std::fs::create_dir_all(dir.path().join("containers")).unwrap();
+        let yaml = format!(
+            "cluster_name: test\n\
+             node_name: node-1\n\
+             data_dir: {data}\n\
+             admin:\n  listen: {admin}\n\
+             sources:\n  containers:\n    paths: [\"{logs}/*.log\"]\n    poll_interval: 100ms\n    rotated_grace: 1s\n{extra}\
+             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    containers: \"{prefix}-containers-%Y.%m.%d\"\n    dead_letter: \"{prefix}-deadletter-%Y.%m.%d\"\n  \
+             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n",
+            data = dir.path().join("data").display(),
+            logs = dir.path().join("containers").display(),
+            es = es_url(),
+        );
+        let config = dir.path().join("node.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Node { dir, prefix, admin, config }
+    }
+
+    fn start(&self) -> Gateway {
+        Gateway::start(&self.config, &self.admin, &self.dir.path().join("gateway.log"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    fn indices(&self) -> String {
+        format!("{}-containers-*", self.prefix)
+    }
+
+    /// Creates the pod directory and the kubelet-style symlink; returns the real file's path.
+    fn container(&self, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
+        let real_dir = self.dir.path().join("pods").join(format!("{ns}_{pod}_{uid}")).join(container);
+        std::fs::create_dir_all(&real_dir).unwrap();
+        let real = real_dir.join("0.log");
+        let link = self.dir.path().join("containers").join(format!("{pod}_{ns}_{container}-{ID}.log"));
+        std::os::unix::fs::symlink(&real, link).unwrap();
+        real
+    }
+}
+
+fn append(path: &Path, text: &[u8]) {
+    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text).unwrap();
+}
+
+fn cri(seq: usize) -> String {
+    format!("2026-01-02T03:04:05.{:09}Z stdout F line {seq:07} {}\n", seq % 1_000_000_000, "z".repeat(seq % 97))
+}
+
+/// Every document's `message`, paging through the index (exact: one shard).
+async fn all_messages(index: &str) -> Vec<String> {
+    refresh(index).await;
+    let mut out = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let mut body = json!({ "size": 10000, "_source": ["message"], "sort": [{"event.id": "asc"}] });
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+        let hits = v["hits"]["hits"].as_array().unwrap();
+        if hits.is_empty() {
+            return out;
+        }
+        for h in hits {
+            out.push(h["_source"]["message"].as_str().unwrap().to_string());
+        }
+        after = Some(hits.last().unwrap()["sort"].clone());
+    }
+}
+
+/// Asserts that `line 0000000` … `line <n-1>` are each there exactly once.
+async fn assert_each_line_once(index: &str, n: usize) {
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in all_messages(index).await {
+        let seq: usize =
+            m.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("odd message {m:?}"));
+        *seen.entry(seq).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(twice.is_empty(), "lines present more than once: {twice:?}");
+    let missing: Vec<usize> = (0..n).filter(|s| !seen.contains_key(s)).take(10).collect();
+    assert!(missing.is_empty(), "lines missing: {missing:?}");
+    assert_eq!(seen.len(), n);
+}
+
+#[tokio::test]
+async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {
+    require_es().await;
+    let node = Node::new("ctr-fields", "    exclude_namespaces: [\"kube-*\"]\n");
+    let web = node.container("shop", "web-1", "uid-1", "app");
+    let dock = node.container("shop", "web-1", "uid-1", "legacy");
+    let excluded = node.container("kube-system", "coredns-1", "uid-2", "coredns");
+    append(&web, b"2026-01-02T03:04:05.123456789Z stdout P first half, \n");
+    append(&web, b"2026-01-02T03:04:05.200000000Z stderr F an error\n");
+    append(&web, b"2026-01-02T03:04:05.300000000Z stdout F second half\n");
+    append(&web, b"this line is not CRI\n");
+    append(
+        &dock,
+        b"{\"log\":\"docker \\\"json\\\" line\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-02T03:04:06.5Z\"}\n",
+    );
+    append(&dock, b"{\"log\": not json\n");
+    append(&excluded, b"2026-01-02T03:04:05Z stdout F must not be shipped\n");
+    let _gw = node.start();
+    let n = wait_for_count(&node.indices(), 5, Duration::from_secs(60)).await;
+    assert_eq!(n, 5, "{}", node.log());
+    assert_eq!(settle(&node.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 5);
+    let docs = search(&node.indices(), json!({ "term": { "kubernetes.container.name": "app" } })).await;
+    let by_msg: BTreeMap<&str, &Value> = docs.iter().map(|d| (d["message"].as_str().unwrap(), d)).collect();
+    let joined = by_msg["first half, second half"];
+    assert_eq!(joined["@timestamp"], "2026-01-02T03:04:05.123456789Z");
+    assert_eq!(joined["stream"], "stdout");
+    assert_eq!(joined["log"]["offset"], 0);
+    assert_eq!(joined["kubernetes"]["namespace"], "shop");
+    assert_eq!(joined["kubernetes"]["pod"], json!({ "name": "web-1", "uid": "uid-1" }));
+    assert_eq!(joined["kubernetes"]["node"]["name"], "node-1");
+    assert_eq!(joined["container"]["id"], ID);
+    assert_eq!(joined["event"]["dataset"], "kubernetes.container");
+    assert!(joined["log"]["file"]["path"].as_str().unwrap().ends_with(&format!("web-1_shop_app-{ID}.log")));
+    assert!(joined.get("kube_log_gateway").is_none());
+    assert_eq!(by_msg["an error"]["stream"], "stderr");
+    let bad = by_msg["this line is not CRI"];
+    assert_eq!(bad["kube_log_gateway"]["flags"], json!(["invalid_line"]));
+    assert!(bad["error"]["message"].as_str().unwrap().contains("\"this\" is not an RFC 3339"));
+    // The index comes from the line's own date; the bad line's from the ingest time.
+    let (_, indices) =
+        es_json(reqwest::Method::GET, &format!("/_cat/indices/{}?format=json", node.indices()), None).await;
+    let names: Vec<&str> = indices.as_array().unwrap().iter().map(|i| i["index"].as_str().unwrap()).collect();
+    assert!(names.contains(&format!("{}-containers-2026.01.02", node.prefix).as_str()), "{names:?}");
+    let docker = search(&node.indices(), json!({ "term": { "kubernetes.container.name": "legacy" } })).await;
+    let msgs: Vec<&str> = docker.iter().map(|d| d["message"].as_str().unwrap()).collect();
+    assert!(msgs.contains(&"docker \"json\" line"), "{msgs:?}");
+    assert!(msgs.contains(&"{\"log\": not json"), "{msgs:?}");
+    assert_eq!(count(&format!("{}-deadletter-*", node.prefix)).await, 0);
+    delete_indices(&format!("{}-*", node.prefix)).await;
+}
+
+#[tokio::test]
+async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
+    require_es().await;
+    const LINES: usize = 100_000;
+    let node = Node::new("ctr-rotate", "");
+    let real = node.container("shop", "busy-1", "uid-9", "app");
+    let _gw = node.start();
+    let dir = real.parent().unwrap().to_path_buf();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
+        let (mut seq, mut rotations) = (0, 0);
+        while seq < LINES {
+            f.write_all(cri(seq).as_bytes()).unwrap();
+            seq += 1;
+            if seq % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if seq % (LINES / 6) == 0 && rotations < 5 {
+                // Rotate like the kubelet: rename; the runtime writes a few more
+                // lines to its open descriptor, then reopens the path.
+                rotations += 1;
+                std::fs::rename(&real, dir.join(format!("0.log.2026010{rotations}-000000"))).unwrap();
+                for _ in 0..3 {
+                    f.write_all(cri(seq).as_bytes()).unwrap();
+                    seq += 1;
+                }
+                f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
+            }
+        }
+        rotations
+    });
+    let rotations = tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+    assert_eq!(rotations, 5);
+    let got = wait_for_count(&node.indices(), LINES as u64, Duration::from_secs(180)).await;
+    assert_eq!(got, LINES as u64, "{}", node.log());
+    assert_eq!(settle(&node.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, LINES as u64);
+    assert_each_line_once(&node.indices(), LINES).await;
+    delete_indices(&format!("{}-*", node.prefix)).await;
+}
