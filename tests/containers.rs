@@ -205,3 +205,67 @@ async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
     assert_each_line_once(&node.indices(), LINES).await;
     delete_indices(&format!("{}-*", node.prefix)).await;
 }
+
+/// Every 10th line is written as a `P` piece plus an `F` piece.
+fn cri_split(seq: usize) -> String {
+    if seq % 10 != 3 {
+        return cri(seq);
+    }
+    let t = format!("2026-01-02T03:04:05.{:09}Z", seq % 1_000_000_000);
+    format!("{t} stdout P line {seq:07} first piece, \n{t} stderr F interleaved {seq}\n{t} stdout F second piece\n")
+}
+
+fn docker(seq: usize) -> String {
+    format!("{{\"log\":\"line {seq:07} from docker\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-03T00:00:00.{seq:09}Z\"}}\n")
+}
+
+#[tokio::test]
+async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
+    require_es().await;
+    let node = Node::new("ctr-kill9", "");
+    let a = node.container("shop", "a-1", "uid-a", "app");
+    let b = node.container("shop", "b-1", "uid-b", "app");
+    let text: String = (0..40_000).map(cri_split).collect();
+    append(&a, text.as_bytes());
+    let text: String = (40_000..60_000).map(docker).collect();
+    append(&b, text.as_bytes());
+    let interleaved = 4_000; // the stderr lines between P and F pieces
+    let mut gw = node.start();
+    let seen = wait_for_count(&node.indices(), 15_000, Duration::from_secs(60)).await;
+    // At least one checkpoint behind us (they are written at most once a second).
+    let checkpoints = node.dir.path().join("data/containers/checkpoints.json");
+    while !checkpoints.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.kill9();
+    let at_kill = count(&node.indices()).await;
+    eprintln!("killed at {seen}..{at_kill} documents");
+    assert!(at_kill < 64_000, "killed too late to prove anything");
+    // While the gateway is down: more lines, and the file is rotated.
+    let text: String = (60_000..70_000).map(cri_split).collect();
+    append(&a, text.as_bytes());
+    std::fs::rename(&a, a.with_file_name("0.log.20260102-000000")).unwrap();
+    let text: String = (70_000..80_000).map(cri_split).collect();
+    append(&a, text.as_bytes());
+    let _gw = node.start();
+    let want = 80_000 + interleaved + 2_000;
+    let got = wait_for_count(&node.indices(), want, Duration::from_secs(120)).await;
+    assert_eq!(got, want, "{}", node.log());
+    assert_eq!(settle(&node.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, want);
+    assert!(node.log().contains("reading a file rotated while the gateway was down"), "{}", node.log());
+    // The interleaved stderr lines are messages of their own; check the rest line by line.
+    let messages = all_messages(&node.indices()).await;
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in messages.iter().filter(|m| !m.starts_with("interleaved")) {
+        let seq: usize =
+            m.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("odd message {m:?}"));
+        if seq % 10 == 3 && seq < 40_000 || (60_000..80_000).contains(&seq) && seq % 10 == 3 {
+            assert_eq!(m, &format!("line {seq:07} first piece, second piece"));
+        }
+        *seen.entry(seq).or_default() += 1;
+    }
+    assert!(seen.values().all(|c| *c == 1), "some line twice");
+    assert_eq!(seen.len(), 80_000, "lines missing");
+    assert_eq!(messages.iter().filter(|m| m.starts_with("interleaved")).count() as u64, interleaved + 2_000);
+    delete_indices(&format!("{}-*", node.prefix)).await;
+}
