@@ -1,14 +1,14 @@
 //! Container logs from `/var/log/containers` (node role): CRI and docker
 //! json-file, rotation-safe, exactly once.
 //!
-//! * [`config`]: `sources.containers`.
-//! * [`discovery`]: globs, include/exclude filters, inotify wake-ups.
-//! * [`file_id`]: (dev, inode, fingerprint) — which file is which.
-//! * [`format`]: CRI and docker line parsing.
-//! * [`reassembly`]: partial lines → messages, size cap, dangling partials.
-//! * [`metadata`]: namespace/pod/container from the path.
-//! * [`tailer`]: the blocking read loop that produces batches.
-//! * [`checkpoint`]: offsets, saved only after delivery.
+//! * [`config`] — `sources.containers`.
+//! * [`discovery`] — globs, include/exclude filters, inotify wake-ups.
+//! * [`file_id`] — (dev, inode, fingerprint) — which file is which.
+//! * [`format`] — CRI and docker line parsing.
+//! * [`reassembly`] — partial lines → messages, size cap, dangling partials.
+//! * [`metadata`] — namespace/pod/container from the path.
+//! * [`tailer`] — the blocking read loop that produces batches.
+//! * [`checkpoint`] — offsets, saved only after delivery.
 //!
 //! Two halves: the [`tailer::Tailer`] runs on its own thread (reading and
 //! normalizing is CPU work) and hands batches over a small bounded channel;
