@@ -57,9 +57,14 @@ YAML
 gw_pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:${BENCH_ADMIN_PORT:-29464}/healthz >/dev/null && break; sleep 0.1; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$gw_pid/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${1:-$gw_pid}/stat"; }
+es_pid=""
+if [[ "$mode" == e2e ]]; then
+  es_pid=$(cat "${KLG_CACHE_DIR:-/var/cache/kube-log-gateway}/instances/${ES_PORT:-9200}/es.pid" 2>/dev/null || true)
+fi
 hz=$(getconf CLK_TCK)
 t0=$(date +%s.%N); c0=$(cpu_ticks)
+[[ -n "$es_pid" ]] && e0=$(cpu_ticks "$es_pid")
 "$bin/loadgen" --url https://127.0.0.1:${BENCH_PORT:-28443}/audit --ca "$work/certs/ca.crt" \
   --cert "$work/certs/client.crt" --key "$work/certs/client.key" --run-id "$prefix" "$@" | tee "$work/loadgen.out"
 t1=$(date +%s.%N); c1=$(cpu_ticks)
@@ -74,6 +79,8 @@ if [[ "$mode" == e2e ]]; then
     sleep 1
   done
   t2=$(date +%s.%N); c2=$(cpu_ticks)
+  [[ -n "$es_pid" ]] && e2=$(cpu_ticks "$es_pid") && \
+    echo "elasticsearch CPU during e2e:   $(echo "scale=2; ($e2 - $e0) / $hz" | bc) s over $(echo "$t2 - $t0" | bc) s wall (of 2 cores)"
   echo "all $n events searchable after: $(echo "$t2 - $t0" | bc) s"
   echo "end-to-end events/s:            $(echo "$n / ($t2 - $t0)" | bc)"
   echo "gateway CPU during e2e:         $(echo "scale=2; ($c2 - $c0) / $hz" | bc) s over $(echo "$t2 - $t0" | bc) s wall (of 2 cores)"
