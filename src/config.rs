@@ -472,8 +472,11 @@ const LIST_KEYS: &[&str] = &[
     "elasticsearch.urls",
     "server.tls.allowed_client_names",
     "sources.containers.paths",
+    "sources.containers.include_namespaces",
     "sources.containers.exclude_namespaces",
+    "sources.containers.include_pods",
     "sources.containers.exclude_pods",
+    "sources.containers.include_containers",
     "sources.containers.exclude_containers",
 ];
 
