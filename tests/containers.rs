@@ -269,3 +269,51 @@ async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
     assert_eq!(messages.iter().filter(|m| m.starts_with("interleaved")).count() as u64, interleaved + 2_000);
     delete_indices(&format!("{}-*", node.prefix)).await;
 }
+
+#[tokio::test]
+async fn elasticsearch_down_while_files_rotate_then_everything_arrives_once() {
+    require_es().await;
+    let es = EsInstance::start(9270);
+    let node = Node::new("ctr-esdown", "");
+    let cfg = std::fs::read_to_string(&node.config).unwrap().replace(&es_url(), &es.url());
+    std::fs::write(&node.config, cfg).unwrap();
+    let a = node.container("shop", "a-1", "uid-a", "app");
+    append(&a, (0..5_000).map(cri_split).collect::<String>().as_bytes());
+    let _gw = node.start();
+    let index = node.indices();
+    let count_at = |url: String, index: String| async move {
+        let body = http().post(format!("{url}/{index}/_refresh?allow_no_indices=true")).send().await;
+        drop(body);
+        let v: Value = http()
+            .get(format!("{url}/{index}/_count?allow_no_indices=true"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["count"].as_u64().unwrap_or(0)
+    };
+    let interleaved = |n: usize| (n / 10) as u64; // stderr lines of the P/F pairs
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count_at(es.url(), index.clone()).await < 5_000 + interleaved(5_000) {
+        assert!(std::time::Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    es.stop();
+    // While Elasticsearch is down: more lines, a rotation, more lines.
+    append(&a, (5_000..20_000).map(cri_split).collect::<String>().as_bytes());
+    std::fs::rename(&a, a.with_file_name("0.log.20260102-000000")).unwrap();
+    append(&a, (20_000..30_000).map(cri_split).collect::<String>().as_bytes());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    es.resume();
+    let want = 30_000 + interleaved(30_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut got = 0;
+    while got < want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        got = count_at(es.url(), index.clone()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_at(es.url(), index.clone()).await, want, "{}", node.log());
+}
