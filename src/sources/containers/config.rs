@@ -193,6 +193,31 @@ mod tests {
     }
 
     #[test]
+    fn loads_from_yaml_and_the_environment() {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(b"sources:\n  containers:\n    exclude_pods: [\"gw-*\"]\n    max_message_bytes: 2048\n").unwrap();
+        let env = [
+            ("KLG__SOURCES__CONTAINERS__EXCLUDE_NAMESPACES", "kube-system,logging"),
+            ("KLG__SOURCES__CONTAINERS__POLL_INTERVAL", "1s"),
+        ];
+        let cfg =
+            crate::config::Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .unwrap();
+        let c = cfg.sources.containers.unwrap();
+        assert_eq!(c.exclude_pods, vec!["gw-*"]);
+        assert_eq!(c.exclude_namespaces, vec!["kube-system", "logging"]);
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.max_message_bytes, 2048);
+        assert_eq!(c.paths, vec!["/var/log/containers/*.log"]);
+
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(b"sources:\n  containers:\n    max_message_bytes: 10\n").unwrap();
+        let err = crate::config::Config::load_with_env(f.path(), []).unwrap_err().to_string();
+        assert!(err.contains("sources.containers.max_message_bytes"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let c = ContainersConfig { exclude_pods: vec!["ok".into(), "[".into()], ..Default::default() };
         let err = c.validate().unwrap_err().to_string();

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Benchmarks the container log source.
+#
+#   scripts/bench-containers.sh tail [--mb 500] [--files 8]   # read+parse+reassemble+normalize,
+#                                                             # Elasticsearch out of the loop
+#   scripts/bench-containers.sh e2e [MB]                      # the release gateway into the local
+#                                                             # Elasticsearch (default 100 MB)
+#
+# Generated CRI logs live in /tmp/klg-bench-containers (tail) and /tmp/klg-e2e-data
+# (e2e) and are reused; they are never committed. Figures go to docs/benchmarks.md by hand.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+mode="${1:-tail}"
+shift || true
+case "$mode" in
+  tail)
+    cargo bench --bench containers_tail --no-run --quiet
+    bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
+    /usr/bin/time -v "$bench" "$@" 2>"${TMPDIR:-/tmp}/klg-bench-time.txt"
+    grep -E 'Maximum resident|User time|System time|Elapsed' "${TMPDIR:-/tmp}/klg-bench-time.txt"
+    ;;
+  e2e)
+    mb="${1:-100}"
+    data=/tmp/klg-e2e-data
+    cargo bench --bench containers_tail --no-run --quiet
+    bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
+    docs=$("$bench" --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
+    cargo build --release --quiet --bin kube-log-gateway
+    bash scripts/elasticsearch.sh start >/dev/null
+    es="http://127.0.0.1:${ES_PORT:-9200}"
+    work="$(mktemp -d /tmp/klg-bench-ctr.XXXXXX)"
+    prefix="benchctr$(date +%s)"
+    trap 'kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; curl -s -XDELETE "$es/$prefix-*" >/dev/null; rm -rf "$work"' EXIT
+    cat >"$work/node.yaml" <<YAML
+cluster_name: bench
+data_dir: $work/data
+admin:
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29465}
+log:
+  level: warn
+sources:
+  containers:
+    paths: ["$data/*.log"]
+elasticsearch:
+  urls: ["$es"]
+  indices:
+    containers: "$prefix-containers-%Y.%m.%d"
+    dead_letter: "$prefix-deadletter-%Y.%m.%d"
+  template:
+    number_of_replicas: 0
+    refresh_interval: 30s
+YAML
+    start=$(date +%s.%N)
+    target/release/kube-log-gateway serve --config "$work/node.yaml" 2>"$work/gateway.log" &
+    gw_pid=$!
+    while :; do
+      sleep 1
+      curl -s -XPOST "$es/$prefix-containers-*/_refresh" >/dev/null || true
+      n=$(curl -s "$es/$prefix-containers-*/_count" | sed -E 's/.*"count":([0-9]+).*/\1/')
+      [[ "$n" =~ ^[0-9]+$ ]] || n=0
+      ((n >= docs)) && break
+    done
+    end=$(date +%s.%N)
+    ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
+    es_pid=$(pgrep -f "instances/${ES_PORT:-9200}/" | head -1 || true)
+    secs=$(echo "$end - $start" | bc)
+    echo "e2e: $n documents ($mb MB of CRI logs) searchable in ${secs} s = $(echo "$n / $secs" | bc) docs/s," \
+      "$(echo "$mb / $secs" | bc -l | cut -c1-5) MB/s; gateway CPU $(echo "$ticks / 100" | bc -l | cut -c1-5) s," \
+      "peak RSS $((hwm / 1024)) MiB"
+    ;;
+  *) echo "usage: $0 tail|e2e" >&2; exit 2 ;;
+esac
