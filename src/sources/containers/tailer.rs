@@ -242,12 +242,17 @@ impl Tailer {
             if self.files.contains_key(&entry.key()) {
                 continue;
             }
-            let found = entry.target.parent().and_then(|dir| std::fs::read_dir(dir).ok()).and_then(|rd| {
-                rd.flatten().map(|d| d.path()).find(|p| {
-                    !discovery::skipped_name(p)
-                        && std::fs::metadata(p).is_ok_and(|m| m.is_file() && FileKey::of(&m) == entry.key())
-                })
-            });
+            // A file the filters exclude now is not read, rotated or not.
+            let excluded = self.ignored.values().any(|k| *k == entry.key());
+            let found =
+                entry.target.parent().filter(|_| !excluded).and_then(|dir| std::fs::read_dir(dir).ok()).and_then(
+                    |rd| {
+                        rd.flatten().map(|d| d.path()).find(|p| {
+                            !discovery::skipped_name(p)
+                                && std::fs::metadata(p).is_ok_and(|m| m.is_file() && FileKey::of(&m) == entry.key())
+                        })
+                    },
+                );
             match found {
                 Some(path) => {
                     tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down");
@@ -255,8 +260,15 @@ impl Tailer {
                     let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     let meta = Metadata::from_paths(&entry.path, Some(&path));
                     self.resume.insert(key, entry.clone());
-                    self.open_with(Found { path: entry.path.clone(), key, len }, path, meta, None, now);
-                    self.detach(key, now);
+                    if self.open_with(Found { path: entry.path.clone(), key, len }, path, meta, None, now) {
+                        self.detach(key, now);
+                        // The file now at the old path was written after this one.
+                        if let Some(newer) = self.by_path.get(&entry.path).copied().filter(|k| *k != key) {
+                            if let Some(f) = self.files.get_mut(&newer) {
+                                f.waits_for = Some(key);
+                            }
+                        }
+                    }
                 }
                 None => batch.updates.push(Update::Forget(entry.key())),
             }
@@ -277,28 +289,39 @@ impl Tailer {
             self.ignored.insert(fd.path, fd.key);
             return;
         }
-        self.open_with(fd, target, meta, waits_for, now);
+        let (path, key) = (fd.path.clone(), fd.key);
+        if self.open_with(fd, target, meta, waits_for, now) {
+            self.by_path.insert(path, key);
+        }
     }
 
-    fn open_with(&mut self, fd: Found, target: PathBuf, meta: Metadata, waits_for: Option<FileKey>, now: Instant) {
+    /// Opens and registers the file; false if it could not be opened or is no
+    /// longer the file that was listed.
+    fn open_with(
+        &mut self,
+        fd: Found,
+        target: PathBuf,
+        meta: Metadata,
+        waits_for: Option<FileKey>,
+        now: Instant,
+    ) -> bool {
         let file = match File::open(&target) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(file = %fd.path.display(), "cannot open container log: {e}");
-                return;
+                return false;
             }
         };
         // The path may have been replaced between the listing and the open.
         let key = match file.metadata() {
             Ok(m) => FileKey::of(&m),
-            Err(_) => return,
+            Err(_) => return false,
         };
         if key != fd.key || self.files.contains_key(&key) {
-            return;
+            return false;
         }
         let start_at_end = self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End;
         tracing::debug!(file = %fd.path.display(), dev = key.dev, inode = key.ino, "tailing");
-        self.by_path.insert(fd.path.clone(), key);
         self.files.insert(
             key,
             TailFile {
@@ -322,6 +345,7 @@ impl Tailer {
                 last_data: now,
             },
         );
+        true
     }
 
     fn detach(&mut self, key: FileKey, now: Instant) {
