@@ -396,6 +396,11 @@ impl Tailer {
         let Tailer { cfg, normalizer, files, buf, ingested, ingested_time, .. } = self;
         let f = files.get_mut(&key).expect("present");
         if f.ctx.is_none() && !establish(cfg, normalizer, f, now) {
+            // A rotated-away file with nothing readable must not hold up its successor.
+            if f.detached.is_some() {
+                f.drained = true;
+                f.at_eof = true;
+            }
             return false;
         }
         let mut busy = false;
@@ -463,14 +468,36 @@ impl Tailer {
                 tracing::warn!(file = %f.target.display(), read_to = f.read_offset,
                     "closing a rotated file before its end: rotated_max_open reached (the rest is lost)");
             }
-            if let Some((_, ctx)) = &f.ctx {
+            if f.ctx.is_some() {
+                // An unterminated last line (the writer died mid-line) is a dangling piece too.
+                let carry = std::mem::take(&mut f.carry);
+                if !carry.is_empty() {
+                    let offset = f.read_to() - carry.len() as u64;
+                    let fmt = *f.format.get_or_insert_with(|| Format::detect(&carry));
+                    match format::parse(fmt, &carry) {
+                        Ok(mut piece) => {
+                            piece.partial = true;
+                            f.reasm.push(piece, offset, now);
+                        }
+                        Err(_) => line(
+                            &mut self.normalizer,
+                            &mut f,
+                            &carry,
+                            offset,
+                            now,
+                            &self.ingested,
+                            self.ingested_time,
+                            batch,
+                        ),
+                    }
+                }
+                let (_, ctx) = f.ctx.as_ref().expect("checked");
                 for rec in f.reasm.flush_all() {
                     metrics().partial_flushed.inc();
                     emit(&mut self.normalizer, ctx, &rec, &self.ingested, batch);
                 }
             }
             tracing::debug!(file = %f.target.display(), "closed");
-            f.carry.clear();
             batch.updates.push(Update::Forget(key));
         }
     }
@@ -483,7 +510,9 @@ fn establish(cfg: &ContainersConfig, normalizer: &ContainerNormalizer, f: &mut T
         Ok(Some(fp)) => fp,
         Ok(None) => {
             let len = f.file.metadata().map(|m| m.len()).unwrap_or(0);
-            if len == 0 || now.duration_since(f.opened) < cfg.partial_flush_timeout {
+            // Nobody writes to a rotated file any more: take what it has now.
+            let waited = f.detached.is_some() || now.duration_since(f.opened) >= cfg.partial_flush_timeout;
+            if len == 0 || !waited {
                 return false;
             }
             // A lone unterminated first line: fingerprint what there is.

@@ -363,3 +363,20 @@ fn a_file_rotated_while_down_is_finished_from_its_checkpoint() {
     assert_eq!(messages(&h2.docs), vec!["two", "three"]);
     assert_eq!(h2.tailer.open_files(), 1);
 }
+
+#[test]
+fn a_rotated_file_without_a_complete_line_does_not_hold_up_the_new_one() {
+    let mut h = Harness::new(|c| c.rotated_grace = Duration::from_secs(1));
+    let path = h.path("a.log");
+    append(&path, b"2026-01-02T03:04:05Z stdout F no newline yet");
+    h.run(Duration::ZERO);
+    std::fs::rename(&path, h.path("a.log.1")).unwrap();
+    append(&path, b"2026-01-02T03:04:06Z stdout F next file\n");
+    h.run(Duration::ZERO);
+    assert_eq!(messages(&h.docs), vec!["next file"], "the new file is read at once");
+    h.run(Duration::from_secs(2));
+    assert_eq!(h.tailer.open_files(), 1);
+    assert_eq!(messages(&h.docs), vec!["next file", "no newline yet"]);
+    assert_eq!(flags(&h.docs[1]), vec!["partial"]);
+    assert_eq!(h.docs[1]["log"]["offset"], 0);
+}
