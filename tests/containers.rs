@@ -317,3 +317,29 @@ async fn elasticsearch_down_while_files_rotate_then_everything_arrives_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count_at(es.url(), index.clone()).await, want, "{}", node.log());
 }
+
+#[tokio::test]
+async fn sigterm_saves_an_exact_checkpoint_and_a_restart_resends_nothing() {
+    require_es().await;
+    let node = Node::new("ctr-term", "");
+    let a = node.container("shop", "a-1", "uid-a", "app");
+    append(&a, (0..20_000).map(cri).collect::<String>().as_bytes());
+    let mut gw = node.start();
+    assert_eq!(wait_for_count(&node.indices(), 20_000, Duration::from_secs(60)).await, 20_000, "{}", node.log());
+    assert!(gw.terminate().success(), "{}", node.log());
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(node.dir.path().join("data/containers/checkpoints.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["files"][0]["offset"], std::fs::metadata(&a).unwrap().len(), "{saved}");
+    append(&a, (20_000..20_010).map(cri).collect::<String>().as_bytes());
+    let gw = node.start();
+    assert_eq!(wait_for_count(&node.indices(), 20_010, Duration::from_secs(60)).await, 20_010);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let created =
+        metric(&gw.admin.replace("http://", ""), "klg_documents_total", "source=\"containers\",outcome=\"created\"")
+            .await;
+    let duplicates = metric(&gw.admin.replace("http://", ""), "klg_documents_total", "outcome=\"duplicate\"").await;
+    assert_eq!((created, duplicates), (10.0, 0.0), "the restart read only the 10 new lines");
+    assert_each_line_once(&node.indices(), 20_010).await;
+    delete_indices(&format!("{}-*", node.prefix)).await;
+}
