@@ -89,11 +89,16 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--bench") && std::env::args().count() <= 2 {
-        // `cargo bench` with no arguments of ours: use the defaults.
-    }
-    let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| "/tmp/klg-bench-containers".into()));
-    let mb: u64 = arg("--mb").and_then(|v| v.parse().ok()).unwrap_or(500);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary
+    // without it: then only a 2 MB smoke run in a temporary directory.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = match (smoke, arg("--dir")) {
+        (true, _) => tmp.path().to_path_buf(),
+        (false, Some(d)) => PathBuf::from(d),
+        (false, None) => PathBuf::from("/tmp/klg-bench-containers"),
+    };
+    let mb: u64 = if smoke { 2 } else { arg("--mb").and_then(|v| v.parse().ok()).unwrap_or(500) };
     let files: u64 = arg("--files").and_then(|v| v.parse().ok()).unwrap_or(8);
     std::fs::create_dir_all(&dir).unwrap();
     let per_file = mb * 1_000_000 / files;

@@ -17,7 +17,7 @@ case "$mode" in
   tail)
     cargo bench --bench containers_tail --no-run --quiet
     bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
-    /usr/bin/time -v "$bench" "$@" 2>"${TMPDIR:-/tmp}/klg-bench-time.txt"
+    /usr/bin/time -v "$bench" --bench "$@" 2>"${TMPDIR:-/tmp}/klg-bench-time.txt"
     grep -E 'Maximum resident|User time|System time|Elapsed' "${TMPDIR:-/tmp}/klg-bench-time.txt"
     ;;
   e2e)
@@ -25,7 +25,7 @@ case "$mode" in
     data=/tmp/klg-e2e-data
     cargo bench --bench containers_tail --no-run --quiet
     bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
-    docs=$("$bench" --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
+    docs=$("$bench" --bench --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
     cargo build --release --quiet --bin kube-log-gateway
     bash scripts/elasticsearch.sh start >/dev/null
     es="http://127.0.0.1:${ES_PORT:-9200}"
