@@ -160,7 +160,8 @@ impl AuditNormalizer {
             http: code.map(|status_code| Http { response: HttpResponse { status_code } }),
             kubernetes: Kubernetes { audit: &event },
         };
-        let body = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        let mut body = Vec::with_capacity(raw.get().len() + 768);
+        serde_json::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
         Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 
