@@ -13,6 +13,7 @@ fn bench(c: &mut Criterion) {
     let normalizer = AuditNormalizer {
         cluster: "bench".into(),
         host: "gw-0".into(),
+        node: "node-1".into(),
         index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
         dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
         redact_secrets: true,

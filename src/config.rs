@@ -206,7 +206,7 @@ pub struct ElasticsearchConfig {
     /// Global documents/s toward Elasticsearch; absent = unlimited.
     #[serde(default)]
     pub documents_per_second: Option<u32>,
-    /// Dead-letter events are logged at most once per this interval.
+    /// Bulk failures and dead letters are each logged at most once per this interval.
     #[serde(default = "defaults::log_interval", with = "humantime_serde")]
     pub dead_letter_log_interval: Duration,
 }

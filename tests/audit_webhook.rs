@@ -57,6 +57,8 @@ async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_not
     assert_eq!(d["url"]["original"], "/apis/apps/v1/namespaces/shop/deployments/web");
     assert_eq!(d["http"]["response"]["status_code"], 200);
     assert_eq!(d["orchestrator"]["cluster"]["name"], "test");
+    assert!(!d["kubernetes"]["node"]["name"].as_str().unwrap().is_empty());
+    assert!(!d["host"]["name"].as_str().unwrap().is_empty());
     assert_eq!(d["kubernetes"]["audit"]["objectRef"]["name"], "web");
     assert_eq!(d["kubernetes"]["audit"]["annotations"]["authorization_k8s_io/decision"], "allow");
     assert_eq!(
@@ -234,14 +236,22 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     // Wrong method and unknown path.
     let resp = client.get(&url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.json_body().await["error"], "use POST");
     let resp =
         client.post(setup.url("/nope")).header("content-type", "application/json").body("{}").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(resp.json_body().await["error"], "no such path: /nope");
 
-    // Nothing of the above reached Elasticsearch.
+    // Nothing of the above reached Elasticsearch, and every answer was counted.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(&format!("{}-*", setup.prefix)).await, 0);
+    for (code, n) in [(400, 2.0), (404, 1.0), (405, 1.0), (413, 2.0), (415, 1.0)] {
+        assert_eq!(
+            metric(&setup.admin, "klg_webhook_requests_total", &format!("code=\"{code}\"")).await,
+            n,
+            "code {code}"
+        );
+    }
 
     // A valid gzip body is fine.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -286,6 +296,7 @@ async fn without_a_valid_client_certificate_the_handshake_is_refused() {
     let (status, _, _) = post_json(&tls_client(&setup.certs(), true), &url, EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
     assert!(setup.log().contains("TLS handshake refused"), "{}", setup.log());
+    assert_eq!(metric(&setup.admin, "klg_tls_handshake_failures_total", "").await, 2.0);
     delete_indices(&format!("{}-*", setup.prefix)).await;
 }
 
