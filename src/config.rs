@@ -173,10 +173,7 @@ pub struct SpoolConfig {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        SpoolConfig {
-            max_bytes: defaults::spool_max_bytes(),
-            max_in_flight_entries: defaults::spool_max_in_flight(),
-        }
+        SpoolConfig { max_bytes: defaults::spool_max_bytes(), max_in_flight_entries: defaults::spool_max_in_flight() }
     }
 }
 
@@ -479,10 +476,7 @@ impl Config {
         Self::load_with_env(path, std::env::vars())
     }
 
-    pub fn load_with_env(
-        path: &Path,
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    pub fn load_with_env(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let env: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("KLG__")).collect();
         let mut env_source = config::Environment::with_prefix("KLG")
             .prefix_separator("__")
@@ -522,7 +516,10 @@ impl Config {
             if !(1..=5).contains(&server.retry_after_seconds) {
                 return Err(key_error(
                     "server.retry_after_seconds",
-                    format!("{} is outside 1–5 (kube-apiserver waits this long before resending)", server.retry_after_seconds),
+                    format!(
+                        "{} is outside 1–5 (kube-apiserver waits this long before resending)",
+                        server.retry_after_seconds
+                    ),
                 ));
             }
             if server.max_body_bytes < 1024 {
@@ -555,7 +552,10 @@ impl Config {
                 ));
             }
             if server.rate_limit.events_per_second == Some(0) {
-                return Err(key_error("server.rate_limit.events_per_second", "must be at least 1 (omit it for no limit)"));
+                return Err(key_error(
+                    "server.rate_limit.events_per_second",
+                    "must be at least 1 (omit it for no limit)",
+                ));
             }
             if server.rate_limit.burst == Some(0) {
                 return Err(key_error("server.rate_limit.burst", "must be at least 1"));
@@ -569,7 +569,10 @@ impl Config {
             let parsed = url::Url::parse(u)
                 .map_err(|e| key_error(&format!("elasticsearch.urls[{i}]"), format!("{u:?} is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(key_error(&format!("elasticsearch.urls[{i}]"), format!("{u:?} must be http:// or https://")));
+                return Err(key_error(
+                    &format!("elasticsearch.urls[{i}]"),
+                    format!("{u:?} must be http:// or https://"),
+                ));
             }
         }
         for (key, value) in [
@@ -584,7 +587,11 @@ impl Config {
         if auth.username.is_some() != (auth.password.is_some() || auth.password_file.is_some()) {
             return Err(key_error("elasticsearch.auth", "username and password (or password_file) go together"));
         }
-        let methods = [auth.username.is_some(), auth.api_key.is_some() || auth.api_key_file.is_some(), auth.bearer_token.is_some() || auth.bearer_token_file.is_some()];
+        let methods = [
+            auth.username.is_some(),
+            auth.api_key.is_some() || auth.api_key_file.is_some(),
+            auth.bearer_token.is_some() || auth.bearer_token_file.is_some(),
+        ];
         if methods.iter().filter(|m| **m).count() > 1 {
             return Err(key_error("elasticsearch.auth", "choose one of username/password, api_key or bearer_token"));
         }
@@ -732,9 +739,10 @@ mod tests {
     fn semantic_errors_name_the_key() {
         let err = load("elasticsearch:\n  indices:\n    audit: Audit-%Y\n", &[]).unwrap_err().to_string();
         assert!(err.starts_with("config key `elasticsearch.indices.audit`"), "{err}");
-        let err = load("server:\n  tls:\n    enabled: false\n  retry_after_seconds: 9\n  allow_unauthenticated: true\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err =
+            load("server:\n  tls:\n    enabled: false\n  retry_after_seconds: 9\n  allow_unauthenticated: true\n", &[])
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("server.retry_after_seconds"), "{err}");
         let err = load("server:\n  tls:\n    cert_file: /nonexistent.crt\n", &[]).unwrap_err().to_string();
         assert!(err.contains("server.tls.cert_file") && err.contains("/nonexistent.crt"), "{err}");

@@ -5,13 +5,19 @@
 //! turns them into [`document::Document`]s, the [`spool`] holds pushed data durably,
 //! and `sink/` writes to Elasticsearch and reports per-document outcomes back.
 
+pub mod certs;
 pub mod config;
 pub mod document;
+pub mod drain;
 pub mod index_pattern;
 pub mod limits;
 pub mod log_throttle;
 pub mod normalize;
+pub mod sample;
+pub mod serve;
+pub mod server;
 pub mod shutdown;
 pub mod sink;
 pub mod sources;
+pub mod spool;
 pub mod telemetry;

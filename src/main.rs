@@ -1,1 +1,106 @@
-fn main() {}
+//! The `kube-log-gateway` binary: argument parsing and the process edge.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kube_log_gateway::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "kube-log-gateway",
+    version,
+    about = "Kubernetes audit, kubelet and container logs into Elasticsearch, exactly once"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every source the config enables (the audit webhook, journald, container logs).
+    Serve {
+        #[arg(long, short, env = "KLG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file (with KLG__ overrides) and print the effective config.
+    CheckConfig {
+        #[arg(long, short, env = "KLG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write a development CA, a server certificate and a client certificate.
+    Certs {
+        /// Output directory: ca.crt server.crt server.key client.crt client.key.
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra DNS name or IP for the server certificate (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "kube-apiserver")]
+        client_name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!("{}", serde_json::to_string_pretty(&redacted(&cfg)).expect("config serializes"));
+                eprintln!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Certs { out, sans, client_name } => match kube_log_gateway::certs::generate(&out, &sans, &client_name)
+        {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("certs: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            kube_log_gateway::telemetry::init_tracing(&cfg.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            match runtime.block_on(kube_log_gateway::serve::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("kube-log-gateway: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The config with credentials blanked, for printing.
+fn redacted(cfg: &Config) -> Config {
+    let mut c = cfg.clone();
+    let a = &mut c.elasticsearch.auth;
+    for secret in [&mut a.password, &mut a.api_key, &mut a.bearer_token] {
+        if secret.is_some() {
+            *secret = Some("<redacted>".into());
+        }
+    }
+    c
+}

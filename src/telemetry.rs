@@ -133,10 +133,18 @@ fn global() -> &'static Global {
         r.register("audit_events", "Audit events received, by result", metrics.audit_events.clone());
         r.register("spool_bytes", "Bytes waiting in the spool", metrics.spool_bytes.clone());
         r.register("spool_entries", "Webhook batches waiting in the spool", metrics.spool_entries.clone());
-        r.register("documents", "Documents finished by the Elasticsearch sink, by source and outcome", metrics.documents.clone());
+        r.register(
+            "documents",
+            "Documents finished by the Elasticsearch sink, by source and outcome",
+            metrics.documents.clone(),
+        );
         r.register("bulk_requests", "Bulk requests sent, by result", metrics.bulk_requests.clone());
         r.register("bulk_seconds", "Bulk request round trip time", metrics.bulk_seconds.clone());
-        r.register("elasticsearch_failovers", "Times the sink moved to the next Elasticsearch URL", metrics.es_failovers.clone());
+        r.register(
+            "elasticsearch_failovers",
+            "Times the sink moved to the next Elasticsearch URL",
+            metrics.es_failovers.clone(),
+        );
         Global { metrics, registry: Mutex::new(r) }
     })
 }

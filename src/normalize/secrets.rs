@@ -40,7 +40,9 @@ pub fn redact(value: &mut Value) -> bool {
             for item in items.iter_mut() {
                 if let Value::Object(op) = item {
                     let sensitive = op.get("path").and_then(Value::as_str).is_some_and(|p| {
-                        p.starts_with("/data") || p.starts_with("/stringData") || p.contains("last-applied-configuration")
+                        p.starts_with("/data")
+                            || p.starts_with("/stringData")
+                            || p.contains("last-applied-configuration")
                     });
                     if sensitive {
                         if let Some(v) = op.get_mut("value") {

@@ -20,7 +20,7 @@ pub fn http() -> reqwest::Client {
 /// Fails loudly if Elasticsearch is not up.
 pub async fn require_es() {
     let url = es_url();
-    match http().get(&url).send().await {
+    match http().get(format!("{url}/_cluster/health")).send().await {
         Ok(r) if r.status().is_success() => {}
         other => panic!(
             "Elasticsearch is not reachable at {url} ({other:?}). Start it with `scripts/elasticsearch.sh start` \
@@ -48,14 +48,16 @@ pub async fn es_json(method: reqwest::Method, path: &str, body: Option<Value>) -
 }
 
 pub async fn refresh(index: &str) {
-    es_json(reqwest::Method::POST, &format!("/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true"), None).await;
+    es_json(reqwest::Method::POST, &format!("/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true"), None)
+        .await;
 }
 
 /// Number of documents in `index` (a name or wildcard), after a refresh.
 pub async fn count(index: &str) -> u64 {
     refresh(index).await;
     let (status, v) =
-        es_json(reqwest::Method::GET, &format!("/{index}/_count?ignore_unavailable=true&allow_no_indices=true"), None).await;
+        es_json(reqwest::Method::GET, &format!("/{index}/_count?ignore_unavailable=true&allow_no_indices=true"), None)
+            .await;
     assert_eq!(status, 200, "count {index}: {v}");
     v["count"].as_u64().unwrap()
 }
@@ -63,7 +65,8 @@ pub async fn count(index: &str) -> u64 {
 /// `_source` of every hit of `query` in `index`, sorted by `@timestamp`.
 pub async fn search(index: &str, query: Value) -> Vec<Value> {
     refresh(index).await;
-    let body = serde_json::json!({ "query": query, "size": 10000, "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}] });
+    let body =
+        serde_json::json!({ "query": query, "size": 10000, "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}] });
     let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
     assert_eq!(status, 200, "search {index}: {v}");
     v["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
@@ -99,8 +102,12 @@ pub async fn settle(index: &str, quiet: Duration, timeout: Duration) -> u64 {
 }
 
 pub async fn delete_indices(pattern: &str) {
-    es_json(reqwest::Method::DELETE, &format!("/{pattern}?ignore_unavailable=true&allow_no_indices=true&expand_wildcards=all"), None)
-        .await;
+    es_json(
+        reqwest::Method::DELETE,
+        &format!("/{pattern}?ignore_unavailable=true&allow_no_indices=true&expand_wildcards=all"),
+        None,
+    )
+    .await;
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -183,4 +190,224 @@ impl Drop for Gateway {
 
 fn unsafe_kill(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+/// A gateway set up for a test: certificates, config file, data dir, ports.
+pub struct WebhookSetup {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub port: u16,
+    pub admin: String,
+    pub config: std::path::PathBuf,
+}
+
+impl WebhookSetup {
+    /// Writes certs and a config with mTLS, unique indices `<prefix>-audit-*` /
+    /// `<prefix>-deadletter-*`, and `extra` YAML appended (top-level keys that
+    /// the base does not set, or a replacement `server:` block via `server_extra`).
+    pub fn new(name: &str, server_extra: &str, extra: &str) -> WebhookSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = unique(name);
+        let port = free_port();
+        let admin = format!("127.0.0.1:{}", free_port());
+        let certs = dir.path().join("certs");
+        let status = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let c = certs.display();
+        let yaml = format!(
+            "cluster_name: test\n\
+             data_dir: {data}\n\
+             server:\n  listen: 127.0.0.1:{port}\n  tls:\n    cert_file: {c}/server.crt\n    key_file: {c}/server.key\n    client_ca_file: {c}/ca.crt\n{server_extra}\
+             admin:\n  listen: {admin}\n\
+             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    audit: \"{prefix}-audit-%Y.%m.%d\"\n    dead_letter: \"{prefix}-deadletter-%Y.%m.%d\"\n  \
+             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n\
+             {extra}",
+            data = dir.path().join("data").display(),
+            es = es_url(),
+        );
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        WebhookSetup { dir, prefix, port, admin, config }
+    }
+
+    pub fn start(&self) -> Gateway {
+        Gateway::start(&self.config, &self.admin, &self.dir.path().join("gateway.log"))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.port, path)
+    }
+
+    pub fn certs(&self) -> std::path::PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn audit_indices(&self) -> String {
+        format!("{}-audit-*", self.prefix)
+    }
+
+    pub fn dead_letter_indices(&self) -> String {
+        format!("{}-deadletter-*", self.prefix)
+    }
+}
+
+/// An HTTPS client trusting `certs/ca.crt`, presenting `certs/client.*` if `with_cert`.
+pub fn tls_client(certs: &std::path::Path, with_cert: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
+    let mut b = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).timeout(Duration::from_secs(60));
+    if with_cert {
+        let mut pem = std::fs::read(certs.join("client.crt")).unwrap();
+        pem.extend(std::fs::read(certs.join("client.key")).unwrap());
+        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// An HTTPS client that trusts `server_certs/ca.crt` but presents the client
+/// certificate from `client_certs` (e.g. one signed by another CA).
+pub fn tls_client_with(server_certs: &std::path::Path, client_certs: &std::path::Path) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(server_certs.join("ca.crt")).unwrap()).unwrap();
+    let mut pem = std::fs::read(client_certs.join("client.crt")).unwrap();
+    pem.extend(std::fs::read(client_certs.join("client.key")).unwrap());
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// POSTs `body` as JSON; returns status, headers and the parsed body.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: String) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = client.post(url).header("content-type", "application/json").body(body).send().await.expect("POST");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// A metric's value from the gateway's /metrics (sum over label sets that contain `labels`).
+pub async fn metric(admin: &str, name: &str, labels: &str) -> f64 {
+    let text = http().get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A second, private Elasticsearch on `port`, for tests that stop it.
+pub struct EsInstance {
+    pub port: u16,
+}
+
+impl EsInstance {
+    pub fn script(port: u16, action: &str) -> bool {
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/elasticsearch.sh"))
+            .arg(action)
+            .env("ES_PORT", port.to_string())
+            .env("ES_HEAP", "384m")
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    pub fn start(port: u16) -> EsInstance {
+        assert!(Self::script(port, "start"), "could not start Elasticsearch on port {port}");
+        EsInstance { port }
+    }
+
+    pub fn stop(&self) {
+        assert!(Self::script(self.port, "stop"), "could not stop Elasticsearch on port {}", self.port);
+    }
+
+    pub fn resume(&self) {
+        assert!(Self::script(self.port, "start"), "could not restart Elasticsearch on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for EsInstance {
+    fn drop(&mut self) {
+        Self::script(self.port, "wipe");
+    }
+}
+
+/// Sends `batches` (bodies) with `concurrency` connections; returns, per batch,
+/// the last HTTP status (0 = transport error). Stops early when `stop` is set.
+pub async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    batches: std::sync::Arc<Vec<String>>,
+    concurrency: usize,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<u16> {
+    use std::sync::atomic::Ordering;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(vec![0u16; batches.len()]));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, batches, next, statuses, acked, stop) = (
+            client.clone(),
+            url.to_string(),
+            batches.clone(),
+            next.clone(),
+            statuses.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= batches.len() {
+                    return;
+                }
+                let status = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(batches[i].clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                if status == 200 {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                statuses.lock().unwrap()[i] = status;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let out = statuses.lock().unwrap().clone();
+    out
+}
+
+/// auditIDs present more than once in `index` (exact: one shard).
+pub async fn duplicated_ids(index: &str) -> Vec<Value> {
+    refresh(index).await;
+    let body = serde_json::json!({"size": 0, "aggs": {"dups": {"terms": {"field": "kubernetes.audit.auditID", "min_doc_count": 2, "size": 10}}}});
+    let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+    assert_eq!(status, 200, "{v}");
+    v["aggregations"]["dups"]["buckets"].as_array().unwrap().clone()
 }

@@ -47,10 +47,8 @@ impl EsClient {
         let credentials = credentials(cfg)?;
         // `Certificate` is not Clone: keep the PEM and build one per transport.
         let ca_pem = match &cfg.tls.ca_file {
-            Some(ca) if !cfg.tls.insecure_skip_verify => Some(std::fs::read(ca).map_err(|source| ClientError::File {
-                key: "elasticsearch.tls.ca_file",
-                path: ca.display().to_string(),
-                source,
+            Some(ca) if !cfg.tls.insecure_skip_verify => Some(std::fs::read(ca).map_err(|source| {
+                ClientError::File { key: "elasticsearch.tls.ca_file", path: ca.display().to_string(), source }
             })?),
             _ => None,
         };
@@ -133,9 +131,11 @@ impl EsClient {
 }
 
 fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClientError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| ClientError::File { key, path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|source| ClientError::File {
+        key,
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn credentials(cfg: &ElasticsearchConfig) -> Result<Option<Credentials>, ClientError> {

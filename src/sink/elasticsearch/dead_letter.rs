@@ -76,14 +76,7 @@ impl DeadLetters {
     /// a resend after a crash is a 409 in the dead-letter index, not a duplicate.
     pub fn document(&self, original: &Document, rejection: &Rejection) -> Document {
         let original_text = String::from_utf8_lossy(&original.body);
-        dead_letter_document(
-            &self.pattern,
-            original.source,
-            &original.index,
-            &original.id,
-            &original_text,
-            rejection,
-        )
+        dead_letter_document(&self.pattern, original.source, &original.index, &original.id, &original_text, rejection)
     }
 
     /// Last resort: append the dead-letter document and why it was refused to
@@ -122,7 +115,12 @@ pub fn dead_letter_document(
     let now_text = now.to_rfc3339_opts(SecondsFormat::Micros, true);
     let body = DeadLetterBody {
         timestamp: &now_text,
-        event: DlEvent { dataset: "kube_log_gateway.dead_letter", kind: "pipeline_error", original, ingested: &now_text },
+        event: DlEvent {
+            dataset: "kube_log_gateway.dead_letter",
+            kind: "pipeline_error",
+            original,
+            ingested: &now_text,
+        },
         error: DlError { kind: &rejection.error_type, message: &rejection.reason },
         dead_letter: DlInfo { source: source.as_str(), index, id, status: rejection.status },
     };
@@ -165,7 +163,12 @@ mod tests {
     fn file_fallback_appends_lines() {
         let dir = tempfile::tempdir().unwrap();
         let dl = DeadLetters::new(IndexPattern::parse("deadletter").unwrap(), dir.path());
-        let doc = Document { index: "deadletter".into(), id: "1".into(), body: Bytes::from_static(b"{}"), source: SourceKind::Journald };
+        let doc = Document {
+            index: "deadletter".into(),
+            id: "1".into(),
+            body: Bytes::from_static(b"{}"),
+            source: SourceKind::Journald,
+        };
         dl.append_to_file(&doc, "refused").unwrap();
         dl.append_to_file(&doc, "again").unwrap();
         let text = std::fs::read_to_string(dl.file_path()).unwrap();

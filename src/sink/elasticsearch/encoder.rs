@@ -26,7 +26,17 @@ pub fn write_create(out: &mut Vec<u8>, doc: &Document) {
     out.extend_from_slice(b",\"_id\":");
     serde_json::to_writer(&mut *out, &doc.id).expect("writing to a Vec cannot fail");
     out.extend_from_slice(b"}}\n");
+    let start = out.len();
     out.extend_from_slice(&doc.body);
+    // NDJSON: a raw line break inside a source would split it. In valid JSON a
+    // raw CR/LF can only be insignificant whitespace (inside strings they are
+    // escaped), so turning them into spaces changes nothing else. Embedded
+    // objects are passed through raw and may come pretty-printed.
+    for b in &mut out[start..] {
+        if *b == b'\n' || *b == b'\r' {
+            *b = b' ';
+        }
+    }
     out.push(b'\n');
 }
 
@@ -51,8 +61,18 @@ mod tests {
     #[test]
     fn one_create_line_per_document() {
         let docs = vec![
-            Document { index: "audit-2026.01.01".into(), id: "a".into(), body: Bytes::from_static(b"{\"x\":1}"), source: SourceKind::Audit },
-            Document { index: "audit-2026.01.02".into(), id: "b\"".into(), body: Bytes::from_static(b"{}"), source: SourceKind::Audit },
+            Document {
+                index: "audit-2026.01.01".into(),
+                id: "a".into(),
+                body: Bytes::from_static(b"{\"x\":1}"),
+                source: SourceKind::Audit,
+            },
+            Document {
+                index: "audit-2026.01.02".into(),
+                id: "b\"".into(),
+                body: Bytes::from_static(b"{}"),
+                source: SourceKind::Audit,
+            },
         ];
         let body = String::from_utf8(bulk_body(&docs)).unwrap();
         assert_eq!(
@@ -60,6 +80,21 @@ mod tests {
             "{\"create\":{\"_index\":\"audit-2026.01.01\",\"_id\":\"a\"}}\n{\"x\":1}\n\
              {\"create\":{\"_index\":\"audit-2026.01.02\",\"_id\":\"b\\\"\"}}\n{}\n"
         );
+    }
+
+    #[test]
+    fn line_breaks_in_a_source_cannot_split_the_ndjson() {
+        let doc = Document {
+            index: "i".into(),
+            id: "1".into(),
+            body: Bytes::from_static(b"{\"a\":\n {\"b\": \"x\\ny\"}\r\n}"),
+            source: SourceKind::Audit,
+        };
+        let body = bulk_body([&doc]);
+        assert_eq!(body.iter().filter(|b| **b == b'\n').count(), 2);
+        let source = body.split(|b| *b == b'\n').nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(source).unwrap();
+        assert_eq!(v["a"]["b"], "x\ny");
     }
 
     #[test]

@@ -116,7 +116,9 @@ mod tests {
         let outcomes = parse_bulk_response(MIXED.as_bytes(), 5).unwrap();
         assert_eq!(outcomes[0], Outcome::Created);
         assert_eq!(outcomes[1], Outcome::Duplicate);
-        assert!(matches!(&outcomes[2], Outcome::Retry { status: 429, error } if error.starts_with("es_rejected_execution_exception")));
+        assert!(
+            matches!(&outcomes[2], Outcome::Retry { status: 429, error } if error.starts_with("es_rejected_execution_exception"))
+        );
         match &outcomes[3] {
             Outcome::Reject { status, error_type, reason } => {
                 assert_eq!(*status, 400);

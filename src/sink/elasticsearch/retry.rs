@@ -99,10 +99,19 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(RequestFailure::Transport("refused".into()).action(), Action::Retry { failover: true });
-        assert_eq!(RequestFailure::Status { status: 503, body: String::new() }.action(), Action::Retry { failover: true });
-        assert_eq!(RequestFailure::Status { status: 429, body: String::new() }.action(), Action::Retry { failover: false });
+        assert_eq!(
+            RequestFailure::Status { status: 503, body: String::new() }.action(),
+            Action::Retry { failover: true }
+        );
+        assert_eq!(
+            RequestFailure::Status { status: 429, body: String::new() }.action(),
+            Action::Retry { failover: false }
+        );
         assert_eq!(RequestFailure::Status { status: 413, body: String::new() }.action(), Action::Split);
-        assert_eq!(RequestFailure::Status { status: 401, body: String::new() }.action(), Action::Retry { failover: false });
+        assert_eq!(
+            RequestFailure::Status { status: 401, body: String::new() }.action(),
+            Action::Retry { failover: false }
+        );
     }
 
     #[test]

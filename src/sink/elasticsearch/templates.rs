@@ -91,7 +91,12 @@ pub fn template_name(pattern: &IndexPattern) -> String {
     format!("kube-log-gateway-{stem}")
 }
 
-pub fn template(pattern: &IndexPattern, settings: &TemplateSettings, specific: Value, dynamic_templates: Value) -> Template {
+pub fn template(
+    pattern: &IndexPattern,
+    settings: &TemplateSettings,
+    specific: Value,
+    dynamic_templates: Value,
+) -> Template {
     let mut properties = common_properties();
     merge(&mut properties, specific);
     Template {

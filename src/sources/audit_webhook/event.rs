@@ -219,7 +219,9 @@ mod tests {
 
     #[test]
     fn event_list_single_event_and_array() {
-        let list = format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{EVENT},{EVENT}]}}"#);
+        let list = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{EVENT},{EVENT}]}}"#
+        );
         assert_eq!(split_items(list.as_bytes()).unwrap().len(), 2);
         let single = EVENT.replace("{\"level\"", "{\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\"");
         let items = split_items(single.as_bytes()).unwrap();

@@ -3,3 +3,4 @@
 //! committed to the spool, and only then acknowledged.
 
 pub mod event;
+pub mod handler;

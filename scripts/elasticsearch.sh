@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# A real, local Elasticsearch for development and tests.
+#
+#   scripts/elasticsearch.sh start|stop|status|wipe|logs
+#
+#   start   fetch (once) + start, wait until the cluster is yellow; "already running" is fine
+#   stop    SIGTERM, SIGKILL after 30 s, wait for the process to be gone; stopped is fine
+#   status  prints running/stopped and the node's version; exit 0 running, 3 stopped
+#   wipe    stop, then delete the instance's data directory
+#   logs    print the tail of the instance's Elasticsearch log (ES_LOG_LINES, default 100)
+#
+# Environment:
+#   ES_VERSION    Elasticsearch version (the one pin: the default below)
+#   ES_PORT       HTTP port on 127.0.0.1 (default 9200); the transport port is ES_PORT+100.
+#                 Each port is its own instance, so ES_PORT=9200 and ES_PORT=9250 can run
+#                 side by side.
+#   ES_HEAP       JVM heap, -Xms = -Xmx (default 512m)
+#   ES_JAVA_OPTS  extra JVM options, appended after the heap options
+#   ES_JAVA_HOME  the Java to use (default: Java 17 for 8.x, 21+ for 9.x, found in /usr/lib/jvm)
+#   KLG_CACHE_DIR where the distribution and instances live, see below
+#
+# What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
+# Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
+# It is the server with only a few modules (x-pack-core, x-pack-security,
+# transport-netty4, apm): no ingest-common, data streams, mapper-extras or painless, so
+# tests must keep to core features. Two quirks of this build:
+#   - `GET /` (the "info" endpoint) answers 405: the rest-root module is not in it.
+#     `status` therefore reads the version from `GET /_nodes/_local`.
+#   - x-pack-security IS in it, so security would be ON by default (with auto-generated
+#     TLS certificates and a password nobody knows): we set xpack.security.enabled=false.
+#   Settings of modules that are not there (e.g. ingest.geoip.downloader.enabled) make
+#   it refuse to start ("unknown setting").
+#
+# Cache layout (KLG_CACHE_DIR):
+#   default: /var/cache/kube-log-gateway when run as root, else $HOME/.cache/kube-log-gateway.
+#   Root's default is not under /root because Elasticsearch refuses to run as root: it
+#   runs as the system user `klg-es` (created here), which cannot enter /root (mode 700).
+#     downloads/elasticsearch-<v>.zip       the verified zip
+#     dist/elasticsearch-<v>/               the unpacked distribution (read-only, world-readable)
+#     m2/                                   Maven's local repository (plugins only)
+#     instances/<port>/{config,data,logs,tmp,es.pid}   one per ES_PORT, owned by the runtime user
+#   `config` is regenerated on every start from the distribution + the settings below,
+#   `data` survives restarts until `wipe`. After changing ES_VERSION to an OLDER version,
+#   `wipe` first: Elasticsearch cannot read data written by a newer version.
+set -euo pipefail
+
+ES_VERSION="${ES_VERSION:-8.19.21}"
+ES_PORT="${ES_PORT:-9200}"
+ES_HEAP="${ES_HEAP:-512m}"
+START_TIMEOUT=120 # seconds until the cluster must be yellow
+STOP_TIMEOUT=30   # seconds between SIGTERM and SIGKILL
+ES_USER=klg-es
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [[ $EUID -eq 0 ]]; then
+  CACHE_DIR="${KLG_CACHE_DIR:-/var/cache/kube-log-gateway}"
+else
+  CACHE_DIR="${KLG_CACHE_DIR:-$HOME/.cache/kube-log-gateway}"
+fi
+
+log() { printf 'elasticsearch: %s\n' "$*"; }
+die() { printf 'elasticsearch: ERROR: %s\n' "$*" >&2; exit 1; }
+
+if ! [[ "$ES_PORT" =~ ^[1-9][0-9]*$ ]] || ((ES_PORT < 1024 || ES_PORT + 100 > 65535)); then
+  die "ES_PORT must be a number between 1024 and 65435 (got '$ES_PORT')"
+fi
+TRANSPORT_PORT=$((ES_PORT + 100))
+
+ZIP="$CACHE_DIR/downloads/elasticsearch-$ES_VERSION.zip"
+ES_HOME="$CACHE_DIR/dist/elasticsearch-$ES_VERSION"
+INST="$CACHE_DIR/instances/$ES_PORT"
+PID_FILE="$INST/es.pid"
+URL="http://127.0.0.1:$ES_PORT"
+
+# ---------------------------------------------------------------------------- helpers
+
+# Run a command as the user Elasticsearch runs as (itself when we are not root).
+as_es_user() {
+  if [[ $EUID -eq 0 ]]; then
+    runuser -u "$ES_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_user() {
+  [[ $EUID -eq 0 ]] || return 0
+  id -u "$ES_USER" >/dev/null 2>&1 && return 0
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin "$ES_USER" || die "could not create system user $ES_USER"
+  log "created system user $ES_USER"
+}
+
+# The pid of this instance's Elasticsearch, or nothing. The pid file can be stale (a
+# reboot, a SIGKILL) and pids get reused, so a pid only counts when that process's
+# command line carries this instance's own tmp dir; when the pid file is missing, the
+# same unique string finds the process.
+instance_pid() {
+  local marker="-Djava.io.tmpdir=$INST/tmp" pid=""
+  if [[ -f "$PID_FILE" ]]; then
+    pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
+    if [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] &&
+      tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$marker"; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  pid="$(pgrep -f -- "$marker( |$)" | head -n 1 || true)"
+  [[ -n "$pid" ]] && echo "$pid"
+  return 0
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Serialize concurrent runs: one lock for the shared download/unpack, one per instance.
+# (A failing command exits the script under `set -e`, which releases the lock too.)
+with_lock() {
+  local lock="$1" lock_fd
+  shift
+  mkdir -p "$(dirname "$lock")"
+  exec {lock_fd}>"$lock"
+  flock -w 600 "$lock_fd" || die "timed out waiting for lock $lock"
+  "$@"
+  flock -u "$lock_fd"
+  exec {lock_fd}>&-
+}
+
+es_log_file() { echo "$INST/logs/elasticsearch.log"; }
+
+# $1: which file. startup.out is this start's console output (JVM errors, refused
+# settings); elasticsearch.log has what happened after the node came up.
+show_log_tail() {
+  local f="$1"
+  [[ -s "$f" ]] || return 0
+  printf '\n----- last lines of %s -----\n' "$f" >&2
+  # Stack traces are long; 60 lines reach the cause.
+  tail -n 60 "$f" >&2
+}
+
+find_java() {
+  local major want=17 j
+  [[ "${ES_VERSION%%.*}" -ge 9 ]] && want=21
+  java_major() { "$1/bin/java" -XshowSettings:properties -version 2>&1 |
+    awk -F'= ' '/java.specification.version/ {print $2; exit}'; }
+  if [[ -n "${ES_JAVA_HOME:-}" ]]; then
+    [[ -x "$ES_JAVA_HOME/bin/java" ]] || die "ES_JAVA_HOME=$ES_JAVA_HOME has no bin/java"
+    echo "$ES_JAVA_HOME"
+    return
+  fi
+  # Prefer exactly the Java the pinned version is tested with (Debian's 17 for 8.x),
+  # then anything new enough.
+  local candidates=(/usr/lib/jvm/java-"$want"-openjdk-*)
+  [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME")
+  candidates+=(/usr/lib/jvm/*)
+  if command -v java >/dev/null 2>&1; then
+    candidates+=("$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")")
+  fi
+  for j in "${candidates[@]}"; do
+    [[ -x "$j/bin/java" ]] || continue
+    major="$(java_major "$j" || true)"
+    [[ "$major" =~ ^[0-9]+$ ]] && ((major >= want)) && { echo "$j"; return; }
+  done
+  die "no Java $want+ found (Elasticsearch $ES_VERSION needs it); run scripts/setup.sh or set ES_JAVA_HOME"
+}
+
+# ------------------------------------------------------------------ fetch and unpack
+
+fetch_zip() {
+  [[ -f "$ZIP" ]] && unzip -tq "$ZIP" >/dev/null 2>&1 && return 0
+  [[ -f "$ZIP" ]] && { log "cached zip is incomplete or corrupt, fetching again"; rm -f "$ZIP"; }
+  command -v mvn >/dev/null 2>&1 || bash "$SCRIPT_DIR/setup.sh"
+  command -v mvn >/dev/null 2>&1 || die "mvn not found after scripts/setup.sh"
+
+  local artifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
+  local tmp="$CACHE_DIR/downloads/.tmp.$$" mvn_log="$CACHE_DIR/downloads/mvn.log" t0=$SECONDS
+  log "fetching $artifact from Maven Central (once; about 107 MB)"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # Own local repository inside the cache: the whole cache can be deleted in one go,
+  # and a corrupt download there cannot be "copied" again from ~/.m2.
+  # Batch mode: no colours and no prompts (CI has no stdin). Plugin version pinned
+  # because Maven 3.8's default maven-dependency-plugin is old.
+  if ! mvn -B -q -Dmaven.repo.local="$CACHE_DIR/m2" \
+    org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+    -Dartifact="$artifact" -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    tail -n 30 "$mvn_log" >&2
+    rm -rf "$tmp"
+    die "mvn could not fetch $artifact (log: $mvn_log). Is ES_VERSION=$ES_VERSION published?"
+  fi
+  # The zip is now both in $tmp and in the Maven repository: keep one copy.
+  rm -rf "$CACHE_DIR/m2/org/elasticsearch"
+  unzip -tq "$tmp/elasticsearch-$ES_VERSION.zip" >/dev/null 2>&1 ||
+    { rm -rf "$tmp"; die "downloaded zip is corrupt; run the command again"; }
+  mv "$tmp/elasticsearch-$ES_VERSION.zip" "$ZIP"
+  rm -rf "$tmp" "$mvn_log"
+  log "fetched in $((SECONDS - t0)) s"
+}
+
+unpack() {
+  [[ -x "$ES_HOME/bin/elasticsearch" ]] && return 0
+  local tmp="$CACHE_DIR/dist/.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  unzip -q "$ZIP" -d "$tmp" || { rm -rf "$tmp"; die "could not unpack $ZIP"; }
+  [[ -x "$tmp/elasticsearch-$ES_VERSION/bin/elasticsearch" ]] ||
+    { rm -rf "$tmp"; die "$ZIP has no elasticsearch-$ES_VERSION/bin/elasticsearch"; }
+  # Readable by the unprivileged runtime user whatever our umask is.
+  chmod -R a+rX "$tmp"
+  rm -rf "$ES_HOME"
+  # Rename last, so a half-unpacked tree is never taken for a complete one.
+  mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+  rm -rf "$tmp"
+}
+
+ensure_distribution() {
+  mkdir -p "$CACHE_DIR/downloads" "$CACHE_DIR/dist" "$CACHE_DIR/instances"
+  if [[ $EUID -eq 0 ]]; then
+    # The runtime user must reach dist/ and instances/ (not downloads/ or m2/).
+    chmod a+rx "$CACHE_DIR" "$CACHE_DIR/dist" "$CACHE_DIR/instances"
+  fi
+  # Leftovers of an interrupted fetch/unpack; safe to remove, we hold the fetch lock.
+  rm -rf "$CACHE_DIR"/downloads/.tmp.* "$CACHE_DIR"/dist/.tmp.*
+  fetch_zip
+  unpack
+}
+
+# ---------------------------------------------------------------------- the instance
+
+write_config() {
+  rm -rf "$INST/config"
+  cp -R "$ES_HOME/config" "$INST/config"
+  # Appended after the distribution's (fully commented) elasticsearch.yml.
+  cat >>"$INST/config/elasticsearch.yml" <<EOF
+
+# ---- written by scripts/elasticsearch.sh; regenerated on every start ----
+node.name: klg-$ES_PORT
+path.data: $INST/data
+path.logs: $INST/logs
+# One node, bound to loopback only: development mode, so the production bootstrap
+# checks (vm.max_map_count, file descriptors) are only warnings.
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_PORT
+transport.port: $TRANSPORT_PORT
+# Plain HTTP without authentication (otherwise TLS + a generated password).
+xpack.security.enabled: false
+# A full-ish disk on a developer machine must not turn indices read-only mid-test.
+cluster.routing.allocation.disk.threshold_enabled: false
+# Tests clean up with wildcard deletes (DELETE /audit-*).
+action.destructive_requires_name: false
+EOF
+}
+
+do_start() {
+  local pid
+  pid="$(instance_pid)"
+  if [[ -n "$pid" ]]; then
+    log "already running on $URL (pid $pid)"
+    wait_healthy "$pid" || { show_log_tail "$(es_log_file)"; die "running (pid $pid) but not healthy on $URL"; }
+    return 0
+  fi
+  port_in_use "$ES_PORT" && die "port $ES_PORT is in use by another process (not this script's instance)"
+  port_in_use "$TRANSPORT_PORT" &&
+    die "transport port $TRANSPORT_PORT (ES_PORT+100) is in use by another process"
+
+  ensure_user
+  mkdir -p "$CACHE_DIR"
+  if [[ $EUID -eq 0 ]] && ! as_es_user test -x "$CACHE_DIR"; then
+    die "user $ES_USER cannot enter $CACHE_DIR (a parent directory is not world-searchable?); set KLG_CACHE_DIR elsewhere"
+  fi
+  with_lock "$CACHE_DIR/.fetch.lock" ensure_distribution
+  local java_home
+  java_home="$(find_java)"
+
+  mkdir -p "$INST"/{data,logs,tmp}
+  write_config
+  rm -f "$PID_FILE" "$INST/logs/startup.out"
+  if [[ $EUID -eq 0 ]]; then
+    chown -R "$ES_USER:$ES_USER" "$INST"
+    if ! as_es_user test -x "$ES_HOME/bin/elasticsearch"; then
+      die "user $ES_USER cannot reach $ES_HOME (a parent directory is not world-searchable?); set KLG_CACHE_DIR elsewhere"
+    fi
+  fi
+
+  log "starting $ES_VERSION on $URL (transport $TRANSPORT_PORT, heap $ES_HEAP, java $java_home)"
+  local t0=$SECONDS rc=0
+  # A clean environment: nothing from the caller (proxies, JAVA_TOOL_OPTIONS, ...) leaks
+  # into the JVM except what is listed here. cwd = logs/, because the distribution's
+  # jvm.options writes gc.log and hs_err files relative to the working directory.
+  # -d returns once the node has started (or failed); -p writes the pid file.
+  local run_as=()
+  [[ $EUID -eq 0 ]] && run_as=(runuser -u "$ES_USER" --)
+  (
+    cd "$INST/logs"
+    exec timeout "$START_TIMEOUT" "${run_as[@]}" env -i \
+      PATH=/usr/local/bin:/usr/bin:/bin \
+      LANG=C.UTF-8 \
+      ES_JAVA_HOME="$java_home" \
+      ES_PATH_CONF="$INST/config" \
+      ES_TMPDIR="$INST/tmp" \
+      ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP ${ES_JAVA_OPTS:-}" \
+      "$ES_HOME/bin/elasticsearch" -d -p "$PID_FILE"
+  ) >"$INST/logs/startup.out" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    show_log_tail "$INST/logs/startup.out"
+    # timeout may have killed the launcher and left the server half-started.
+    pid="$(instance_pid)"
+    if [[ -n "$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+    die "Elasticsearch failed to start (exit $rc); logs in $INST/logs"
+  fi
+  pid="$(instance_pid)"
+  [[ -n "$pid" ]] || { show_log_tail "$INST/logs/startup.out"; die "Elasticsearch exited right after starting"; }
+  local left=$((START_TIMEOUT - (SECONDS - t0)))
+  ((left < 10)) && left=10
+  if ! wait_healthy "$pid" "$left"; then
+    show_log_tail "$(es_log_file)"
+    die "Elasticsearch on $URL not yellow after ${START_TIMEOUT} s; logs in $INST/logs"
+  fi
+  log "started on $URL (pid $pid) in $((SECONDS - t0)) s"
+}
+
+# Wait until the cluster is at least yellow (the default replicas=1 can never be
+# assigned on one node, so green is not guaranteed). Fails early if the process dies.
+wait_healthy() {
+  local pid="$1" timeout="${2:-$START_TIMEOUT}" deadline body
+  deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    body="$(curl -s -m 10 "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" 2>/dev/null || true)"
+    [[ "$body" =~ \"status\":\"(green|yellow)\" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { log "process $pid exited"; return 1; }
+    sleep 1
+  done
+  return 1
+}
+
+do_stop() {
+  local pid
+  pid="$(instance_pid)"
+  if [[ -z "$pid" ]]; then
+    rm -f "$PID_FILE"
+    log "not running on port $ES_PORT"
+    return 0
+  fi
+  log "stopping pid $pid (port $ES_PORT)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still running after ${STOP_TIMEOUT} s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  fi
+  rm -f "$PID_FILE"
+  log "stopped"
+}
+
+do_status() {
+  local pid
+  pid="$(instance_pid)"
+  if [[ -z "$pid" ]]; then
+    echo "stopped (port $ES_PORT)"
+    return 3
+  fi
+  echo "running on $URL (pid $pid, instance $INST)"
+  # GET / is not in the integ-test-zip build (405); the nodes API has the same facts.
+  if ! curl -sf -m 10 "$URL/_nodes/_local?filter_path=cluster_name,nodes.*.name,nodes.*.version,nodes.*.build_flavor,nodes.*.build_type,nodes.*.build_hash"; then
+    echo "(process is alive but HTTP is not answering yet)"
+  fi
+  echo
+  return 0
+}
+
+do_wipe() {
+  do_stop
+  rm -rf "$INST/data"
+  log "deleted $INST/data"
+}
+
+do_logs() {
+  local f
+  f="$(es_log_file)"
+  [[ -f "$f" ]] || die "no log yet at $f"
+  tail -n "${ES_LOG_LINES:-100}" "$f"
+}
+
+case "${1:-}" in
+  start) with_lock "$INST.lock" do_start ;;
+  stop) with_lock "$INST.lock" do_stop ;;
+  status) do_status ;;
+  wipe) with_lock "$INST.lock" do_wipe ;;
+  logs) do_logs ;;
+  *)
+    echo "usage: [ES_PORT=9200] [ES_VERSION=$ES_VERSION] $0 start|stop|status|wipe|logs" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run):
+#
+#   scripts/test.sh
+#
+# 1. scripts/setup.sh                 system packages, rustfmt, clippy (no-op when present)
+# 2. scripts/elasticsearch.sh start   a real Elasticsearch on 127.0.0.1:${ES_PORT:-9200}
+# 3. cargo fmt --check
+# 4. cargo clippy --all-targets -- -D warnings
+# 5. cargo test --all-targets -- --test-threads=2
+#    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
+#
+# An Elasticsearch that this script started is stopped again on exit, whatever
+# happened; one that was already running (a developer's, left up on purpose) is left
+# running. Exits non-zero as soon as a step fails.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export ES_PORT="${ES_PORT:-9200}"
+export KLG_TEST_ES_URL="http://127.0.0.1:$ES_PORT"
+
+current_step=""
+step_start=$SECONDS
+script_start=$SECONDS
+step() {
+  current_step="$*"
+  step_start=$SECONDS
+  printf '\n==> %s\n' "$current_step"
+}
+
+started_es=0
+finish() {
+  local rc=$?
+  trap - EXIT
+  if ((started_es)); then
+    printf '\n==> stop the Elasticsearch this run started (port %s)\n' "$ES_PORT"
+    bash scripts/elasticsearch.sh stop || true
+  fi
+  if ((rc == 0)); then
+    printf '\ntest.sh: all steps passed in %d s\n' "$((SECONDS - script_start))"
+  else
+    printf '\ntest.sh: FAILED at "%s" (exit %d, after %d s in that step)\n' \
+      "$current_step" "$rc" "$((SECONDS - step_start))" >&2
+    printf 'test.sh: Elasticsearch log: ES_PORT=%s scripts/elasticsearch.sh logs\n' "$ES_PORT" >&2
+  fi
+  exit "$rc"
+}
+trap finish EXIT
+# Make Ctrl-C / a CI timeout run the EXIT trap too, so no Elasticsearch is left behind.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "setup: scripts/setup.sh"
+bash scripts/setup.sh
+# rustup's cargo lives in ~/.cargo/bin, which a non-login shell may not have on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+step "elasticsearch: scripts/elasticsearch.sh start (port $ES_PORT)"
+if ! bash scripts/elasticsearch.sh status >/dev/null 2>&1; then
+  # Set before starting, so a start that fails half-way is cleaned up as well.
+  started_es=1
+fi
+bash scripts/elasticsearch.sh start
+
+step "format: cargo fmt --check"
+cargo fmt --all -- --check
+
+step "lint: cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "test: cargo test --all-targets -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
+cargo test --all-targets -- --test-threads=2

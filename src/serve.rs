@@ -1,0 +1,146 @@
+//! `kube-log-gateway serve`: starts everything the configuration enables and
+//! runs until SIGTERM. This is the composition root, where the flow of
+//! DESIGN.md is assembled: sources → normalize → spool → sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+use crate::config::{host_name, Config};
+use crate::drain;
+use crate::limits::ClientLimiter;
+use crate::normalize::audit::AuditNormalizer;
+use crate::server::admin::{self, Readiness};
+use crate::server::auth::Tokens;
+use crate::server::{self, tls};
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+use crate::sources::audit_webhook::handler::{self, Webhook};
+use crate::spool::Spool;
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let sources_enabled = cfg.server.is_some() || sources_configured(&cfg);
+    if !sources_enabled {
+        bail!("nothing to run: the config enables neither `server` (audit webhook) nor any of `sources`");
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", cfg.data_dir.display()))?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals(cfg.shutdown.grace_period);
+
+    let (sink, sink_task) = Sink::start(&cfg, shutdown.clone())?;
+    let mut tasks = Vec::new();
+    let mut readiness = Readiness::default();
+
+    if let Some(settings) = &cfg.server {
+        let spool = Spool::open(&cfg.data_dir, cfg.spool.max_bytes)?;
+        readiness.spool = Some(spool.clone());
+        tasks.push(tokio::spawn(drain::run(
+            spool.clone(),
+            sink.clone(),
+            cfg.spool.max_in_flight_entries,
+            shutdown.clone(),
+        )));
+
+        let patterns = cfg.index_patterns();
+        let limiter = settings
+            .rate_limit
+            .events_per_second
+            .and_then(std::num::NonZeroU32::new)
+            .map(|rate| ClientLimiter::new(rate, settings.rate_limit.burst.and_then(std::num::NonZeroU32::new)));
+        let webhook = Arc::new(Webhook {
+            normalizer: AuditNormalizer {
+                cluster: cfg.cluster_name.clone(),
+                host: host_name(),
+                index: patterns.audit.clone(),
+                dead_letter: patterns.dead_letter.clone(),
+                redact_secrets: cfg.audit.redact_secrets,
+            },
+            spool,
+            tokens: settings.bearer_tokens_file.as_deref().map(Tokens::load).transpose()?,
+            allow_unauthenticated: settings.allow_unauthenticated,
+            limiter,
+            max_body_bytes: settings.max_body_bytes,
+            retry_after_seconds: settings.retry_after_seconds,
+        });
+        if webhook.limiter.is_some() {
+            let w = webhook.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = stop.stopping() => return,
+                    }
+                    if let Some(l) = &w.limiter {
+                        l.prune();
+                    }
+                }
+            });
+        }
+        let router = Router::new().route(&settings.audit_path, post(handler::handle)).with_state(webhook).fallback(
+            |uri: axum::http::Uri| async move {
+                (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no such path: {}", uri.path()) })))
+            },
+        );
+        let tls = if settings.tls.enabled {
+            Some(Arc::new(tls::server_config(settings)?))
+        } else {
+            tracing::warn!("server.tls.enabled is false: audit events travel in plain HTTP");
+            None
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {}", settings.listen))?;
+        tracing::info!(
+            "audit webhook listening on {}://{}{}",
+            if tls.is_some() { "https" } else { "http" },
+            listener.local_addr()?,
+            settings.audit_path
+        );
+        tasks.push(tokio::spawn(server::serve(listener, tls, router, settings.request_timeout, shutdown.clone())));
+    }
+
+    let admin_task = match cfg.admin.listen {
+        Some(addr) => {
+            let listener =
+                TcpListener::bind(addr).await.with_context(|| format!("admin.listen: cannot listen on {addr}"))?;
+            tracing::info!("admin listening on http://{}/ (healthz, readyz, metrics)", listener.local_addr()?);
+            // The admin listener outlives `stopping` so that metrics stay visible
+            // while the gateway drains; it is stopped at the very end.
+            let admin_stop = Shutdown::new();
+            let handle = tokio::spawn(server::serve(
+                listener,
+                None,
+                admin::router(readiness),
+                Duration::from_secs(10),
+                admin_stop.clone(),
+            ));
+            Some((admin_stop, handle))
+        }
+        None => None,
+    };
+
+    // Only the sources hold the sink from here on: when they have all stopped,
+    // the sink's batcher sees its channel close and finishes.
+    drop(sink);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = sink_task.await;
+    if let Some((stop, handle)) = admin_task {
+        stop.abort();
+        let _ = handle.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn sources_configured(_cfg: &Config) -> bool {
+    false
+}

@@ -1,0 +1,41 @@
+//! The admin listener (plain HTTP, no authentication — bind it to a pod IP or
+//! localhost): `/healthz` (the process is alive), `/readyz` (it can take work;
+//! for the webhook, the spool has room) and `/metrics` (Prometheus).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::spool::Spool;
+
+#[derive(Clone, Default)]
+pub struct Readiness {
+    pub spool: Option<Spool>,
+}
+
+pub fn router(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(readiness))
+}
+
+async fn ready(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
+    if let Some(spool) = &r.spool {
+        // Not ready when nearly full, so a Service sends new connections to a
+        // replica that has room.
+        if spool.used_bytes() >= spool.max_bytes() / 100 * 95 {
+            return (StatusCode::SERVICE_UNAVAILABLE, "spool is nearly full\n");
+        }
+    }
+    (StatusCode::OK, "ready\n")
+}
+
+async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], crate::telemetry::encode())
+}

@@ -1,0 +1,175 @@
+//! `POST {audit_path}`: authenticate, read the body within limits, split it into
+//! events, normalize each, commit the documents to the spool, and only then
+//! answer 200. Every refusal says what was wrong.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Serialize;
+
+use super::event::split_items;
+use crate::limits::ClientLimiter;
+use crate::normalize::audit::AuditNormalizer;
+use crate::server::auth::{authenticate, Denied, Peer, Tokens};
+use crate::server::body;
+use crate::spool::{Spool, SpoolError};
+use crate::telemetry::{self, CodeLabels, EventLabels, EventResult};
+
+pub struct Webhook {
+    pub normalizer: AuditNormalizer,
+    pub spool: Spool,
+    pub tokens: Option<Tokens>,
+    pub allow_unauthenticated: bool,
+    pub limiter: Option<ClientLimiter>,
+    pub max_body_bytes: u64,
+    pub retry_after_seconds: u64,
+}
+
+/// The 200 body. kube-apiserver ignores it; people debugging with curl do not.
+#[derive(Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub rejected: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ItemError>,
+}
+
+#[derive(Serialize)]
+pub struct ItemError {
+    /// Position in `items` (or in the array), from 0.
+    pub item: usize,
+    #[serde(rename = "auditID", skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(ErrorBody { error: message.into() })).into_response()
+}
+
+fn retry_after(status: StatusCode, seconds: u64, message: String) -> Response {
+    let mut resp = error(status, message);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    resp
+}
+
+pub async fn handle(
+    State(w): State<Arc<Webhook>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let resp = handle_inner(&w, &peer, &headers, body).await;
+    let m = telemetry::metrics();
+    m.webhook_requests.get_or_create(&CodeLabels { code: resp.status().as_u16() }).inc();
+    m.webhook_request_seconds.observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let who = match authenticate(peer, authorization, w.tokens.as_ref(), w.allow_unauthenticated) {
+        Ok(who) => who,
+        Err(denied) => {
+            let message = match denied {
+                Denied::Missing => "authentication required: a client certificate or an Authorization: Bearer token",
+                Denied::BadToken => "the bearer token is not valid",
+            };
+            tracing::warn!(peer = %peer.addr, "refused: {message}");
+            let mut resp = error(StatusCode::UNAUTHORIZED, message);
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return resp;
+        }
+    };
+    let gzip = match body::check_headers(headers) {
+        Ok(g) => g,
+        Err(e) => return error(e.status, e.message),
+    };
+    let bytes = match body::read(body, headers, gzip, w.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return error(e.status, e.message),
+    };
+    let items = match split_items(&bytes) {
+        Ok(items) => items,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Some(limiter) = &w.limiter {
+        if let Err(wait) = limiter.check(&who, items.len() as u32) {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            telemetry::metrics()
+                .audit_events
+                .get_or_create(&EventLabels { result: EventResult::rate_limited })
+                .inc_by(items.len() as u64);
+            return retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                seconds,
+                format!("rate limit for {who} exceeded (server.rate_limit); retry in {seconds} s"),
+            );
+        }
+    }
+    let mut docs = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, raw) in items.iter().enumerate() {
+        match w.normalizer.normalize(raw) {
+            Ok(doc) => docs.push(doc),
+            Err(reason) => {
+                docs.push(w.normalizer.rejected(raw, &reason));
+                errors.push(ItemError { item: i, audit_id: audit_id_of(raw), reason });
+            }
+        }
+    }
+    let rejected = errors.len();
+    let accepted = items.len() - rejected;
+    if !docs.is_empty() {
+        match w.spool.append(&docs).await {
+            Ok(_) => {}
+            Err(SpoolError::Full { used, max }) => {
+                telemetry::metrics()
+                    .audit_events
+                    .get_or_create(&EventLabels { result: EventResult::spool_full })
+                    .inc_by(items.len() as u64);
+                return retry_after(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    w.retry_after_seconds,
+                    format!("spool is full ({used} of {max} bytes); Elasticsearch is behind, retry later"),
+                );
+            }
+            Err(e) => {
+                tracing::error!("spool append failed: {e}");
+                return retry_after(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    w.retry_after_seconds,
+                    format!("cannot spool the batch: {e}"),
+                );
+            }
+        }
+    }
+    if rejected > 0 {
+        tracing::warn!(client = %who, rejected, first = %errors[0].reason, "refused invalid audit events (kept in the dead-letter index)");
+    }
+    let m = &telemetry::metrics().audit_events;
+    m.get_or_create(&EventLabels { result: EventResult::accepted }).inc_by(accepted as u64);
+    m.get_or_create(&EventLabels { result: EventResult::rejected }).inc_by(rejected as u64);
+    (StatusCode::OK, Json(Accepted { accepted, rejected, errors })).into_response()
+}
+
+/// The `auditID` of an invalid item, when it has one, for the error report.
+fn audit_id_of(raw: &serde_json::value::RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        #[serde(rename = "auditID")]
+        audit_id: Option<String>,
+    }
+    serde_json::from_str::<Id>(raw.get()).ok().and_then(|i| i.audit_id)
+}

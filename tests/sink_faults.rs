@@ -1,0 +1,237 @@
+//! The Elasticsearch sink against a fault-injecting stand-in for Elasticsearch:
+//! per-item 429s, mapping errors, a refusing dead-letter index, 413s, 5xx and
+//! a dead node. These faults are hard to provoke on demand in a real cluster;
+//! the real-cluster behaviour is covered by tests/delivery_faults.rs.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{post, put};
+use axum::Router;
+use kube_log_gateway::config::Config;
+use kube_log_gateway::document::{Document, SourceKind};
+use kube_log_gateway::shutdown::Shutdown;
+use kube_log_gateway::sink::{Cancelled, DeliveryReport, Sink};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+struct Item {
+    index: String,
+    id: String,
+    source: Value,
+}
+
+type Script = dyn Fn(usize, &[Item]) -> (u16, Value) + Send + Sync;
+
+struct Fake {
+    requests: Mutex<Vec<Vec<Item>>>,
+    script: Box<Script>,
+}
+
+async fn bulk(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    let mut text = String::new();
+    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+    } else {
+        text = String::from_utf8(body.to_vec()).unwrap();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() % 2, 0, "NDJSON has action/source pairs");
+    let items: Vec<Item> = lines
+        .chunks(2)
+        .map(|pair| {
+            let action: Value = serde_json::from_str(pair[0]).unwrap();
+            Item {
+                index: action["create"]["_index"].as_str().unwrap().to_string(),
+                id: action["create"]["_id"].as_str().unwrap().to_string(),
+                source: serde_json::from_str(pair[1]).unwrap(),
+            }
+        })
+        .collect();
+    let n = {
+        let mut r = fake.requests.lock().unwrap();
+        r.push(items.clone());
+        r.len() - 1
+    };
+    let (status, body) = (fake.script)(n, &items);
+    (StatusCode::from_u16(status).unwrap(), body.to_string())
+}
+
+/// A bulk response with one item per document: `status(i)` for item i.
+fn items_response(items: &[Item], status: impl Fn(usize, &Item) -> u16) -> (u16, Value) {
+    let out: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let s = status(i, it);
+            let mut r = json!({"_index": it.index, "_id": it.id, "status": s});
+            match s {
+                429 => r["error"] = json!({"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"}),
+                409 => r["error"] = json!({"type": "version_conflict_engine_exception", "reason": "document already exists"}),
+                400 => r["error"] = json!({"type": "document_parsing_exception", "reason": "[1:10] failed to parse field [n] of type [long]",
+                                           "caused_by": {"type": "illegal_argument_exception", "reason": "For input string: \"abc\""}}),
+                _ => {}
+            }
+            json!({"create": r})
+        })
+        .collect();
+    (200, json!({"took": 1, "errors": out.iter().any(|i| i["create"]["status"] != 201), "items": out}))
+}
+
+async fn start_fake(script: impl Fn(usize, &[Item]) -> (u16, Value) + Send + Sync + 'static) -> (String, Arc<Fake>) {
+    let fake = Arc::new(Fake { requests: Mutex::new(Vec::new()), script: Box::new(script) });
+    let app = Router::new()
+        .route("/_bulk", post(bulk))
+        .route("/_index_template/{name}", put(|| async { r#"{"acknowledged":true}"# }))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, fake)
+}
+
+fn config(urls: &[String], data_dir: &std::path::Path) -> Config {
+    let yaml = format!(
+        "data_dir: {}\nelasticsearch:\n  urls: {:?}\n  batch:\n    linger: 10ms\n  retry:\n    initial_backoff: 10ms\n    max_backoff: 50ms\n",
+        data_dir.display(),
+        urls
+    );
+    let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(f.path(), yaml).unwrap();
+    Config::load_with_env(f.path(), []).unwrap()
+}
+
+fn docs(n: usize) -> Vec<Document> {
+    (0..n)
+        .map(|i| Document {
+            index: "logs-2026.11.09".into(),
+            id: format!("doc-{i}"),
+            body: Bytes::from(format!("{{\"n\":{i}}}")),
+            source: SourceKind::Journald,
+        })
+        .collect()
+}
+
+fn ids(items: &[Item]) -> Vec<&str> {
+    items.iter().map(|i| i.id.as_str()).collect()
+}
+
+async fn deliver(urls: &[String], n: usize) -> (Result<DeliveryReport, Cancelled>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(urls, dir.path());
+    let (sink, _task) = Sink::start(&cfg, Shutdown::new()).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(20), sink.deliver(docs(n))).await.expect("delivery finished");
+    (report, dir)
+}
+
+#[tokio::test]
+async fn per_item_429_resends_only_those_items() {
+    let (url, fake) = start_fake(|n, items| match n {
+        0 => items_response(items, |i, _| if i == 2 || i == 4 { 429 } else { 201 }),
+        _ => items_response(items, |_, _| 201),
+    })
+    .await;
+    let (report, _dir) = deliver(&[url], 6).await;
+    assert_eq!(report.unwrap(), DeliveryReport { created: 6, duplicates: 0, dead_lettered: 0 });
+    let requests = fake.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(ids(&requests[0]), ["doc-0", "doc-1", "doc-2", "doc-3", "doc-4", "doc-5"]);
+    assert_eq!(ids(&requests[1]), ["doc-2", "doc-4"], "only the 429 items are resent");
+}
+
+#[tokio::test]
+async fn conflict_on_create_counts_as_delivered() {
+    let (url, fake) = start_fake(|_, items| items_response(items, |i, _| if i == 0 { 409 } else { 201 })).await;
+    let (report, _dir) = deliver(&[url], 3).await;
+    assert_eq!(report.unwrap(), DeliveryReport { created: 2, duplicates: 1, dead_lettered: 0 });
+    assert_eq!(fake.requests.lock().unwrap().len(), 1, "a 409 is final, never resent");
+}
+
+#[tokio::test]
+async fn mapping_error_goes_to_the_dead_letter_index_and_the_rest_is_delivered() {
+    let (url, fake) = start_fake(|n, items| match n {
+        0 => items_response(items, |i, _| if i == 1 { 400 } else { 201 }),
+        _ => items_response(items, |_, _| 201),
+    })
+    .await;
+    let (report, _dir) = deliver(&[url], 3).await;
+    assert_eq!(report.unwrap(), DeliveryReport { created: 2, duplicates: 0, dead_lettered: 1 });
+    let requests = fake.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    let dl = &requests[1];
+    assert_eq!(dl.len(), 1);
+    assert!(dl[0].index.starts_with("deadletter-"), "{}", dl[0].index);
+    assert_eq!(dl[0].id, "doc-1");
+    assert_eq!(dl[0].source["event"]["original"], "{\"n\":1}");
+    assert_eq!(dl[0].source["error"]["type"], "document_parsing_exception");
+    assert_eq!(
+        dl[0].source["error"]["message"],
+        "document_parsing_exception: [1:10] failed to parse field [n] of type [long]; caused by illegal_argument_exception: For input string: \"abc\""
+    );
+    assert_eq!(dl[0].source["dead_letter"]["index"], "logs-2026.11.09");
+    assert_eq!(dl[0].source["dead_letter"]["status"], 400);
+    assert_eq!(dl[0].source["dead_letter"]["source"], "journald");
+}
+
+#[tokio::test]
+async fn refused_dead_letters_are_appended_to_a_file() {
+    let (url, _fake) = start_fake(|n, items| match n {
+        0 => items_response(items, |i, _| if i == 0 { 400 } else { 201 }),
+        _ => items_response(items, |_, _| 400),
+    })
+    .await;
+    let (report, dir) = deliver(&[url], 2).await;
+    assert_eq!(report.unwrap(), DeliveryReport { created: 1, duplicates: 0, dead_lettered: 1 });
+    let text = std::fs::read_to_string(dir.path().join("dead-letter.ndjson")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0]["refused_by_dead_letter_index"].as_str().unwrap().starts_with("400 document_parsing_exception"));
+    assert_eq!(lines[0]["document"]["event"]["original"], "{\"n\":0}");
+}
+
+#[tokio::test]
+async fn a_dead_node_and_a_503_are_retried_on_the_next_url() {
+    let dead = format!("http://127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
+    let (url, fake) = start_fake(|n, items| match n {
+        0 => (503, json!({"error": "unavailable"})),
+        _ => items_response(items, |_, _| 201),
+    })
+    .await;
+    let (report, _dir) = deliver(&[dead, url], 4).await;
+    assert_eq!(report.unwrap().created, 4);
+    let requests = fake.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2, "one 503, then the resend");
+    assert_eq!(ids(&requests[1]), ["doc-0", "doc-1", "doc-2", "doc-3"]);
+}
+
+#[tokio::test]
+async fn too_large_requests_are_split() {
+    let (url, fake) =
+        start_fake(|_, items| if items.len() > 2 { (413, json!({})) } else { items_response(items, |_, _| 201) }).await;
+    let (report, _dir) = deliver(&[url], 4).await;
+    assert_eq!(report.unwrap().created, 4);
+    let sizes: Vec<usize> = fake.requests.lock().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 2, 2]);
+}
+
+#[tokio::test]
+async fn shutdown_cancels_instead_of_acknowledging() {
+    let (url, _fake) = start_fake(|_, _| (503, json!({"error": "down"}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[url], dir.path());
+    let shutdown = Shutdown::new();
+    let (sink, task) = Sink::start(&cfg, shutdown.clone()).unwrap();
+    let pending = tokio::spawn(async move { sink.deliver(docs(2)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.abort();
+    let result = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    assert_eq!(result, Err(Cancelled));
+    tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
