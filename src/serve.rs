@@ -106,6 +106,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(server::serve(listener, tls, router, settings.request_timeout, shutdown.clone())));
     }
 
+    if cfg.sources.journald.is_some() {
+        tasks.push(crate::sources::journald::spawn(&cfg, sink.clone(), shutdown.clone())?);
+    }
+
     let admin_task = match cfg.admin.listen {
         Some(addr) => {
             let listener =
@@ -141,6 +145,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sources_configured(_cfg: &Config) -> bool {
-    false
+fn sources_configured(cfg: &Config) -> bool {
+    cfg.sources.journald.is_some()
 }
