@@ -92,7 +92,12 @@ fn run(dir: &Path) {
     assert_eq!((entries2, jc2_entries), (entries, jc_entries));
     let jc_best = jc_secs.min(jc2_secs);
     let best = secs.min(secs2);
-    println!("journalctl -o json: {jc_entries} entries, {:.2} s / {:.2} s → {:.0} entries/s (best)", jc_secs, jc2_secs, jc_entries as f64 / jc_best);
+    println!(
+        "journalctl -o json: {jc_entries} entries, {:.2} s / {:.2} s → {:.0} entries/s (best)",
+        jc_secs,
+        jc2_secs,
+        jc_entries as f64 / jc_best
+    );
     println!(
         "kube-log-gateway:   {entries} entries, {:.1} MB of documents, {:.2} s / {:.2} s → {:.0} entries/s (best)",
         bytes as f64 / 1e6,
@@ -158,4 +163,3 @@ fn vm_hwm() -> String {
         })
         .unwrap_or_default()
 }
-

@@ -241,7 +241,13 @@ async fn kubelet_entries_are_shipped_with_their_fields_and_appended_entries_foll
     assert_eq!(wait_count_at(&es_url(), &f.indices(), 4, Duration::from_secs(60)).await, 4);
 
     // Appended while running, into a new file in the same directory.
-    f.write("b", (10..15).map(|i| kubelet(i, OLD_BOOT, T0 + 10 + i)).chain([unit_entry(20, "containerd.service", T0 + 40)]).collect());
+    f.write(
+        "b",
+        (10..15)
+            .map(|i| kubelet(i, OLD_BOOT, T0 + 10 + i))
+            .chain([unit_entry(20, "containerd.service", T0 + 40)])
+            .collect(),
+    );
     assert_eq!(wait_count_at(&es_url(), &f.indices(), 9, Duration::from_secs(60)).await, 9);
     // And appended to an existing file.
     f.write("a", vec![kubelet(30, OLD_BOOT, T0 + 50)]);
@@ -339,7 +345,10 @@ fn start_positions_saved_cursor_and_boot_fallback() {
     r.position(None, StartAt::Head).unwrap();
     let mut docs = Vec::new();
     while r.read_into(1, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
-    let read: Vec<String> = docs.iter().map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string()).collect();
+    let read: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(entry_numbers(&read), vec![0, 1, 2, 3, 4, 5]);
 
     // Tail follows: entries written after positioning arrive after a wait.
@@ -433,7 +442,11 @@ async fn kill_9_mid_stream_then_restart_ships_every_entry_exactly_once() {
         (0..N)
             .flat_map(|i| {
                 let k = kubelet(i, OLD_BOOT, T0 + 2 * i);
-                if i % 4 == 0 { vec![k, unit_entry(N + i, "containerd.service", T0 + 2 * i + 1)] } else { vec![k] }
+                if i % 4 == 0 {
+                    vec![k, unit_entry(N + i, "containerd.service", T0 + 2 * i + 1)]
+                } else {
+                    vec![k]
+                }
             })
             .collect(),
     );

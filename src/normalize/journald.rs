@@ -483,7 +483,8 @@ mod tests {
     #[test]
     fn klog_lines_table() {
         // (line, level, file, line number, thread id)
-        let table: &[(&str, Option<(&str, &str, u32, u64)>)] = &[
+        type Want = Option<(&'static str, &'static str, u32, u64)>;
+        let table: &[(&str, Want)] = &[
             ("I1109 06:14:42.535854    1234 file.go:123] msg", Some(("info", "file.go", 123, 1234))),
             (
                 "W0101 00:00:00.000001       1 kubelet.go:2409] Pod sandbox changed",
