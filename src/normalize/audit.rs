@@ -124,9 +124,7 @@ impl AuditNormalizer {
             event.verb.as_deref().unwrap_or("").as_bytes(),
         ]);
         undot_keys(&mut event.annotations);
-        for values in [&mut event.user.extra] {
-            undot_keys(values);
-        }
+        undot_keys(&mut event.user.extra);
         if let Some(imp) = &mut event.impersonated_user {
             undot_keys(&mut imp.extra);
         }
@@ -155,14 +153,15 @@ impl AuditNormalizer {
             orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
             host: Named { name: &self.host },
             user: (event.user.username.is_some() || event.user.uid.is_some())
-                .then(|| UserFields { name: event.user.username.as_deref(), id: event.user.uid.as_deref() }),
+                .then_some(UserFields { name: event.user.username.as_deref(), id: event.user.uid.as_deref() }),
             source: event.source_ips.first().and_then(|ip| ip.parse().ok()).map(|ip| SourceFields { ip }),
             user_agent: event.user_agent.as_deref().map(|original| Original { original }),
             url: event.request_uri.as_deref().map(|original| Original { original }),
             http: code.map(|status_code| Http { response: HttpResponse { status_code } }),
             kubernetes: Kubernetes { audit: &event },
         };
-        let body = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        let mut body = Vec::with_capacity(raw.get().len() + 768);
+        serde_json::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
         Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 
