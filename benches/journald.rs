@@ -111,7 +111,7 @@ fn run(dir: &Path) {
 
 fn journalctl(dir: &Path) -> (u64, f64) {
     let started = Instant::now();
-    let out = Command::new("journalctl")
+    let mut child = Command::new("journalctl")
         .arg("-D")
         .arg(dir)
         .args(["-o", "json", "--no-pager", "_SYSTEMD_UNIT=kubelet.service"])
@@ -120,7 +120,7 @@ fn journalctl(dir: &Path) -> (u64, f64) {
         .unwrap();
     // Count lines on the fly instead of buffering: like `> /dev/null`, but checked.
     use std::io::Read;
-    let mut stdout = out.stdout.unwrap();
+    let mut stdout = child.stdout.take().unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut lines = 0u64;
     loop {
@@ -130,6 +130,7 @@ fn journalctl(dir: &Path) -> (u64, f64) {
         }
         lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
     }
+    assert!(child.wait().unwrap().success(), "journalctl failed");
     (lines, started.elapsed().as_secs_f64())
 }
 
