@@ -140,7 +140,11 @@ impl Default for AdminConfig {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourcesConfig {}
+pub struct SourcesConfig {
+    /// journald reader (node role). Absent: off.
+    #[serde(default)]
+    pub journald: Option<crate::sources::journald::config::JournaldConfig>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -624,6 +628,9 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(key_error("log.format", format!("{:?} is not `text` or `json`", self.log.format)));
+        }
+        if let Some(journald) = &self.sources.journald {
+            journald.validate()?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_error("log.level", format!("{:?}: {e}", self.log.level)))?;

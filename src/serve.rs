@@ -121,6 +121,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         )));
     }
 
+    if cfg.sources.journald.is_some() {
+        tasks.push(crate::sources::journald::spawn(&cfg, sink.clone(), shutdown.clone())?);
+    }
+
     let admin_task = match cfg.admin.listen {
         Some(addr) => {
             let listener =
@@ -157,6 +161,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sources_configured(_cfg: &Config) -> bool {
-    false
+fn sources_configured(cfg: &Config) -> bool {
+    cfg.sources.journald.is_some()
 }

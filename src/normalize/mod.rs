@@ -2,4 +2,5 @@
 //! of DESIGN.md. Each normalizer also owns the index mapping of what it writes.
 
 pub mod audit;
+pub mod journald;
 pub mod secrets;

@@ -2,3 +2,4 @@
 //! container log files (pull).
 
 pub mod audit_webhook;
+pub mod journald;

@@ -135,6 +135,7 @@ pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Templat
             crate::normalize::audit::dynamic_templates(),
         ),
         template(&patterns.dead_letter, settings, dead_letter_properties(), json!([])),
+        template(&patterns.kubelet, settings, crate::normalize::journald::mapping_properties(), json!([])),
     ];
     // Distinct patterns only: two sources may share an index pattern.
     out.dedup_by(|a, b| a.name == b.name);
