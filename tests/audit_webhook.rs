@@ -353,3 +353,43 @@ impl JsonBody for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
     }
 }
+
+#[tokio::test]
+async fn the_client_name_allow_list_refuses_other_certificates_from_the_same_ca() {
+    require_es().await;
+    let refused = WebhookSetup::new("audit-allow-no", "    allowed_client_names: [someone-else]\n", "");
+    let _gw = refused.start();
+    let client = tls_client(&refused.certs(), true);
+    let err =
+        client.post(refused.url("/audit")).header("content-type", "application/json").body(EVENTLIST).send().await;
+    assert!(err.is_err(), "kube-apiserver's certificate is valid but not allowed: {err:?}");
+    assert!(refused.log().contains("not in server.tls.allowed_client_names"), "{}", refused.log());
+
+    let allowed =
+        WebhookSetup::new("audit-allow-yes", "    allowed_client_names: [someone-else, kube-apiserver]\n", "");
+    let _gw2 = allowed.start();
+    let (status, _, _) =
+        post_json(&tls_client(&allowed.certs(), true), &allowed.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(wait_for_count(&allowed.audit_indices(), 8, Duration::from_secs(30)).await, 8);
+    delete_indices(&format!("{}-*", allowed.prefix)).await;
+}
+
+#[tokio::test]
+async fn plain_http_only_when_tls_is_explicitly_disabled_and_with_a_warning() {
+    require_es().await;
+    let setup = WebhookSetup::new("audit-plain", "", "");
+    // Replace the TLS block: no TLS, no client CA, tokens not set either.
+    let yaml = std::fs::read_to_string(&setup.config).unwrap();
+    let start = yaml.find("  tls:\n").unwrap();
+    let end = yaml.find("admin:\n").unwrap();
+    let yaml = format!("{}  tls:\n    enabled: false\n  allow_unauthenticated: true\n{}", &yaml[..start], &yaml[end..]);
+    std::fs::write(&setup.config, yaml).unwrap();
+    let _gw = setup.start();
+    assert!(setup.log().contains("server.tls.enabled is false: audit events travel in plain HTTP"), "{}", setup.log());
+    let (status, _, body) =
+        post_json(&http(), &format!("http://127.0.0.1:{}/audit", setup.port), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(wait_for_count(&setup.audit_indices(), 8, Duration::from_secs(30)).await, 8);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
