@@ -49,9 +49,18 @@ pub fn generate(out: &Path, sans: &[String], client_name: &str) -> Result<Vec<Pa
     for san in sans {
         server_sans.push(match san.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                san.as_str().try_into().map_err(|e: rcgen::Error| CertsError::San(san.clone(), e.to_string()))?,
-            ),
+            Err(_) => {
+                if !is_dns_name(san) {
+                    return Err(CertsError::San(
+                        san.clone(),
+                        "not an IP address or a DNS name (letters, digits, '-' and '.'; '*.' only as the first label)"
+                            .into(),
+                    ));
+                }
+                SanType::DnsName(
+                    san.as_str().try_into().map_err(|e: rcgen::Error| CertsError::San(san.clone(), e.to_string()))?,
+                )
+            }
         });
     }
     let mut server_params = CertificateParams::default();
@@ -84,6 +93,20 @@ pub fn generate(out: &Path, sans: &[String], client_name: &str) -> Result<Vec<Pa
         written.push(path);
     }
     Ok(written)
+}
+
+/// RFC 1123 host names, with an optional leading `*.` wildcard label.
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn dn(cn: &str) -> DistinguishedName {
@@ -125,16 +148,20 @@ mod tests {
         let pem = std::fs::read(dir.path().join("server.crt")).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
         let cert = pem.parse_x509().unwrap();
+        use x509_parser::extensions::GeneralName;
         let san = cert.subject_alternative_name().unwrap().unwrap().value.general_names.clone();
-        let names: Vec<String> = san.iter().map(|n| n.to_string()).collect();
-        assert!(names.iter().any(|n| n.contains("gw.example.svc")), "{names:?}");
-        assert!(names.iter().any(|n| n.contains("10.1.2.3")), "{names:?}");
+        assert!(san.contains(&GeneralName::DNSName("localhost")), "{san:?}");
+        assert!(san.contains(&GeneralName::DNSName("gw.example.svc")), "{san:?}");
+        assert!(san.contains(&GeneralName::IPAddress(&[127, 0, 0, 1])), "{san:?}");
+        assert!(san.contains(&GeneralName::IPAddress(&[10, 1, 2, 3])), "{san:?}");
     }
 
     #[test]
     fn bad_san_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = generate(dir.path(), &["not a name".into()], "c").unwrap_err().to_string();
-        assert!(err.starts_with("--san \"not a name\""), "{err}");
+        assert!(err.starts_with("--san \"not a name\": not an IP address or a DNS name"), "{err}");
+        assert!(generate(dir.path(), &["*.gw.svc".into(), "a-b.example".into()], "c").is_ok());
+        assert!(generate(dir.path(), &["-bad.example".into()], "c").is_err());
     }
 }

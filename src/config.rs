@@ -141,6 +141,9 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
+    /// journald reader (node role). Absent: off.
+    #[serde(default)]
+    pub journald: Option<crate::sources::journald::config::JournaldConfig>,
     /// Container log files (node role). Absent: off.
     #[serde(default)]
     pub containers: Option<crate::sources::containers::ContainersConfig>,
@@ -210,7 +213,7 @@ pub struct ElasticsearchConfig {
     /// Global documents/s toward Elasticsearch; absent = unlimited.
     #[serde(default)]
     pub documents_per_second: Option<u32>,
-    /// Dead-letter events are logged at most once per this interval.
+    /// Bulk failures and dead letters are each logged at most once per this interval.
     #[serde(default = "defaults::log_interval", with = "humantime_serde")]
     pub dead_letter_log_interval: Duration,
 }
@@ -641,6 +644,9 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(key_error("log.format", format!("{:?} is not `text` or `json`", self.log.format)));
+        }
+        if let Some(journald) = &self.sources.journald {
+            journald.validate()?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| key_error("log.level", format!("{:?}: {e}", self.log.level)))?;

@@ -74,14 +74,16 @@ impl IndexPattern {
 
     /// The index for an event that happened at `time` (UTC).
     pub fn index_for(&self, time: DateTime<Utc>) -> String {
+        use std::fmt::Write;
         let mut out = String::with_capacity(self.raw.len() + 4);
         for part in &self.parts {
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Year => out.push_str(&format!("{:04}", time.year())),
-                Part::Month => out.push_str(&format!("{:02}", time.month())),
-                Part::Day => out.push_str(&format!("{:02}", time.day())),
-            }
+            // Written in place: this runs once per document.
+            let _ = match part {
+                Part::Literal(s) => out.write_str(s),
+                Part::Year => write!(out, "{:04}", time.year()),
+                Part::Month => write!(out, "{:02}", time.month()),
+                Part::Day => write!(out, "{:02}", time.day()),
+            };
         }
         out
     }

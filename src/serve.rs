@@ -57,6 +57,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             normalizer: AuditNormalizer {
                 cluster: cfg.cluster_name.clone(),
                 host: host_name(),
+                node: cfg.node_name(),
                 index: patterns.audit.clone(),
                 dead_letter: patterns.dead_letter.clone(),
                 redact_secrets: cfg.audit.redact_secrets,
@@ -83,11 +84,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 }
             });
         }
-        let router = Router::new().route(&settings.audit_path, post(handler::handle)).with_state(webhook).fallback(
-            |uri: axum::http::Uri| async move {
+        let router = Router::new()
+            .route(
+                &settings.audit_path,
+                post(handler::handle).fallback(|| async {
+                    (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({ "error": "use POST" })))
+                }),
+            )
+            .with_state(webhook)
+            .fallback(|uri: axum::http::Uri| async move {
                 (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no such path: {}", uri.path()) })))
-            },
-        );
+            })
+            .layer(axum::middleware::from_fn(handler::count_responses));
         let tls = if settings.tls.enabled {
             Some(Arc::new(tls::server_config(settings)?))
         } else {
@@ -103,7 +111,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             listener.local_addr()?,
             settings.audit_path
         );
-        tasks.push(tokio::spawn(server::serve(listener, tls, router, settings.request_timeout, shutdown.clone())));
+        tasks.push(tokio::spawn(server::serve(
+            "webhook",
+            listener,
+            tls,
+            router,
+            settings.request_timeout,
+            shutdown.clone(),
+        )));
+    }
+
+    if cfg.sources.journald.is_some() {
+        tasks.push(crate::sources::journald::spawn(&cfg, sink.clone(), shutdown.clone())?);
     }
 
     if cfg.sources.containers.is_some() {
@@ -119,6 +138,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             // while the gateway drains; it is stopped at the very end.
             let admin_stop = Shutdown::new();
             let handle = tokio::spawn(server::serve(
+                "admin",
                 listener,
                 None,
                 admin::router(readiness),
@@ -146,5 +166,5 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 fn sources_configured(cfg: &Config) -> bool {
-    cfg.sources.containers.is_some()
+    cfg.sources.journald.is_some() || cfg.sources.containers.is_some()
 }

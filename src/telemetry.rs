@@ -101,6 +101,7 @@ pub struct Metrics {
     pub bulk_requests: Family<BulkLabels, Counter>,
     pub bulk_seconds: Histogram,
     pub es_failovers: Counter,
+    pub tls_handshake_failures: Counter,
 }
 
 struct Global {
@@ -122,6 +123,7 @@ fn global() -> &'static Global {
             bulk_requests: Family::default(),
             bulk_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             es_failovers: Counter::default(),
+            tls_handshake_failures: Counter::default(),
         }));
         let mut r = Registry::with_prefix("klg");
         r.register("webhook_requests", "Webhook HTTP responses by status code", metrics.webhook_requests.clone());
@@ -144,6 +146,11 @@ fn global() -> &'static Global {
             "elasticsearch_failovers",
             "Times the sink moved to the next Elasticsearch URL",
             metrics.es_failovers.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes refused or timed out (no or untrusted client certificate, wrong protocol)",
+            metrics.tls_handshake_failures.clone(),
         );
         Global { metrics, registry: Mutex::new(r) }
     })
@@ -174,7 +181,9 @@ pub fn count_document(source: SourceKind, outcome: DocOutcome) {
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: in files and `kubectl logs` they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if cfg.format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 

@@ -57,6 +57,8 @@ async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_not
     assert_eq!(d["url"]["original"], "/apis/apps/v1/namespaces/shop/deployments/web");
     assert_eq!(d["http"]["response"]["status_code"], 200);
     assert_eq!(d["orchestrator"]["cluster"]["name"], "test");
+    assert!(!d["kubernetes"]["node"]["name"].as_str().unwrap().is_empty());
+    assert!(!d["host"]["name"].as_str().unwrap().is_empty());
     assert_eq!(d["kubernetes"]["audit"]["objectRef"]["name"], "web");
     assert_eq!(d["kubernetes"]["audit"]["annotations"]["authorization_k8s_io/decision"], "allow");
     assert_eq!(
@@ -234,14 +236,22 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     // Wrong method and unknown path.
     let resp = client.get(&url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.json_body().await["error"], "use POST");
     let resp =
         client.post(setup.url("/nope")).header("content-type", "application/json").body("{}").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(resp.json_body().await["error"], "no such path: /nope");
 
-    // Nothing of the above reached Elasticsearch.
+    // Nothing of the above reached Elasticsearch, and every answer was counted.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(count(&format!("{}-*", setup.prefix)).await, 0);
+    for (code, n) in [(400, 2.0), (404, 1.0), (405, 1.0), (413, 2.0), (415, 1.0)] {
+        assert_eq!(
+            metric(&setup.admin, "klg_webhook_requests_total", &format!("code=\"{code}\"")).await,
+            n,
+            "code {code}"
+        );
+    }
 
     // A valid gzip body is fine.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -286,6 +296,7 @@ async fn without_a_valid_client_certificate_the_handshake_is_refused() {
     let (status, _, _) = post_json(&tls_client(&setup.certs(), true), &url, EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
     assert!(setup.log().contains("TLS handshake refused"), "{}", setup.log());
+    assert_eq!(metric(&setup.admin, "klg_tls_handshake_failures_total", "").await, 2.0);
     delete_indices(&format!("{}-*", setup.prefix)).await;
 }
 
@@ -341,4 +352,44 @@ impl JsonBody for reqwest::Response {
     async fn json_body(self) -> Value {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
     }
+}
+
+#[tokio::test]
+async fn the_client_name_allow_list_refuses_other_certificates_from_the_same_ca() {
+    require_es().await;
+    let refused = WebhookSetup::new("audit-allow-no", "    allowed_client_names: [someone-else]\n", "");
+    let _gw = refused.start();
+    let client = tls_client(&refused.certs(), true);
+    let err =
+        client.post(refused.url("/audit")).header("content-type", "application/json").body(EVENTLIST).send().await;
+    assert!(err.is_err(), "kube-apiserver's certificate is valid but not allowed: {err:?}");
+    assert!(refused.log().contains("not in server.tls.allowed_client_names"), "{}", refused.log());
+
+    let allowed =
+        WebhookSetup::new("audit-allow-yes", "    allowed_client_names: [someone-else, kube-apiserver]\n", "");
+    let _gw2 = allowed.start();
+    let (status, _, _) =
+        post_json(&tls_client(&allowed.certs(), true), &allowed.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(wait_for_count(&allowed.audit_indices(), 8, Duration::from_secs(30)).await, 8);
+    delete_indices(&format!("{}-*", allowed.prefix)).await;
+}
+
+#[tokio::test]
+async fn plain_http_only_when_tls_is_explicitly_disabled_and_with_a_warning() {
+    require_es().await;
+    let setup = WebhookSetup::new("audit-plain", "", "");
+    // Replace the TLS block: no TLS, no client CA, tokens not set either.
+    let yaml = std::fs::read_to_string(&setup.config).unwrap();
+    let start = yaml.find("  tls:\n").unwrap();
+    let end = yaml.find("admin:\n").unwrap();
+    let yaml = format!("{}  tls:\n    enabled: false\n  allow_unauthenticated: true\n{}", &yaml[..start], &yaml[end..]);
+    std::fs::write(&setup.config, yaml).unwrap();
+    let _gw = setup.start();
+    assert!(setup.log().contains("server.tls.enabled is false: audit events travel in plain HTTP"), "{}", setup.log());
+    let (status, _, body) =
+        post_json(&http(), &format!("http://127.0.0.1:{}/audit", setup.port), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(wait_for_count(&setup.audit_indices(), 8, Duration::from_secs(30)).await, 8);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
 }

@@ -23,6 +23,8 @@ use crate::sources::audit_webhook::event::{parse_event, AuditEvent, RawObject};
 pub struct AuditNormalizer {
     pub cluster: String,
     pub host: String,
+    /// `kubernetes.node.name`: the node the gateway runs on.
+    pub node: String,
     pub index: IndexPattern,
     pub dead_letter: IndexPattern,
     pub redact_secrets: bool,
@@ -101,6 +103,7 @@ struct HttpResponse {
 
 #[derive(Serialize)]
 struct Kubernetes<'e, 'a> {
+    node: Named<'e>,
     audit: &'e AuditEvent<'a>,
 }
 
@@ -158,9 +161,10 @@ impl AuditNormalizer {
             user_agent: event.user_agent.as_deref().map(|original| Original { original }),
             url: event.request_uri.as_deref().map(|original| Original { original }),
             http: code.map(|status_code| Http { response: HttpResponse { status_code } }),
-            kubernetes: Kubernetes { audit: &event },
+            kubernetes: Kubernetes { node: Named { name: &self.node }, audit: &event },
         };
-        let body = serde_json::to_vec(&doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        let mut body = Vec::with_capacity(raw.get().len() + 768);
+        serde_json::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
         Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 
@@ -287,6 +291,7 @@ mod tests {
         AuditNormalizer {
             cluster: "prod".into(),
             host: "gw-0".into(),
+            node: "node-1".into(),
             index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
             dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
             redact_secrets: true,
@@ -318,6 +323,8 @@ mod tests {
         assert_eq!(v["url"]["original"], "/apis/apps/v1/namespaces/shop/deployments/web");
         assert_eq!(v["http"]["response"]["status_code"], 200);
         assert_eq!(v["orchestrator"]["cluster"]["name"], "prod");
+        assert_eq!(v["host"]["name"], "gw-0");
+        assert_eq!(v["kubernetes"]["node"]["name"], "node-1");
         let audit = &v["kubernetes"]["audit"];
         assert_eq!(audit["objectRef"]["resource"], "deployments");
         assert_eq!(audit["annotations"]["authorization_k8s_io/decision"], "allow");

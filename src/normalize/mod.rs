@@ -3,4 +3,5 @@
 
 pub mod audit;
 pub mod container;
+pub mod journald;
 pub mod secrets;

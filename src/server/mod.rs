@@ -33,6 +33,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `router` on `listener` until shutdown begins, then lets open
 /// requests finish until the shutdown aborts.
 pub async fn serve(
+    name: &'static str,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
@@ -64,10 +65,12 @@ pub async fn serve(
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
+                            crate::telemetry::metrics().tls_handshake_failures.inc();
                             tracing::info!(peer = %addr, "TLS handshake refused: {e}");
                             return;
                         }
                         Err(_) => {
+                            crate::telemetry::metrics().tls_handshake_failures.inc();
                             tracing::info!(peer = %addr, "TLS handshake timed out");
                             return;
                         }
@@ -84,8 +87,8 @@ pub async fn serve(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("webhook: all connections closed"),
-        _ = shutdown.aborted() => tracing::warn!("webhook: grace period over with connections still open"),
+        _ = graceful.shutdown() => tracing::info!("{name}: all connections closed"),
+        _ = shutdown.aborted() => tracing::warn!("{name}: grace period over with connections still open"),
     }
 }
 
@@ -104,7 +107,7 @@ where
                 Ok(resp) => resp,
                 Err(_) => Ok(axum::response::IntoResponse::into_response((
                     axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "request not completed within server.request_timeout",
+                    axum::Json(serde_json::json!({ "error": "request not completed within server.request_timeout" })),
                 ))),
             }
         }

@@ -3,3 +3,4 @@
 
 pub mod audit_webhook;
 pub mod containers;
+pub mod journald;

@@ -286,12 +286,25 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                         Action::Split => {
                             // One document larger than the node accepts: it can never be written.
                             let p = todo.pop().expect("one document");
-                            let rejection = Rejection {
-                                status: Some(413),
-                                error_type: "request_entity_too_large".into(),
-                                reason: failure.to_string(),
-                            };
-                            todo.push(dead_letter(inner, p, &rejection));
+                            match p.role {
+                                Role::Primary => {
+                                    let rejection = Rejection {
+                                        status: Some(413),
+                                        error_type: "request_entity_too_large".into(),
+                                        reason: failure.to_string(),
+                                    };
+                                    todo.push(dead_letter(inner, p, &rejection));
+                                }
+                                // Its dead letter (which embeds it) is too large as well.
+                                Role::DeadLetter => {
+                                    if let Some(p) = dead_letter_to_file(inner, p, &format!("413 {failure}")) {
+                                        todo.push(p);
+                                        if !wait(inner, &mut backoff).await {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
                             continue;
                         }
                         Action::Retry { failover } => {
@@ -335,19 +348,9 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                     }
                     (Outcome::Reject { status, error_type, reason }, Role::DeadLetter) => {
                         let refusal = format!("{status} {error_type}: {reason}");
-                        match inner.dead_letters.append_to_file(&p.doc, &refusal) {
-                            Ok(()) => {
-                                tracing::error!(file = %inner.dead_letters.file_path().display(), id = %p.doc.id,
-                                    "the dead-letter index refused a document ({refusal}); appended to the file");
-                                telemetry::count_document(p.doc.source, DocOutcome::dead_letter_file);
-                                p.tracker.finish(Final::DeadLettered);
-                            }
-                            Err(e) => {
-                                tracing::error!(file = %inner.dead_letters.file_path().display(),
-                                    "cannot append to the dead-letter file, will retry: {e}");
-                                must_wait = true;
-                                again.push(p);
-                            }
+                        if let Some(p) = dead_letter_to_file(inner, p, &refusal) {
+                            must_wait = true;
+                            again.push(p);
                         }
                     }
                 }
@@ -367,6 +370,25 @@ fn dead_letter(inner: &Inner, p: Pending, rejection: &Rejection) -> Pending {
     }
     let doc = inner.dead_letters.document(&p.doc, rejection);
     Pending { doc, role: Role::DeadLetter, tracker: p.tracker }
+}
+
+/// The last resort for a dead letter the dead-letter index refused: the file.
+/// Returns the document if even that failed, to be tried again.
+fn dead_letter_to_file(inner: &Inner, p: Pending, refusal: &str) -> Option<Pending> {
+    match inner.dead_letters.append_to_file(&p.doc, refusal) {
+        Ok(()) => {
+            tracing::error!(file = %inner.dead_letters.file_path().display(), id = %p.doc.id,
+                "the dead-letter index refused a document ({refusal}); appended to the file");
+            telemetry::count_document(p.doc.source, DocOutcome::dead_letter_file);
+            p.tracker.finish(Final::DeadLettered);
+            None
+        }
+        Err(e) => {
+            tracing::error!(file = %inner.dead_letters.file_path().display(),
+                "cannot append to the dead-letter file, will retry: {e}");
+            Some(p)
+        }
+    }
 }
 
 /// Sleeps for the next backoff delay; `false` if the shutdown aborted meanwhile.

@@ -136,6 +136,7 @@ pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Templat
         ),
         template(&patterns.containers, settings, crate::normalize::container::mapping_properties(), json!([])),
         template(&patterns.dead_letter, settings, dead_letter_properties(), json!([])),
+        template(&patterns.kubelet, settings, crate::normalize::journald::mapping_properties(), json!([])),
     ];
     // Distinct patterns only: two sources may share an index pattern.
     out.dedup_by(|a, b| a.name == b.name);

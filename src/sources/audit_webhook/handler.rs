@@ -69,8 +69,14 @@ pub async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    handle_inner(&w, &peer, &headers, body).await
+}
+
+/// Counts every webhook response by status code (including 404 and 405, which
+/// never reach [`handle`]) and times it.
+pub async fn count_responses(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = Instant::now();
-    let resp = handle_inner(&w, &peer, &headers, body).await;
+    let resp = next.run(req).await;
     let m = telemetry::metrics();
     m.webhook_requests.get_or_create(&CodeLabels { code: resp.status().as_u16() }).inc();
     m.webhook_request_seconds.observe(started.elapsed().as_secs_f64());

@@ -1,0 +1,166 @@
+//! `sources.journald`: which journal directories to read, which entries to
+//! keep, and where to start when there is no saved cursor.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournaldConfig {
+    /// Journal directories as mounted from the host; missing ones are skipped, at least one must exist.
+    #[serde(default = "defaults::directories")]
+    pub directories: Vec<PathBuf>,
+    /// `_SYSTEMD_UNIT` values to ship (OR-ed with `identifiers`).
+    #[serde(default = "defaults::units")]
+    pub units: Vec<String>,
+    /// `SYSLOG_IDENTIFIER` values to ship as well (OR-ed with `units`).
+    #[serde(default)]
+    pub identifiers: Vec<String>,
+    /// Where to begin when no cursor is saved: `boot`, `head`, `tail` or `{since: 2h}`.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Entries handed to the sink in one delivery.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Deliveries in flight at once; the cursor still advances strictly in order.
+    #[serde(default = "defaults::max_in_flight_batches")]
+    pub max_in_flight_batches: usize,
+    /// The cursor file is rewritten at most this often (and always when idle and at shutdown).
+    #[serde(default = "defaults::checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for JournaldConfig {
+    fn default() -> Self {
+        JournaldConfig {
+            directories: defaults::directories(),
+            units: defaults::units(),
+            identifiers: Vec::new(),
+            start_at: StartAt::default(),
+            batch_size: defaults::batch_size(),
+            max_in_flight_batches: defaults::max_in_flight_batches(),
+            checkpoint_interval: defaults::checkpoint_interval(),
+        }
+    }
+}
+
+/// Where reading begins when there is no saved cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StartAt {
+    /// The oldest entry of the current boot (falls back to `head` if the journal has none).
+    #[default]
+    Boot,
+    /// The oldest entry the journal still keeps.
+    Head,
+    /// Only entries written after the gateway started.
+    Tail,
+    /// Entries from this long ago onwards.
+    Since(#[serde(with = "humantime_serde")] Duration),
+}
+
+mod defaults {
+    use super::*;
+    pub fn directories() -> Vec<PathBuf> {
+        vec!["/var/log/journal".into(), "/run/log/journal".into()]
+    }
+    pub fn units() -> Vec<String> {
+        vec!["kubelet.service".into()]
+    }
+    pub fn batch_size() -> usize {
+        1000
+    }
+    pub fn max_in_flight_batches() -> usize {
+        4
+    }
+    pub fn checkpoint_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+fn key_error(key: String, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key, message: message.into() }
+}
+
+impl JournaldConfig {
+    /// Checks serde cannot express; every error names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const P: &str = "sources.journald";
+        if self.directories.is_empty() {
+            return Err(key_error(format!("{P}.directories"), "needs at least one directory"));
+        }
+        for (i, d) in self.directories.iter().enumerate() {
+            if !d.is_absolute() {
+                return Err(key_error(
+                    format!("{P}.directories[{i}]"),
+                    format!("{} must be an absolute path", d.display()),
+                ));
+            }
+        }
+        if self.units.is_empty() && self.identifiers.is_empty() {
+            return Err(key_error(
+                format!("{P}.units"),
+                "needs at least one unit (or an entry in sources.journald.identifiers)",
+            ));
+        }
+        for (name, list) in [("units", &self.units), ("identifiers", &self.identifiers)] {
+            for (i, v) in list.iter().enumerate() {
+                if v.is_empty() || v.contains(['\n', '\0']) {
+                    return Err(key_error(format!("{P}.{name}[{i}]"), format!("{v:?} is empty or has a newline/NUL")));
+                }
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(key_error(format!("{P}.batch_size"), "must be at least 1"));
+        }
+        if self.max_in_flight_batches == 0 {
+            return Err(key_error(format!("{P}.max_in_flight_batches"), "must be at least 1"));
+        }
+        if self.checkpoint_interval.is_zero() {
+            return Err(key_error(format!("{P}.checkpoint_interval"), "must be greater than zero"));
+        }
+        if let StartAt::Since(d) = self.start_at {
+            if d.is_zero() {
+                return Err(key_error(format!("{P}.start_at.since"), "must be greater than zero (or use `tail`)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> JournaldConfig {
+        let v: serde_json::Value = serde_json::from_str(yaml).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_start_at_forms() {
+        let c = parse("{}");
+        assert_eq!(c.units, vec!["kubelet.service"]);
+        assert_eq!(c.start_at, StartAt::Boot);
+        assert_eq!(parse(r#"{"start_at":"head"}"#).start_at, StartAt::Head);
+        assert_eq!(parse(r#"{"start_at":"tail"}"#).start_at, StartAt::Tail);
+        assert_eq!(parse(r#"{"start_at":{"since":"2h"}}"#).start_at, StartAt::Since(Duration::from_secs(7200)));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = JournaldConfig { units: vec![String::new()], ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("sources.journald.units[0]"));
+        c.units.clear();
+        assert!(c.validate().unwrap_err().to_string().contains("sources.journald.units"));
+        c.identifiers = vec!["kubelet".into()];
+        c.validate().unwrap();
+        c.directories = vec!["relative".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("sources.journald.directories[0]"));
+    }
+}

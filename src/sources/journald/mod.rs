@@ -1,0 +1,292 @@
+//! The journald source (node role): kubelet (and other unit) logs read from
+//! the host's journal, shipped with the cursor saved only after delivery.
+//!
+//! Per configured directory that exists:
+//!
+//! ```text
+//!  reader thread (owns the !Send sd_journal)        async task
+//!  next() → fields → normalize → batch ──bounded──► sink.deliver() × max_in_flight_batches
+//!  blocks when the channel is full                  (FuturesOrdered: completes in order)
+//!  wait() when caught up                            → cursor of the newest delivered batch
+//!                                                   → cursor file (atomic), at most every
+//!                                                     checkpoint_interval, and when idle/stopping
+//! ```
+//!
+//! The cursor therefore never passes an entry that Elasticsearch has not
+//! accepted or dead-lettered; on restart reading continues just after it, and
+//! anything re-read after a crash has the same `_id` and becomes a 409.
+
+pub mod config;
+pub mod cursor;
+pub mod export_format;
+pub mod metrics;
+pub mod reader;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use self::config::JournaldConfig;
+use self::cursor::{CursorError, CursorFile};
+use self::reader::{JournalReader, ReaderError, StartedFrom};
+use crate::config::Config;
+use crate::document::Document;
+use crate::log_throttle::LogThrottle;
+use crate::normalize::journald::JournaldNormalizer;
+use crate::shutdown::Shutdown;
+use crate::sink::elasticsearch::service::{Cancelled, Sink};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournaldError {
+    #[error("`sources.journald` is not configured")]
+    NotConfigured,
+    #[error("config key `sources.journald.directories`: none of {0:?} exists (mount the host's journal there)")]
+    NoDirectory(Vec<PathBuf>),
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
+    #[error("cannot start the journal reader thread for {dir}: {source}")]
+    Thread { dir: PathBuf, source: std::io::Error },
+}
+
+/// A run of documents and the cursor of the last entry in it.
+struct Batch {
+    docs: Vec<Document>,
+    cursor: String,
+}
+
+/// How long the reader blocks in `sd_journal_wait` before looking at the
+/// channel again (so that shutdown is noticed promptly).
+const WAIT: Duration = Duration::from_millis(250);
+
+/// Batches buffered between a reader thread and its delivery task. Small on
+/// purpose: the journal is the buffer, memory is not.
+const CHANNEL_BATCHES: usize = 2;
+
+/// Starts one reader thread and one delivery task per existing directory.
+/// Fails (naming the file or key) if no directory exists, the cursor file is
+/// unreadable or a journal cannot be opened.
+pub fn spawn(cfg: &Config, sink: Sink, shutdown: Shutdown) -> Result<JoinHandle<()>, JournaldError> {
+    let jcfg = cfg.sources.journald.clone().ok_or(JournaldError::NotConfigured)?;
+    let existing: Vec<PathBuf> = jcfg
+        .directories
+        .iter()
+        .filter(|d| {
+            let ok = d.is_dir();
+            if !ok {
+                tracing::info!(directory = %d.display(), "journal directory does not exist here, skipping it");
+            }
+            ok
+        })
+        .cloned()
+        .collect();
+    if existing.is_empty() {
+        return Err(JournaldError::NoDirectory(jcfg.directories.clone()));
+    }
+    let _ = metrics::metrics();
+    let mut tasks = Vec::new();
+    for dir in existing {
+        let cursor_file = CursorFile::for_directory(&cfg.data_dir, &dir);
+        let saved = cursor_file.load()?;
+        let normalizer =
+            JournaldNormalizer::new(cfg.cluster_name.clone(), cfg.node_name(), cfg.index_patterns().kubelet);
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let thread = start_reader(&dir, &jcfg, saved, normalizer, tx)?;
+        let (sink, shutdown, jcfg) = (sink.clone(), shutdown.clone(), jcfg.clone());
+        tasks.push(tokio::spawn(async move {
+            deliver_in_order(rx, sink, cursor_file, shutdown, &jcfg).await;
+            // The channel is closed now; the thread notices within WAIT.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }));
+    }
+    Ok(tokio::spawn(async move {
+        futures::future::join_all(tasks).await;
+    }))
+}
+
+/// Opens and positions the journal on a new thread, reports the outcome, then
+/// reads until the delivery task goes away.
+fn start_reader(
+    dir: &std::path::Path,
+    jcfg: &JournaldConfig,
+    saved: Option<String>,
+    mut normalizer: JournaldNormalizer,
+    tx: mpsc::Sender<Batch>,
+) -> Result<std::thread::JoinHandle<()>, JournaldError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ReaderError>>(1);
+    let (dir, jcfg) = (dir.to_path_buf(), jcfg.clone());
+    let name = format!("journald:{}", dir.display());
+    let thread_dir = dir.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.chars().take(15).collect())
+        .spawn(move || {
+            let dir = thread_dir;
+            let mut reader = match JournalReader::open(&dir, &jcfg.units, &jcfg.identifiers) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            match reader.position(saved.as_deref(), jcfg.start_at) {
+                Ok(from) => log_start(&dir, from, saved.as_deref()),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            }
+            let _ = ready_tx.send(Ok(()));
+            read_loop(&mut reader, &mut normalizer, jcfg.batch_size, &tx, &dir);
+        })
+        .map_err(|source| JournaldError::Thread { dir: dir.clone(), source })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            Err(e.into())
+        }
+        Err(_) => {
+            let _ = handle.join();
+            Err(JournaldError::Thread {
+                dir,
+                source: std::io::Error::other("the reader thread ended before opening the journal"),
+            })
+        }
+    }
+}
+
+fn log_start(dir: &std::path::Path, from: StartedFrom, saved: Option<&str>) {
+    let dir = dir.display();
+    match from {
+        StartedFrom::CursorLost => {
+            metrics::metrics().cursors_lost.inc();
+            tracing::warn!(directory = %dir, cursor = saved.unwrap_or(""),
+                "the saved journal cursor no longer exists (vacuumed?) or is invalid: reading from the oldest entry");
+        }
+        StartedFrom::BootNotFoundHead => tracing::info!(directory = %dir,
+            "start_at: boot, but the journal has no matching entry of the current boot: reading from the oldest entry"),
+        other => tracing::info!(directory = %dir, start = ?other, "reading the journal"),
+    }
+}
+
+fn read_loop(
+    reader: &mut JournalReader,
+    normalizer: &mut JournaldNormalizer,
+    batch_size: usize,
+    tx: &mpsc::Sender<Batch>,
+    dir: &std::path::Path,
+) {
+    let errors = LogThrottle::new(Duration::from_secs(10));
+    while !tx.is_closed() {
+        let ingested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut docs = Vec::with_capacity(batch_size.min(1024));
+        let result = reader.read_into(batch_size, normalizer, &ingested, &mut docs);
+        let full = docs.len() == batch_size;
+        match result {
+            Ok(Some(cursor)) => {
+                metrics::metrics().entries_read.inc_by(docs.len() as u64);
+                // Blocks while the delivery task is busy: the sink's backpressure
+                // stops the reading here, not in memory.
+                if tx.blocking_send(Batch { docs, cursor }).is_err() {
+                    return;
+                }
+                if full {
+                    continue;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                metrics::metrics().read_errors.inc();
+                if let Some(suppressed) = errors.check() {
+                    tracing::warn!(directory = %dir.display(), suppressed, "reading the journal failed, will retry: {e}");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        if let Err(e) = reader.wait(WAIT) {
+            metrics::metrics().read_errors.inc();
+            if let Some(suppressed) = errors.check() {
+                tracing::warn!(directory = %dir.display(), suppressed, "waiting for journal changes failed: {e}");
+            }
+            std::thread::sleep(WAIT);
+        }
+    }
+}
+
+/// Delivers batches with up to `max_in_flight_batches` in flight and saves the
+/// cursor of each batch only once it and every batch before it is final.
+async fn deliver_in_order(
+    mut rx: mpsc::Receiver<Batch>,
+    sink: Sink,
+    cursor_file: CursorFile,
+    shutdown: Shutdown,
+    jcfg: &JournaldConfig,
+) {
+    let mut in_flight = FuturesOrdered::new();
+    let mut checkpoint = Checkpoint { file: cursor_file, delivered: None, last_save: Instant::now() };
+    let mut tick = tokio::time::interval(jcfg.checkpoint_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reading = true;
+    while reading || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            done = in_flight.next(), if !in_flight.is_empty() => match done {
+                Some(Ok(cursor)) => {
+                    checkpoint.delivered = Some(cursor);
+                    if checkpoint.last_save.elapsed() >= jcfg.checkpoint_interval {
+                        checkpoint.save();
+                    }
+                }
+                // Aborted: what came before is delivered and may be saved, this
+                // batch and everything after it may not.
+                Some(Err(Cancelled)) | None => break,
+            },
+            _ = shutdown.stopping(), if reading => {
+                reading = false;
+                rx.close();
+            }
+            batch = rx.recv(), if reading && in_flight.len() < jcfg.max_in_flight_batches => match batch {
+                Some(Batch { docs, cursor }) => {
+                    let sink = sink.clone();
+                    in_flight.push_back(async move { sink.deliver(docs).await.map(|_| cursor) });
+                }
+                None => reading = false,
+            },
+            // Idle: write what has been delivered since the last save.
+            _ = tick.tick() => checkpoint.save(),
+        }
+    }
+    checkpoint.save();
+}
+
+struct Checkpoint {
+    file: CursorFile,
+    /// The newest cursor whose batch (and every batch before) is delivered, not yet saved.
+    delivered: Option<String>,
+    last_save: Instant,
+}
+
+impl Checkpoint {
+    fn save(&mut self) {
+        let Some(cursor) = self.delivered.take() else { return };
+        match self.file.save(&cursor) {
+            Ok(()) => {
+                metrics::metrics().cursor_saves.inc();
+                self.last_save = Instant::now();
+            }
+            Err(e) => {
+                metrics::metrics().cursor_save_errors.inc();
+                tracing::error!("{e}");
+                // Keep it: the next tick tries again.
+                self.delivered = Some(cursor);
+            }
+        }
+    }
+}

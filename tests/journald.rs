@@ -1,0 +1,484 @@
+//! The journald source against REAL journal files (written by
+//! `systemd-journal-remote` from Journal Export Format made here) and the real
+//! Elasticsearch: field mapping, unit filter, follow, start positions, saved
+//! and vacuumed cursors, Elasticsearch down, kill -9 of the binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use kube_log_gateway::config::Config;
+use kube_log_gateway::normalize::journald::JournaldNormalizer;
+use kube_log_gateway::shutdown::Shutdown;
+use kube_log_gateway::sink::elasticsearch::service::Sink;
+use kube_log_gateway::sources::journald::config::StartAt;
+use kube_log_gateway::sources::journald::cursor::CursorFile;
+use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
+use kube_log_gateway::sources::journald::reader::{current_boot_id, JournalReader, StartedFrom};
+use kube_log_gateway::telemetry;
+use serde_json::{json, Value};
+
+const MACHINE: &str = "fedcba9876543210fedcba9876543210";
+const OLD_BOOT: &str = "0123456789abcdef0123456789abcdef";
+/// 2025-11-09T06:14:42.535854Z: fixed, so every entry lands in one known index.
+const T0: u64 = 1_762_668_882_535_854;
+
+/// A journal directory, a data_dir and unique indices for one test.
+struct Fixture {
+    root: tempfile::TempDir,
+    prefix: String,
+    admin: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("journal")).unwrap();
+        Fixture { root, prefix: unique(name), admin: format!("127.0.0.1:{}", free_port()) }
+    }
+
+    fn journal_dir(&self) -> PathBuf {
+        self.root.path().join("journal")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// Writes `entries` into `<journal dir>/<file>.journal` with journal-remote.
+    fn write(&self, file: &str, entries: Vec<ExportEntry>) {
+        journal_remote(&self.journal_dir().join(format!("{file}.journal")), entries).unwrap();
+    }
+
+    fn indices(&self) -> String {
+        format!("{}-kubelet-*", self.prefix)
+    }
+
+    fn cursor(&self) -> Option<String> {
+        CursorFile::for_directory(&self.data_dir(), &self.journal_dir()).load().unwrap()
+    }
+
+    /// The gateway config (YAML), node role only. `journald_extra` lines go
+    /// under `sources.journald`, `es_extra` under `elasticsearch`. In-process
+    /// runs have no admin listener.
+    fn config(&self, es: &str, journald_extra: &str, es_extra: &str, admin: bool) -> PathBuf {
+        let admin = if admin { self.admin.as_str() } else { "null" };
+        let yaml = format!(
+            "cluster_name: test\n\
+             node_name: node-a\n\
+             data_dir: {data}\n\
+             admin:\n  listen: {admin}\n\
+             sources:\n  journald:\n    directories: [{journal}, /nonexistent/run/log/journal]\n    start_at: head\n{journald_extra}\
+             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    kubelet: \"{p}-kubelet-%Y.%m.%d\"\n    dead_letter: \"{p}-deadletter-%Y.%m.%d\"\n    \
+             audit: \"{p}-audit-%Y.%m.%d\"\n  \
+             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n\
+             {es_extra}",
+            data = self.data_dir().display(),
+            journal = self.journal_dir().display(),
+            p = self.prefix,
+        );
+        let path = self.root.path().join("gateway.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    fn load(&self, es: &str, journald_extra: &str) -> Config {
+        Config::load_with_env(&self.config(es, journald_extra, "", false), []).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("gateway.log")).unwrap_or_default()
+    }
+}
+
+/// A kubelet entry number `i` of a run: klog header, PID, host.
+fn kubelet(i: u64, boot: &str, t: u64) -> ExportEntry {
+    ExportEntry::new(t, 1_000 + i, boot)
+        .field("_MACHINE_ID", MACHINE)
+        .field("_HOSTNAME", "node-1")
+        .field("_SYSTEMD_UNIT", "kubelet.service")
+        .field("SYSLOG_IDENTIFIER", "kubelet")
+        .field("_COMM", "kubelet")
+        .field("_PID", "4242")
+        .field("PRIORITY", "6")
+        .field("MESSAGE", format!("I1109 06:14:42.535854    1234 kubelet.go:{i}] entry {i}"))
+}
+
+fn unit_entry(i: u64, unit: &str, t: u64) -> ExportEntry {
+    ExportEntry::new(t, 1_000 + i, OLD_BOOT)
+        .field("_MACHINE_ID", MACHINE)
+        .field("_HOSTNAME", "node-1")
+        .field("_SYSTEMD_UNIT", unit)
+        .field("PRIORITY", "6")
+        .field("MESSAGE", format!("{unit} says {i}"))
+}
+
+/// Runs the source in-process; returns a stopper.
+struct InProcess {
+    shutdown: Shutdown,
+    source: tokio::task::JoinHandle<()>,
+    sink: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    fn start(cfg: &Config) -> InProcess {
+        let shutdown = Shutdown::new();
+        let (sink, sink_task) = Sink::start(cfg, shutdown.clone()).unwrap();
+        let source = kube_log_gateway::sources::journald::spawn(cfg, sink, shutdown.clone()).unwrap();
+        InProcess { shutdown, source, sink: sink_task }
+    }
+
+    /// Graceful stop: in-flight batches finish, the cursor is saved.
+    async fn stop(self) {
+        self.shutdown.begin();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.source).await.expect("source stops");
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.sink).await.expect("sink stops");
+    }
+}
+
+async fn count_at(es: &str, index: &str) -> u64 {
+    let client = http();
+    let _ = client.post(format!("{es}/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true")).send().await;
+    let v: Value = client
+        .get(format!("{es}/{index}/_count?ignore_unavailable=true&allow_no_indices=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["count"].as_u64().unwrap_or(0)
+}
+
+async fn wait_count_at(es: &str, index: &str, want: u64, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let n = count_at(es, index).await;
+        if n >= want || start.elapsed() > timeout {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every cursor in the directory, in journal order, of the matching entries.
+fn cursors(dir: &Path, units: &[&str]) -> Vec<String> {
+    let units: Vec<String> = units.iter().map(|s| s.to_string()).collect();
+    let mut r = JournalReader::open(dir, &units, &[]).unwrap();
+    r.position(None, StartAt::Head).unwrap();
+    let mut n = normalizer();
+    let mut docs = Vec::new();
+    r.read_into(usize::MAX, &mut n, "", &mut docs).unwrap();
+    docs.iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["journald"]["cursor"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn normalizer() -> JournaldNormalizer {
+    JournaldNormalizer::new(
+        "c".into(),
+        "n".into(),
+        kube_log_gateway::index_pattern::IndexPattern::parse("k-%Y.%m.%d").unwrap(),
+    )
+}
+
+/// Messages of what a reader positioned at `start` returns.
+fn read_messages(dir: &Path, saved: Option<&str>, start: StartAt) -> (StartedFrom, Vec<String>) {
+    let mut r = JournalReader::open(dir, &["kubelet.service".to_string()], &[]).unwrap();
+    let from = r.position(saved, start).unwrap();
+    let mut n = normalizer();
+    let mut docs = Vec::new();
+    r.read_into(usize::MAX, &mut n, "", &mut docs).unwrap();
+    let messages = docs
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
+        .collect();
+    (from, messages)
+}
+
+fn entry_numbers(messages: &[String]) -> Vec<u64> {
+    messages.iter().map(|m| m.rsplit(' ').next().unwrap().parse().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn kubelet_entries_are_shipped_with_their_fields_and_appended_entries_follow() {
+    require_es().await;
+    let f = Fixture::new("jfields");
+    let binary = b"E1109 06:14:43.000001 99 server.go:7] bad \xff bytes and a NUL \0 here".to_vec();
+    f.write(
+        "a",
+        vec![
+            kubelet(1, OLD_BOOT, T0),
+            unit_entry(2, "containerd.service", T0 + 1),
+            ExportEntry::new(T0 + 2, 1_002, OLD_BOOT)
+                .field("_MACHINE_ID", MACHINE)
+                .field("_HOSTNAME", "node-1")
+                .field("_SYSTEMD_UNIT", "kubelet.service")
+                .field("PRIORITY", "4")
+                .field("MESSAGE", "first line\n  second line\n\tthird"),
+            ExportEntry::new(T0 + 3, 1_003, OLD_BOOT)
+                .field("_MACHINE_ID", MACHINE)
+                .field("_SYSTEMD_UNIT", "kubelet.service")
+                .field("PRIORITY", "3")
+                .field("MESSAGE", &binary),
+            // Not a listed unit, but a listed identifier: shipped.
+            unit_entry(4, "session-1.scope", T0 + 4).field("SYSLOG_IDENTIFIER", "node-problem-detector"),
+            unit_entry(5, "sshd.service", T0 + 5),
+        ],
+    );
+    let cfg = f.load(&es_url(), "    identifiers: [node-problem-detector]\n");
+    let run = InProcess::start(&cfg);
+    assert_eq!(wait_count_at(&es_url(), &f.indices(), 4, Duration::from_secs(60)).await, 4);
+
+    // Appended while running, into a new file in the same directory.
+    f.write(
+        "b",
+        (10..15)
+            .map(|i| kubelet(i, OLD_BOOT, T0 + 10 + i))
+            .chain([unit_entry(20, "containerd.service", T0 + 40)])
+            .collect(),
+    );
+    assert_eq!(wait_count_at(&es_url(), &f.indices(), 9, Duration::from_secs(60)).await, 9);
+    // And appended to an existing file.
+    f.write("a", vec![kubelet(30, OLD_BOOT, T0 + 50)]);
+    assert_eq!(wait_count_at(&es_url(), &f.indices(), 10, Duration::from_secs(60)).await, 10);
+    run.stop().await;
+    assert_eq!(settle(&f.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 10);
+
+    let docs = search(&f.indices(), json!({"match_all": {}})).await;
+    let first = &docs[0];
+    assert_eq!(first["@timestamp"], "2025-11-09T06:14:42.535854Z");
+    assert_eq!(first["message"], "I1109 06:14:42.535854    1234 kubelet.go:1] entry 1");
+    assert_eq!(first["event"]["dataset"], "kubelet");
+    assert_eq!(first["event"]["kind"], "event");
+    assert_eq!(first["log"]["level"], "info");
+    assert_eq!(first["log"]["syslog"]["priority"], 6);
+    assert_eq!(first["log"]["syslog"]["appname"], "kubelet");
+    assert_eq!(first["log"]["origin"]["file"]["name"], "kubelet.go");
+    assert_eq!(first["log"]["origin"]["file"]["line"], 1);
+    assert_eq!(first["process"]["pid"], 4242);
+    assert_eq!(first["process"]["name"], "kubelet");
+    assert_eq!(first["process"]["thread"]["id"], 1234);
+    assert_eq!(first["systemd"]["unit"], "kubelet.service");
+    assert_eq!(first["host"]["name"], "node-1");
+    assert_eq!(first["kubernetes"]["node"]["name"], "node-a");
+    assert_eq!(first["orchestrator"]["cluster"]["name"], "test");
+    assert_eq!(first["journald"]["boot_id"], OLD_BOOT);
+    assert_eq!(first["journald"]["machine_id"], MACHINE);
+    let all_cursors = cursors(&f.journal_dir(), &["kubelet.service"]);
+    assert_eq!(first["journald"]["cursor"], all_cursors[0].as_str());
+
+    let multi = &docs[1];
+    assert_eq!(multi["message"], "first line\n  second line\n\tthird");
+    assert_eq!(multi["log"]["level"], "warning", "PRIORITY 4 without a klog header");
+    assert!(multi["log"].get("origin").is_none());
+
+    let bin = &docs[2];
+    assert_eq!(bin["message"], String::from_utf8_lossy(&binary).as_ref());
+    assert_eq!(bin["kube_log_gateway"]["flags"], json!(["message_binary"]));
+    assert_eq!(bin["log"]["level"], "error");
+    assert_eq!(bin["log"]["origin"]["file"]["name"], "server.go");
+
+    let npd = &docs[3];
+    assert_eq!(npd["systemd"]["unit"], "session-1.scope");
+    assert_eq!(npd["event"]["dataset"], "journald");
+    assert_eq!(npd["log"]["syslog"]["appname"], "node-problem-detector");
+
+    // The excluded units never arrive.
+    let units: Vec<&str> = docs.iter().map(|d| d["systemd"]["unit"].as_str().unwrap()).collect();
+    assert!(!units.contains(&"containerd.service") && !units.contains(&"sshd.service"), "{units:?}");
+    // Searchable by the mapped fields.
+    assert_eq!(search(&f.indices(), json!({"term": {"log.origin.file.name": "kubelet.go"}})).await.len(), 7);
+    assert_eq!(search(&f.indices(), json!({"term": {"kube_log_gateway.flags": "message_binary"}})).await.len(), 1);
+
+    // Stopped gracefully: the cursor is the last shipped kubelet entry.
+    assert_eq!(f.cursor().as_deref(), Some(all_cursors.last().unwrap().as_str()));
+    delete_indices(&format!("{}-*", f.prefix)).await;
+}
+
+#[test]
+fn start_positions_saved_cursor_and_boot_fallback() {
+    let f = Fixture::new("jstart");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
+    let hour = 3_600_000_000;
+    let boot = current_boot_id();
+    assert_eq!(boot.len(), 32);
+    // Three entries of an earlier boot three hours ago, three of this boot ten minutes ago.
+    let mut entries: Vec<ExportEntry> = (0..3).map(|i| kubelet(i, OLD_BOOT, now - 3 * hour + i)).collect();
+    entries.extend((3..6).map(|i| kubelet(i, &boot, now - hour / 6 + i)));
+    f.write("a", entries);
+    let dir = f.journal_dir();
+
+    let (from, m) = read_messages(&dir, None, StartAt::Head);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Head, vec![0, 1, 2, 3, 4, 5]));
+    let (from, m) = read_messages(&dir, None, StartAt::Boot);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Boot, vec![3, 4, 5]));
+    let (from, m) = read_messages(&dir, None, StartAt::Since(Duration::from_secs(3600)));
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Since, vec![3, 4, 5]));
+    let (from, m) = read_messages(&dir, None, StartAt::Tail);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Tail, vec![]));
+
+    // A saved cursor: continue just after it (the entry AT the cursor was delivered).
+    let all = cursors(&dir, &["kubelet.service"]);
+    let (from, m) = read_messages(&dir, Some(&all[3]), StartAt::Head);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Cursor, vec![4, 5]));
+    let (from, m) = read_messages(&dir, Some(&all[5]), StartAt::Head);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::Cursor, vec![]));
+    // An unparsable cursor: from the oldest entry.
+    let (from, m) = read_messages(&dir, Some("not a cursor"), StartAt::Tail);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::CursorLost, vec![0, 1, 2, 3, 4, 5]));
+
+    // Reopening the handle midway (bounded memory on long reads) neither
+    // skips nor repeats an entry.
+    let mut r = JournalReader::open(&dir, &["kubelet.service".to_string()], &[]).unwrap();
+    r.set_reopen_every(2);
+    r.position(None, StartAt::Head).unwrap();
+    let mut docs = Vec::new();
+    while r.read_into(1, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    let read: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(entry_numbers(&read), vec![0, 1, 2, 3, 4, 5]);
+
+    // Tail follows: entries written after positioning arrive after a wait.
+    let mut r = JournalReader::open(&dir, &["kubelet.service".to_string()], &[]).unwrap();
+    r.position(None, StartAt::Tail).unwrap();
+    f.write("b", vec![kubelet(6, &boot, now + 1), kubelet(7, &boot, now + 2)]);
+    let mut docs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while docs.len() < 2 && Instant::now() < deadline {
+        r.wait(Duration::from_millis(200)).unwrap();
+        r.read_into(100, &mut normalizer(), "", &mut docs).unwrap();
+    }
+    assert_eq!(docs.len(), 2);
+
+    // Journal files with no entry of the current boot (copied from elsewhere):
+    // `boot` falls back to the oldest entry.
+    let g = Fixture::new("jstart2");
+    g.write("a", (0..3).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let (from, m) = read_messages(&g.journal_dir(), None, StartAt::Boot);
+    assert_eq!((from, entry_numbers(&m)), (StartedFrom::BootNotFoundHead, vec![0, 1, 2]));
+}
+
+#[tokio::test]
+async fn a_vacuumed_cursor_restarts_at_the_oldest_entry_and_is_counted() {
+    require_es().await;
+    let f = Fixture::new("jvacuum");
+    f.write("a", (0..5).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    f.write("b", (5..10).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let cfg = f.load(&es_url(), "");
+    let run = InProcess::start(&cfg);
+    assert_eq!(wait_count_at(&es_url(), &f.indices(), 10, Duration::from_secs(60)).await, 10);
+    run.stop().await;
+    let saved = f.cursor().expect("cursor saved");
+    assert_eq!(saved, cursors(&f.journal_dir(), &["kubelet.service"])[9]);
+
+    // journald vacuums both files; newer entries are in a new one.
+    std::fs::remove_file(f.journal_dir().join("a.journal")).unwrap();
+    std::fs::remove_file(f.journal_dir().join("b.journal")).unwrap();
+    f.write("c", (10..14).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let lost_before = lost_cursors();
+    let run = InProcess::start(&cfg);
+    assert_eq!(wait_count_at(&es_url(), &f.indices(), 14, Duration::from_secs(60)).await, 14);
+    run.stop().await;
+    assert_eq!(settle(&f.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 14);
+    assert_eq!(lost_cursors() - lost_before, 1.0);
+    assert_eq!(f.cursor().unwrap(), *cursors(&f.journal_dir(), &["kubelet.service"]).last().unwrap());
+    delete_indices(&format!("{}-*", f.prefix)).await;
+}
+
+fn lost_cursors() -> f64 {
+    telemetry::encode()
+        .lines()
+        .find(|l| l.starts_with("klg_journald_cursors_lost_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn elasticsearch_down_nothing_lost_and_the_cursor_waits() {
+    require_es().await;
+    let es = EsInstance::start(9260);
+    let f = Fixture::new("jdown");
+    f.write("a", (0..20).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let cfg = f.load(&es.url(), "    checkpoint_interval: 100ms\n");
+    let run = InProcess::start(&cfg);
+    assert_eq!(wait_count_at(&es.url(), &f.indices(), 20, Duration::from_secs(120)).await, 20);
+    let first = cursors(&f.journal_dir(), &["kubelet.service"]);
+    wait_until("the cursor of entry 20", Duration::from_secs(10), || f.cursor().as_deref() == Some(&first[19])).await;
+
+    es.stop();
+    f.write("b", (20..50).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(f.cursor().as_deref(), Some(first[19].as_str()), "the cursor moved while Elasticsearch was down");
+
+    es.resume();
+    assert_eq!(wait_count_at(&es.url(), &f.indices(), 50, Duration::from_secs(180)).await, 50);
+    let all = cursors(&f.journal_dir(), &["kubelet.service"]);
+    wait_until("the cursor of entry 50", Duration::from_secs(10), || f.cursor().as_deref() == Some(&all[49])).await;
+    run.stop().await;
+    assert_eq!(count_at(&es.url(), &f.indices()).await, 50);
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_then_restart_ships_every_entry_exactly_once() {
+    require_es().await;
+    let f = Fixture::new("jkill");
+    const N: u64 = 20_000;
+    // Other units in between, as on a real node.
+    f.write(
+        "a",
+        (0..N)
+            .flat_map(|i| {
+                let k = kubelet(i, OLD_BOOT, T0 + 2 * i);
+                if i % 4 == 0 {
+                    vec![k, unit_entry(N + i, "containerd.service", T0 + 2 * i + 1)]
+                } else {
+                    vec![k]
+                }
+            })
+            .collect(),
+    );
+    let config = f.config(
+        &es_url(),
+        "    batch_size: 250\n    checkpoint_interval: 200ms\n",
+        "  documents_per_second: 2500\n",
+        true,
+    );
+    let log = f.root.path().join("gateway.log");
+
+    let mut gw = Gateway::start(&config, &f.admin, &log);
+    let at_kill = wait_for_count(&f.indices(), 5_000, Duration::from_secs(120)).await;
+    gw.kill9();
+    let at_kill = at_kill.max(count(&f.indices()).await);
+    assert!(at_kill < N, "killed too late: {at_kill}");
+    let saved = f.cursor().expect("a cursor was saved before the kill");
+    eprintln!("killed with {at_kill} entries in Elasticsearch; cursor {saved}");
+
+    let gw = Gateway::start(&config, &f.admin, &log);
+    let got = wait_for_count(&f.indices(), N, Duration::from_secs(120)).await;
+    assert_eq!(got, N, "{}", f.log());
+    assert_eq!(settle(&f.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, N);
+    // Resumed from the cursor, not from the start: only the last unsaved
+    // stretch before the kill was read again (as 409 duplicates).
+    let duplicates = metric(&f.admin, "klg_documents_total", "outcome=\"duplicate\"").await;
+    eprintln!("after restart: {duplicates} duplicates (409)");
+    assert!(duplicates < 2_000.0, "re-read {duplicates} entries");
+    let last = cursors(&f.journal_dir(), &["kubelet.service"]).pop().unwrap();
+    wait_until("the final cursor", Duration::from_secs(10), || f.cursor().as_deref() == Some(last.as_str())).await;
+    drop(gw);
+    assert_eq!(count(&f.indices()).await, N);
+    assert_eq!(count(&format!("{}-deadletter-*", f.prefix)).await, 0);
+    delete_indices(&format!("{}-*", f.prefix)).await;
+}
