@@ -343,3 +343,28 @@ async fn sigterm_saves_an_exact_checkpoint_and_a_restart_resends_nothing() {
     assert_each_line_once(&node.indices(), 20_010).await;
     delete_indices(&format!("{}-*", node.prefix)).await;
 }
+
+#[tokio::test]
+async fn inotify_notices_a_new_file_long_before_the_next_poll() {
+    require_es().await;
+    let node = Node::new("ctr-inotify", "");
+    let cfg = std::fs::read_to_string(&node.config).unwrap().replace("poll_interval: 100ms", "poll_interval: 60s");
+    std::fs::write(&node.config, cfg).unwrap();
+    let first = node.container("shop", "a-1", "uid-a", "app");
+    append(&first, cri(0).as_bytes());
+    let _gw = node.start();
+    assert_eq!(wait_for_count(&node.indices(), 1, Duration::from_secs(30)).await, 1, "{}", node.log());
+    // A new pod's log: the real file first, then the kubelet's symlink (the inotify event).
+    let real_dir = node.dir.path().join("pods/shop_b-1_uid-b/app");
+    std::fs::create_dir_all(&real_dir).unwrap();
+    append(&real_dir.join("0.log"), cri(1).as_bytes());
+    let started = std::time::Instant::now();
+    std::os::unix::fs::symlink(
+        real_dir.join("0.log"),
+        node.dir.path().join(format!("containers/b-1_shop_app-{ID}.log")),
+    )
+    .unwrap();
+    assert_eq!(wait_for_count(&node.indices(), 2, Duration::from_secs(20)).await, 2, "{}", node.log());
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?} with a 60 s poll", started.elapsed());
+    delete_indices(&format!("{}-*", node.prefix)).await;
+}
