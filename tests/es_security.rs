@@ -69,13 +69,7 @@ impl SecureEs {
     fn start() -> SecureEs {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
-        let status = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
-            .args(["certs", "--out"])
-            .arg(&certs)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        make_certs(&certs);
         std::fs::write(dir.path().join("roles.yml"), ROLES_YML).unwrap();
         std::fs::write(dir.path().join("users"), format!("klg:{KLG_PASSWORD}:klg_writer\n")).unwrap();
         let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
