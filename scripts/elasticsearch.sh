@@ -19,6 +19,32 @@
 #   ES_JAVA_HOME  the Java to use (default: Java 17 for 8.x, 21+ for 9.x, found in /usr/lib/jvm)
 #   KLG_CACHE_DIR where the distribution and instances live, see below
 #
+# Secured mode (opt-in; the default above is plain HTTP without authentication):
+#   ES_SECURE=1   security on: HTTPS only (PEM certificate), basic auth for the built-in
+#                 `elastic` superuser and file-realm users, the token service (bearer
+#                 tokens) and API keys enabled (but see below). Transport TLS stays off:
+#                 one node, loopback only.
+#   ES_TLS_DIR    directory with ca.crt, server.crt, server.key (as written by
+#                 `kube-log-gateway certs --out DIR`: SANs localhost and 127.0.0.1). They
+#                 are copied into the instance's config/tls/, so klg-es can read them.
+#                 Unset: generated once into instances/<port>/tls-generated/ with the
+#                 kube-log-gateway binary (KLG_BIN, PATH or target/{release,debug}).
+#   ES_PASSWORD   the `elastic` user's bootstrap password (default klg-elastic-pw), put in
+#                 the instance's own keystore. It stays valid until someone changes it
+#                 through the API; `wipe` forgets it.
+#   ES_ROLES_FILE a roles.yml (file-realm roles) to use instead of the distribution's.
+#   ES_USERS_FILE file-realm users to create, one `name:password:role[,role]` a line.
+#   The integ-test-zip cannot create the `.security` index (its settings use the
+#   `pattern_capture` token filter of analysis-common, a module this build lacks:
+#   "Unknown filter type [pattern_capture] for [email]"). So native users and roles,
+#   role mappings and API KEYS do not work here; users and roles come from the file
+#   realm (ES_USERS_FILE, ES_ROLES_FILE) and `elastic` from the keystore. Bearer tokens
+#   live in `.security-tokens-7` and work, but need a licence above basic: secured mode
+#   runs the self-generated 30-day trial licence (counted from the first start; `wipe`).
+#   Clients: https://127.0.0.1:$ES_PORT, CA = instances/<port>/config/tls/ca.crt.
+#   `status` and an "already running" `start` read the mode from the instance's config.
+#   Switching one port between modes: `wipe` first is not required, but `stop` is.
+#
 # What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
 # Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
 # It is the server with only a few modules (x-pack-core, x-pack-security,
@@ -71,7 +97,17 @@ ZIP="$CACHE_DIR/downloads/elasticsearch-$ES_VERSION.zip"
 ES_HOME="$CACHE_DIR/dist/elasticsearch-$ES_VERSION"
 INST="$CACHE_DIR/instances/$ES_PORT"
 PID_FILE="$INST/es.pid"
-URL="http://127.0.0.1:$ES_PORT"
+ES_PASSWORD="${ES_PASSWORD:-klg-elastic-pw}"
+SECURE_MARKER="# klg-secure-mode"
+
+# Whether this instance runs (or is about to run) with security on. `start` takes it
+# from ES_SECURE; everything else from the config the running instance was started with.
+requested_secure() { [[ "${ES_SECURE:-0}" =~ ^(1|true|yes|on)$ ]]; }
+instance_secure() { grep -qxF "$SECURE_MARKER" "$INST/config/elasticsearch.yml" 2>/dev/null; }
+set_url() {
+  if [[ "$1" == secure ]]; then URL="https://127.0.0.1:$ES_PORT"; else URL="http://127.0.0.1:$ES_PORT"; fi
+}
+if requested_secure; then set_url secure; else set_url plain; fi
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -112,6 +148,15 @@ instance_pid() {
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# curl against this instance: with the CA and the elastic user when it is secured.
+es_curl() {
+  if [[ "$URL" == https://* ]]; then
+    curl --cacert "$INST/config/tls/ca.crt" -u "elastic:$ES_PASSWORD" "$@"
+  else
+    curl "$@"
+  fi
+}
 
 # Serialize concurrent runs: one lock for the shared download/unpack, one per instance.
 # (A failing command exits the script under `set -e`, which releases the lock too.)
@@ -230,6 +275,7 @@ ensure_distribution() {
 write_config() {
   rm -rf "$INST/config"
   cp -R "$ES_HOME/config" "$INST/config"
+  if requested_secure; then copy_tls_files; fi
   # Appended after the distribution's (fully commented) elasticsearch.yml.
   cat >>"$INST/config/elasticsearch.yml" <<EOF
 
@@ -243,8 +289,7 @@ discovery.type: single-node
 network.host: 127.0.0.1
 http.port: $ES_PORT
 transport.port: $TRANSPORT_PORT
-# Plain HTTP without authentication (otherwise TLS + a generated password).
-xpack.security.enabled: false
+$(security_settings)
 # A full-ish disk on a developer machine must not turn indices read-only mid-test.
 cluster.routing.allocation.disk.threshold_enabled: false
 # Tests clean up with wildcard deletes (DELETE /audit-*).
@@ -252,10 +297,104 @@ action.destructive_requires_name: false
 EOF
 }
 
+# The security part of elasticsearch.yml. Default: exactly the plain settings.
+security_settings() {
+  if ! requested_secure; then
+    printf '%s\n' "# Plain HTTP without authentication (otherwise TLS + a generated password)." \
+      "xpack.security.enabled: false"
+    return
+  fi
+  # Explicit xpack.security.* settings also keep the distribution's start-up
+  # "security auto-configuration" (generated certs + enrollment) from running.
+  cat <<EOF
+$SECURE_MARKER
+xpack.security.enabled: true
+xpack.security.http.ssl.enabled: true
+xpack.security.http.ssl.certificate: tls/server.crt
+xpack.security.http.ssl.key: tls/server.key
+xpack.security.http.ssl.certificate_authorities: [tls/ca.crt]
+# Single node, development mode on loopback: no transport TLS needed.
+xpack.security.transport.ssl.enabled: false
+xpack.security.authc.api_key.enabled: true
+xpack.security.authc.token.enabled: true
+# The token service (bearer tokens) is not in the basic licence.
+xpack.license.self_generated.type: trial
+EOF
+}
+
+# Finds the kube-log-gateway binary, to generate certificates when ES_TLS_DIR is unset.
+find_klg_bin() {
+  local c
+  for c in "${KLG_BIN:-}" "$(command -v kube-log-gateway 2>/dev/null || true)" \
+    "$SCRIPT_DIR/../target/release/kube-log-gateway" "$SCRIPT_DIR/../target/debug/kube-log-gateway"; do
+    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+copy_tls_files() {
+  local src="${ES_TLS_DIR:-}" f bin
+  if [[ -z "$src" ]]; then
+    src="$INST/tls-generated"
+    if [[ ! -f "$src/server.key" ]]; then
+      bin="$(find_klg_bin)" || die "ES_SECURE=1 needs ES_TLS_DIR (ca.crt server.crt server.key), or a built kube-log-gateway to generate them (cargo build, or KLG_BIN=...)"
+      "$bin" certs --out "$src" >/dev/null || die "could not generate certificates into $src"
+      log "generated a CA and server certificate into $src"
+    fi
+  fi
+  for f in ca.crt server.crt server.key; do
+    [[ -r "$src/$f" ]] || die "ES_TLS_DIR=$src has no readable $f"
+  done
+  mkdir -p "$INST/config/tls"
+  cp "$src/ca.crt" "$src/server.crt" "$src/server.key" "$INST/config/tls/"
+  chmod 0644 "$INST/config/tls/ca.crt" "$INST/config/tls/server.crt"
+  chmod 0600 "$INST/config/tls/server.key" # chowned to the runtime user with the rest
+  if [[ -n "${ES_ROLES_FILE:-}" ]]; then
+    cp "$ES_ROLES_FILE" "$INST/config/roles.yml" || die "cannot copy ES_ROLES_FILE=$ES_ROLES_FILE"
+  fi
+}
+
+# Runs one of the distribution's CLI tools for this instance, as the runtime user, in
+# the same clean environment as the server. $1: the java home; then the tool and args.
+es_tool() {
+  local java_home="$1" run_as=()
+  shift
+  [[ $EUID -eq 0 ]] && run_as=(runuser -u "$ES_USER" --)
+  "${run_as[@]}" env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
+    ES_JAVA_HOME="$java_home" ES_PATH_CONF="$INST/config" ES_TMPDIR="$INST/tmp" \
+    "$ES_HOME/bin/$1" "${@:2}"
+}
+
+# Secured mode, before the start: the elastic user's bootstrap password in this
+# instance's own keystore (config/ is regenerated on every start, so the keystore and
+# the file-realm users are too), then the ES_USERS_FILE users.
+write_secrets() {
+  local java_home="$1" line name password roles
+  printf '%s\n' "$ES_PASSWORD" |
+    es_tool "$java_home" elasticsearch-keystore add --force --stdin bootstrap.password \
+      >"$INST/logs/keystore.out" 2>&1 ||
+    { show_log_tail "$INST/logs/keystore.out"; die "could not write bootstrap.password into $INST/config/elasticsearch.keystore"; }
+  [[ -n "${ES_USERS_FILE:-}" ]] || return 0
+  [[ -r "$ES_USERS_FILE" ]] || die "cannot read ES_USERS_FILE=$ES_USERS_FILE"
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ -z "$line" || "$line" == \#* ]] && continue
+    IFS=: read -r name password roles <<<"$line"
+    [[ -n "$name" && -n "$password" ]] || die "ES_USERS_FILE: expected name:password:roles, got '$line'"
+    es_tool "$java_home" elasticsearch-users useradd "$name" -p "$password" -r "$roles" \
+      >"$INST/logs/users.out" 2>&1 ||
+      { show_log_tail "$INST/logs/users.out"; die "could not add file-realm user $name"; }
+  done <"$ES_USERS_FILE"
+}
+
 do_start() {
   local pid
   pid="$(instance_pid)"
   if [[ -n "$pid" ]]; then
+    if instance_secure && ! requested_secure; then
+      die "already running on port $ES_PORT in secured mode (ES_SECURE=1); stop it first to switch"
+    elif requested_secure && ! instance_secure; then
+      die "already running on port $ES_PORT without security; stop it first to start it with ES_SECURE=1"
+    fi
     log "already running on $URL (pid $pid)"
     wait_healthy "$pid" || { show_log_tail "$(es_log_file)"; die "running (pid $pid) but not healthy on $URL"; }
     return 0
@@ -282,8 +421,9 @@ do_start() {
       die "user $ES_USER cannot reach $ES_HOME (a parent directory is not world-searchable?); set KLG_CACHE_DIR elsewhere"
     fi
   fi
+  if requested_secure; then write_secrets "$java_home"; fi
 
-  log "starting $ES_VERSION on $URL (transport $TRANSPORT_PORT, heap $ES_HEAP, java $java_home)"
+  log "starting $ES_VERSION on $URL$(requested_secure && echo ' (secured)') (transport $TRANSPORT_PORT, heap $ES_HEAP, java $java_home)"
   local t0=$SECONDS rc=0
   # A clean environment: nothing from the caller (proxies, JAVA_TOOL_OPTIONS, ...) leaks
   # into the JVM except what is listed here. cwd = logs/, because the distribution's
@@ -326,7 +466,7 @@ wait_healthy() {
   local pid="$1" timeout="${2:-$START_TIMEOUT}" deadline body
   deadline=$((SECONDS + timeout))
   while ((SECONDS < deadline)); do
-    body="$(curl -s -m 10 "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" 2>/dev/null || true)"
+    body="$(es_curl -s -m 10 "$URL/_cluster/health?wait_for_status=yellow&timeout=5s" 2>/dev/null || true)"
     [[ "$body" =~ \"status\":\"(green|yellow)\" ]] && return 0
     kill -0 "$pid" 2>/dev/null || { log "process $pid exited"; return 1; }
     sleep 1
@@ -357,6 +497,7 @@ do_stop() {
 
 do_status() {
   local pid
+  if instance_secure; then set_url secure; else set_url plain; fi
   pid="$(instance_pid)"
   if [[ -z "$pid" ]]; then
     echo "stopped (port $ES_PORT)"
@@ -364,7 +505,7 @@ do_status() {
   fi
   echo "running on $URL (pid $pid, instance $INST)"
   # GET / is not in the integ-test-zip build (405); the nodes API has the same facts.
-  if ! curl -sf -m 10 "$URL/_nodes/_local?filter_path=cluster_name,nodes.*.name,nodes.*.version,nodes.*.build_flavor,nodes.*.build_type,nodes.*.build_hash"; then
+  if ! es_curl -sf -m 10 "$URL/_nodes/_local?filter_path=cluster_name,nodes.*.name,nodes.*.version,nodes.*.build_flavor,nodes.*.build_type,nodes.*.build_hash"; then
     echo "(process is alive but HTTP is not answering yet)"
   fi
   echo

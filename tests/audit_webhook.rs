@@ -281,13 +281,7 @@ async fn without_a_valid_client_certificate_the_handshake_is_refused() {
     assert!(err.is_err(), "no client certificate must fail: {err:?}");
 
     let other = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
-        .args(["certs", "--out"])
-        .arg(other.path())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    make_certs(other.path());
     let foreign = tls_client_with(&setup.certs(), other.path());
     let err = foreign.post(&url).header("content-type", "application/json").body(EVENTLIST).send().await;
     assert!(err.is_err(), "a certificate from another CA must fail: {err:?}");

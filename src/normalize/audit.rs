@@ -164,7 +164,9 @@ impl AuditNormalizer {
             kubernetes: Kubernetes { node: Named { name: &self.node }, audit: &event },
         };
         let mut body = Vec::with_capacity(raw.get().len() + 768);
-        serde_json::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        // sonic-rs: SIMD string escaping; serde_json's byte-by-byte escaping was
+        // the largest single cost of the webhook (docs/benchmarks.md).
+        sonic_rs::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
         Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 

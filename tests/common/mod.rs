@@ -192,6 +192,17 @@ fn unsafe_kill(pid: u32, signal: &str) {
     let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
 }
 
+/// `kube-log-gateway certs --out dir`: a fresh CA with server and client certificates.
+pub fn make_certs(dir: &std::path::Path) {
+    let status = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+        .args(["certs", "--out"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kube-log-gateway certs --out {}", dir.display());
+}
+
 /// A gateway set up for a test: certificates, config file, data dir, ports.
 pub struct WebhookSetup {
     pub dir: tempfile::TempDir,
@@ -211,13 +222,7 @@ impl WebhookSetup {
         let port = free_port();
         let admin = format!("127.0.0.1:{}", free_port());
         let certs = dir.path().join("certs");
-        let status = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
-            .args(["certs", "--out"])
-            .arg(&certs)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        make_certs(&certs);
         let c = certs.display();
         let yaml = format!(
             "cluster_name: test\n\

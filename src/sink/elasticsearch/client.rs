@@ -119,7 +119,7 @@ impl EsClient {
                     Err(e) => Err(RequestFailure::Transport(format!("reading the response: {e}"))),
                 }
             }
-            Err(e) => Err(RequestFailure::Transport(e.to_string())),
+            Err(e) => Err(RequestFailure::Transport(error_chain(&e))),
         };
         (at, result)
     }
@@ -128,6 +128,22 @@ impl EsClient {
     pub async fn bulk(&self, body: Bytes) -> (usize, Result<Reply, RequestFailure>) {
         self.send(Method::Post, "/_bulk", Some(body), "application/x-ndjson").await
     }
+}
+
+/// The error and its causes: the top-level message of a failed request says
+/// only "error sending request"; the reason (certificate, refused, DNS) is below.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClientError> {

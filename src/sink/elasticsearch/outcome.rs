@@ -11,7 +11,9 @@ pub enum Outcome {
     /// 409 on `create`: the same `_id` is already there, so an earlier attempt
     /// delivered it. Counts as delivered.
     Duplicate,
-    /// 429 or 5xx: try this document again later.
+    /// 429, 5xx, or 401/403/404/408 (credentials, privileges or an index that
+    /// cannot be auto-created: the cluster's configuration, not the document):
+    /// try this document again later.
     Retry { status: u16, error: String },
     /// Any other 4xx: Elasticsearch will never take this document as it is
     /// (mapping or parsing error). Goes to the dead-letter index.
@@ -24,7 +26,7 @@ impl Outcome {
         match status {
             200 | 201 => Outcome::Created,
             409 => Outcome::Duplicate,
-            429 | 500..=599 => Outcome::Retry {
+            401 | 403 | 404 | 408 | 429 | 500..=599 => Outcome::Retry {
                 status,
                 error: error.map(ItemError::describe).unwrap_or_else(|| format!("status {status}")),
             },
@@ -129,6 +131,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(&outcomes[4], Outcome::Retry { status: 503, .. }));
+    }
+
+    #[test]
+    fn missing_privileges_are_retried_not_dead_lettered() {
+        let body = r#"{"errors":true,"items":[{"create":{"_index":"audit-x","_id":"a","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [klg]"}}}]}"#;
+        assert!(matches!(&parse_bulk_response(body.as_bytes(), 1).unwrap()[0], Outcome::Retry { status: 403, .. }));
     }
 
     #[test]

@@ -95,9 +95,9 @@ pub struct ResponseStatus<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<&'a RawValue>,
+    pub metadata: Option<RawObject<'a>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
-    pub details: Option<&'a RawValue>,
+    pub details: Option<RawObject<'a>>,
 }
 
 /// An embedded Kubernetes object kept as raw JSON: borrowed from the request,
@@ -123,12 +123,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     }
 }
 
+/// Written verbatim by sonic-rs, which the normalizer serializes documents
+/// with: a struct with sonic-rs's raw-value name is its documented way to embed
+/// raw JSON. (serde_json would write it as an object; nothing serializes events
+/// with serde_json.)
 impl Serialize for RawObject<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            RawObject::Borrowed(r) => r.serialize(s),
-            RawObject::Owned(r) => r.serialize(s),
-        }
+        use serde::ser::SerializeStruct;
+        const SONIC_RAW: &str = "$sonic_rs::LazyValue";
+        let mut st = s.serialize_struct(SONIC_RAW, 1)?;
+        st.serialize_field(SONIC_RAW, self.get())?;
+        st.end()
     }
 }
 
