@@ -7,7 +7,9 @@
 # 2. scripts/elasticsearch.sh start   a real Elasticsearch on 127.0.0.1:${ES_PORT:-9200}
 # 3. cargo fmt --check
 # 4. cargo clippy --all-targets -- -D warnings
-# 5. cargo test --all-targets -- --test-threads=2
+# 5. cargo test --lib --bins --tests -- --test-threads=2
+# 6. cargo test --benches   (each benchmark once, as a smoke test; criterion does not
+#                            take libtest's --test-threads)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
 #
 # An Elasticsearch that this script started is stopped again on exit, whatever
@@ -39,6 +41,9 @@ finish() {
   fi
   if ((rc == 0)); then
     printf '\ntest.sh: all steps passed in %d s\n' "$((SECONDS - script_start))"
+    if [[ -n "${passed:-}" ]]; then
+      printf '\ntests: %s passed, %s failed\n' "$passed" "$failed"
+    fi
   else
     printf '\ntest.sh: FAILED at "%s" (exit %d, after %d s in that step)\n' \
       "$current_step" "$rc" "$((SECONDS - step_start))" >&2
@@ -71,5 +76,14 @@ cargo fmt --all -- --check
 step "lint: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "test: cargo test --all-targets -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
-cargo test --all-targets -- --test-threads=2
+step "benches, once each: cargo test --benches"
+cargo test --benches
+
+step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
+test_log="$(mktemp)"
+cargo test --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
+# One total over every test binary, as the last line: "tests: N passed, M failed".
+totals=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) {if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i}} END {printf "%d %d", p, f}' "$test_log")
+rm -f "$test_log"
+passed=${totals% *}
+failed=${totals#* }
