@@ -87,7 +87,7 @@ async fn all_messages(index: &str) -> Vec<String> {
         if let Some(a) = &after {
             body["search_after"] = a.clone();
         }
-        let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+        let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
         assert_eq!(status, 200, "{v}");
         let hits = v["hits"]["hits"].as_array().unwrap();
         if hits.is_empty() {

@@ -55,11 +55,24 @@ pub async fn refresh(index: &str) {
 /// Number of documents in `index` (a name or wildcard), after a refresh.
 pub async fn count(index: &str) -> u64 {
     refresh(index).await;
-    let (status, v) =
-        es_json(reqwest::Method::GET, &format!("/{index}/_count?ignore_unavailable=true&allow_no_indices=true"), None)
-            .await;
+    let path = format!("/{index}/_count?ignore_unavailable=true&allow_no_indices=true");
+    let (status, v) = es_json_ready(reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 200, "count {index}: {v}");
     v["count"].as_u64().unwrap()
+}
+
+/// Like [`es_json`], but a 503 — a just-created index whose shard is not yet
+/// allocated (`no_shard_available_action_exception`) — is retried for up to 30 s:
+/// it means "not yet", not "wrong".
+pub async fn es_json_ready(method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, v) = es_json(method.clone(), path, body.clone()).await;
+        if status != 503 || Instant::now() > deadline {
+            return (status, v);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// `_source` of every hit of `query` in `index`, sorted by `@timestamp`.
@@ -67,7 +80,7 @@ pub async fn search(index: &str, query: Value) -> Vec<Value> {
     refresh(index).await;
     let body =
         serde_json::json!({ "query": query, "size": 10000, "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}] });
-    let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+    let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
     assert_eq!(status, 200, "search {index}: {v}");
     v["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
 }
@@ -412,7 +425,7 @@ pub async fn send_all(
 pub async fn duplicated_ids(index: &str) -> Vec<Value> {
     refresh(index).await;
     let body = serde_json::json!({"size": 0, "aggs": {"dups": {"terms": {"field": "kubernetes.audit.auditID", "min_doc_count": 2, "size": 10}}}});
-    let (status, v) = es_json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+    let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
     assert_eq!(status, 200, "{v}");
     v["aggregations"]["dups"]["buckets"].as_array().unwrap().clone()
 }
