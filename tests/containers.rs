@@ -281,22 +281,9 @@ async fn elasticsearch_down_while_files_rotate_then_everything_arrives_once() {
     append(&a, (0..5_000).map(cri_split).collect::<String>().as_bytes());
     let _gw = node.start();
     let index = node.indices();
-    let count_at = |url: String, index: String| async move {
-        let body = http().post(format!("{url}/{index}/_refresh?allow_no_indices=true")).send().await;
-        drop(body);
-        let v: Value = http()
-            .get(format!("{url}/{index}/_count?allow_no_indices=true"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["count"].as_u64().unwrap_or(0)
-    };
     let interleaved = |n: usize| (n / 10) as u64; // stderr lines of the P/F pairs
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count_at(es.url(), index.clone()).await < 5_000 + interleaved(5_000) {
+    while count_at(&es.url(), &index).await < 5_000 + interleaved(5_000) {
         assert!(std::time::Instant::now() < deadline, "{}", node.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -312,10 +299,10 @@ async fn elasticsearch_down_while_files_rotate_then_everything_arrives_once() {
     let mut got = 0;
     while got < want && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        got = count_at(es.url(), index.clone()).await;
+        got = count_at(&es.url(), &index).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(count_at(es.url(), index.clone()).await, want, "{}", node.log());
+    assert_eq!(count_at(&es.url(), &index).await, want, "{}", node.log());
 }
 
 #[tokio::test]

@@ -131,20 +131,9 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
     es.resume();
     let want = (acked.len() * BATCH) as u64;
     let index = setup.audit_indices();
-    let es_count = || async {
-        let v: serde_json::Value = http()
-            .get(format!("{}/{}/_count?ignore_unavailable=true&allow_no_indices=true", es.url(), index))
-            .send()
-            .await
-            .unwrap()
-            .json_value()
-            .await;
-        v["count"].as_u64().unwrap_or(0)
-    };
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let _ = http().post(format!("{}/{}/_refresh", es.url(), index)).send().await;
-        let n = es_count().await;
+        let n = count_at(&es.url(), &index).await;
         if n >= want {
             break;
         }
@@ -152,8 +141,7 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = http().post(format!("{}/{}/_refresh", es.url(), index)).send().await;
-    assert_eq!(es_count().await, want, "exactly the acknowledged events, none twice");
+    assert_eq!(count_at(&es.url(), &index).await, want, "exactly the acknowledged events, none twice");
     let (status, _, _) = post_json(&client, &url, batch(first_refused)).await;
     assert_eq!(status, 200);
 }
@@ -232,14 +220,4 @@ async fn sigterm_leaves_undelivered_events_in_the_spool_for_the_next_start() {
     assert_eq!(wait_for_count(&setup.audit_indices(), 400, Duration::from_secs(60)).await, 400);
     assert!(setup.log().contains("replaying"), "{}", setup.log());
     delete_indices(&format!("{}-*", setup.prefix)).await;
-}
-
-trait JsonValue {
-    async fn json_value(self) -> serde_json::Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> serde_json::Value {
-        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null)
-    }
 }

@@ -138,20 +138,6 @@ impl InProcess {
     }
 }
 
-async fn count_at(es: &str, index: &str) -> u64 {
-    let client = http();
-    let _ = client.post(format!("{es}/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true")).send().await;
-    let v: Value = client
-        .get(format!("{es}/{index}/_count?ignore_unavailable=true&allow_no_indices=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["count"].as_u64().unwrap_or(0)
-}
-
 async fn wait_count_at(es: &str, index: &str, want: u64, timeout: Duration) -> u64 {
     let start = Instant::now();
     loop {

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::document::{document_id, Document, SourceKind};
 use crate::index_pattern::IndexPattern;
+use crate::normalize::ecs::{Named, Orchestrator};
 use crate::normalize::secrets;
 use crate::sink::elasticsearch::dead_letter::{dead_letter_document, Rejection};
 use crate::sources::audit_webhook::event::{parse_event, AuditEvent, RawObject};
@@ -59,18 +60,6 @@ struct EventFields<'e> {
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<&'e str>,
     outcome: &'static str,
-}
-
-#[derive(Serialize)]
-struct Orchestrator<'e> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    cluster: Named<'e>,
-}
-
-#[derive(Serialize)]
-struct Named<'e> {
-    name: &'e str,
 }
 
 #[derive(Serialize)]
@@ -153,7 +142,7 @@ impl AuditNormalizer {
                 action: event.verb.as_deref(),
                 outcome,
             },
-            orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
+            orchestrator: Orchestrator::kubernetes(&self.cluster),
             host: Named { name: &self.host },
             user: (event.user.username.is_some() || event.user.uid.is_some())
                 .then_some(UserFields { name: event.user.username.as_deref(), id: event.user.uid.as_deref() }),

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::document::{Document, SourceKind};
 use crate::index_pattern::IndexPattern;
+use crate::normalize::ecs::{Named, Orchestrator};
 use crate::sources::containers::file_id::{FileKey, Fingerprint};
 use crate::sources::containers::metadata::Metadata;
 use crate::sources::containers::reassembly::Record;
@@ -52,18 +53,6 @@ struct FileFields<'a> {
     kubernetes: Kubernetes<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<Container<'a>>,
-}
-
-#[derive(Serialize)]
-struct Orchestrator<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    cluster: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -103,7 +92,7 @@ impl ContainerNormalizer {
         }
         let m = &meta;
         let fields = FileFields {
-            orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
+            orchestrator: Orchestrator::kubernetes(&self.cluster),
             host: Named { name: &self.host },
             kubernetes: Kubernetes {
                 node: Named { name: &self.node },

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::document::{document_id, Document, SourceKind};
 use crate::index_pattern::IndexPattern;
+use crate::normalize::ecs::{Named, Orchestrator};
 
 /// The fields of one journal entry that the document uses. Buffers are reused
 /// from entry to entry; an empty buffer means "field absent".
@@ -120,18 +121,6 @@ struct EventFields<'a> {
     kind: &'static str,
     id: &'a str,
     ingested: &'a str,
-}
-
-#[derive(Serialize)]
-struct Orchestrator<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    cluster: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct Named<'a> {
-    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -397,7 +386,7 @@ impl JournaldNormalizer {
                 id: &id,
                 ingested,
             },
-            orchestrator: Orchestrator { kind: "kubernetes", cluster: Named { name: &self.cluster } },
+            orchestrator: Orchestrator::kubernetes(&self.cluster),
             host: hostname.as_deref().map(|name| Named { name }),
             kubernetes: Kubernetes { node: Named { name: &self.node } },
             log: LogFields {

@@ -3,5 +3,6 @@
 
 pub mod audit;
 pub mod container;
+pub mod ecs;
 pub mod journald;
 pub mod secrets;

@@ -75,6 +75,20 @@ pub async fn es_json_ready(method: reqwest::Method, path: &str, body: Option<Val
     }
 }
 
+/// Documents in `index` on another Elasticsearch at `es` (e.g. a test's own
+/// instance); 0 while it is down or the index does not exist yet.
+pub async fn count_at(es: &str, index: &str) -> u64 {
+    let client = http();
+    let _ = client.post(format!("{es}/{index}/_refresh?ignore_unavailable=true&allow_no_indices=true")).send().await;
+    let Ok(resp) =
+        client.get(format!("{es}/{index}/_count?ignore_unavailable=true&allow_no_indices=true")).send().await
+    else {
+        return 0;
+    };
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
+    v["count"].as_u64().unwrap_or(0)
+}
+
 /// `_source` of every hit of `query` in `index`, sorted by `@timestamp`.
 pub async fn search(index: &str, query: Value) -> Vec<Value> {
     refresh(index).await;
