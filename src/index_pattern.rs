@@ -68,10 +68,6 @@ impl IndexPattern {
         Ok(IndexPattern { raw: raw.to_string(), parts })
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-
     /// The index for an event that happened at `time` (UTC).
     pub fn index_for(&self, time: DateTime<Utc>) -> String {
         use std::fmt::Write;

@@ -177,6 +177,26 @@ pub fn count_document(source: SourceKind, outcome: DocOutcome) {
     metrics().documents.get_or_create(&DocLabels { source: source.into(), outcome }).inc();
 }
 
+/// Document outcomes of one bulk response, added to `klg_documents_total` once
+/// per (source, outcome) instead of once per document.
+#[derive(Default)]
+pub struct DocTally(Vec<(SourceKind, DocOutcome, u64)>);
+
+impl DocTally {
+    pub fn add(&mut self, source: SourceKind, outcome: DocOutcome) {
+        match self.0.iter_mut().find(|(s, o, _)| *s == source && *o == outcome) {
+            Some((_, _, n)) => *n += 1,
+            None => self.0.push((source, outcome, 1)),
+        }
+    }
+
+    pub fn record(self) {
+        for (source, outcome, n) in self.0 {
+            metrics().documents.get_or_create(&DocLabels { source: source.into(), outcome }).inc_by(n);
+        }
+    }
+}
+
 /// Sets up `tracing`: `RUST_LOG` wins over `log.level`.
 pub fn init_tracing(cfg: &LogConfig) {
     use tracing_subscriber::EnvFilter;
@@ -190,6 +210,18 @@ pub fn init_tracing(cfg: &LogConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tally_adds_per_source_and_outcome() {
+        let labels = DocLabels { source: SourceLabel::containers, outcome: DocOutcome::retried };
+        let before = metrics().documents.get_or_create(&labels).get();
+        let mut t = DocTally::default();
+        t.add(SourceKind::Containers, DocOutcome::retried);
+        t.add(SourceKind::Containers, DocOutcome::retried);
+        t.add(SourceKind::Journald, DocOutcome::retried);
+        t.record();
+        assert_eq!(metrics().documents.get_or_create(&labels).get(), before + 2);
+    }
 
     #[test]
     fn counters_show_up_in_the_exposition() {

@@ -39,12 +39,6 @@ pub struct DeliveryReport {
     pub dead_lettered: usize,
 }
 
-impl DeliveryReport {
-    pub fn total(&self) -> usize {
-        self.created + self.duplicates + self.dead_lettered
-    }
-}
-
 /// The sink stopped (shutdown) before every document was final. Nothing may be
 /// acknowledged: the source keeps its data and sends it again next time.
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -323,22 +317,23 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
             telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: BulkResult::ok }).inc();
             let mut again = Vec::new();
             let mut must_wait = false;
+            let mut tally = telemetry::DocTally::default();
             for (p, outcome) in todo.drain(..).zip(outcomes) {
                 match (outcome, p.role) {
                     (Outcome::Created, Role::Primary) => {
-                        telemetry::count_document(p.doc.source, DocOutcome::created);
+                        tally.add(p.doc.source, DocOutcome::created);
                         p.tracker.finish(Final::Created);
                     }
                     (Outcome::Duplicate, Role::Primary) => {
-                        telemetry::count_document(p.doc.source, DocOutcome::duplicate);
+                        tally.add(p.doc.source, DocOutcome::duplicate);
                         p.tracker.finish(Final::Duplicate);
                     }
                     (Outcome::Created | Outcome::Duplicate, Role::DeadLetter) => {
-                        telemetry::count_document(p.doc.source, DocOutcome::dead_lettered);
+                        tally.add(p.doc.source, DocOutcome::dead_lettered);
                         p.tracker.finish(Final::DeadLettered);
                     }
                     (Outcome::Retry { .. }, _) => {
-                        telemetry::count_document(p.doc.source, DocOutcome::retried);
+                        tally.add(p.doc.source, DocOutcome::retried);
                         must_wait = true;
                         again.push(p);
                     }
@@ -355,6 +350,7 @@ async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
                     }
                 }
             }
+            tally.record();
             todo = again;
             if must_wait && !wait(inner, &mut backoff).await {
                 return;

@@ -127,7 +127,7 @@ pub fn template(
 
 /// Every template the gateway uses.
 pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Template> {
-    let mut out = vec![
+    let all = [
         template(
             &patterns.audit,
             settings,
@@ -138,8 +138,23 @@ pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Templat
         template(&patterns.dead_letter, settings, dead_letter_properties(), json!([])),
         template(&patterns.kubelet, settings, crate::normalize::journald::mapping_properties(), json!([])),
     ];
-    // Distinct patterns only: two sources may share an index pattern.
-    out.dedup_by(|a, b| a.name == b.name);
+    // Two sources may share an index pattern: one template then carries both
+    // mappings (a second PUT of the same name would replace the first).
+    let mut out: Vec<Template> = Vec::new();
+    for t in all {
+        match out.iter_mut().find(|o| o.name == t.name) {
+            Some(existing) => {
+                let (mappings, extra) = (&mut existing.body["template"]["mappings"], &t.body["template"]["mappings"]);
+                merge(&mut mappings["properties"], extra["properties"].clone());
+                if let (Some(mine), Some(theirs)) =
+                    (mappings["dynamic_templates"].as_array_mut(), extra["dynamic_templates"].as_array())
+                {
+                    mine.extend(theirs.iter().cloned());
+                }
+            }
+            None => out.push(t),
+        }
+    }
     out
 }
 
@@ -208,6 +223,24 @@ mod tests {
         assert_eq!(t.body["index_patterns"], json!(["audit-*"]));
         assert_eq!(t.body["template"]["mappings"]["dynamic"], json!(false));
         assert_eq!(t.body["template"]["mappings"]["properties"]["@timestamp"]["type"], "date_nanos");
+    }
+
+    #[test]
+    fn sources_sharing_a_pattern_share_one_template_with_both_mappings() {
+        let p = |s: &str| IndexPattern::parse(s).unwrap();
+        let patterns = IndexPatterns {
+            audit: p("audit-%Y.%m.%d"),
+            kubelet: p("audit-%Y.%m.%d"),
+            containers: p("containers-%Y.%m.%d"),
+            dead_letter: p("deadletter-%Y.%m.%d"),
+        };
+        let all = all(&patterns, &TemplateSettings::default());
+        assert_eq!(all.len(), 3);
+        let audit = all.iter().find(|t| t.name == "kube-log-gateway-audit").unwrap();
+        let props = &audit.body["template"]["mappings"]["properties"];
+        assert!(props["kubernetes"]["properties"]["audit"].is_object(), "audit mapping kept");
+        assert!(props["systemd"].is_object() && props["journald"].is_object(), "journald mapping added: {props}");
+        assert!(!audit.body["template"]["mappings"]["dynamic_templates"].as_array().unwrap().is_empty());
     }
 
     #[test]
