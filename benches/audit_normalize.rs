@@ -4,9 +4,9 @@
 //! cargo bench --bench audit_normalize
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kube_log_gateway::index_pattern::IndexPattern;
-use kube_log_gateway::normalize::audit::AuditNormalizer;
+use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::sample;
+use kube_log_gateway::sources::audit_webhook::document::AuditNormalizer;
 use kube_log_gateway::sources::audit_webhook::event::split_items;
 
 fn bench(c: &mut Criterion) {

@@ -14,10 +14,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kube_log_gateway::index_pattern::IndexPattern;
-use kube_log_gateway::normalize::container::ContainerNormalizer;
+use kube_log_gateway::document::index_pattern::IndexPattern;
+use kube_log_gateway::sources::containers::config::ContainersConfig;
+use kube_log_gateway::sources::containers::document::ContainerNormalizer;
 use kube_log_gateway::sources::containers::tailer::{Batch, Tailer};
-use kube_log_gateway::sources::containers::ContainersConfig;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kube_log_gateway::index_pattern::IndexPattern;
-use kube_log_gateway::normalize::journald::JournaldNormalizer;
+use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::sources::journald::config::StartAt;
+use kube_log_gateway::sources::journald::document::JournaldNormalizer;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
 use kube_log_gateway::sources::journald::reader::JournalReader;
 

@@ -10,18 +10,24 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
-use crate::config::{host_name, Config};
-use crate::drain;
-use crate::limits::ClientLimiter;
-use crate::normalize::audit::AuditNormalizer;
+use crate::config::Config;
+use crate::document::dead_letter;
+use crate::document::mapping::IndexMapping;
+use crate::server;
 use crate::server::admin::{self, Readiness};
-use crate::server::auth::Tokens;
-use crate::server::{self, tls};
 use crate::shutdown::Shutdown;
+use crate::sink::elasticsearch::client::ClientError;
+use crate::sink::elasticsearch::config::IndexPatterns;
 use crate::sink::Sink;
+use crate::sources::audit_webhook::auth::Tokens;
+use crate::sources::audit_webhook::document::AuditNormalizer;
 use crate::sources::audit_webhook::handler::{self, Webhook};
-use crate::spool::Spool;
+use crate::sources::audit_webhook::limits::ClientLimiter;
+use crate::sources::audit_webhook::tls;
+use crate::sources::{containers, journald};
+use crate::spool::{drain, Spool};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let sources_enabled = cfg.server.is_some() || sources_configured(&cfg);
@@ -33,7 +39,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals(cfg.shutdown.grace_period);
 
-    let (sink, sink_task) = Sink::start(&cfg, shutdown.clone())?;
+    let patterns = cfg.index_patterns();
+    let identity = cfg.identity();
+    let (sink, sink_task) = start_sink(&cfg, shutdown.clone())?;
     let mut tasks = Vec::new();
     let mut readiness = Readiness::default();
 
@@ -47,7 +55,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
 
-        let patterns = cfg.index_patterns();
         let limiter = settings
             .rate_limit
             .events_per_second
@@ -55,9 +62,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .map(|rate| ClientLimiter::new(rate, settings.rate_limit.burst.and_then(std::num::NonZeroU32::new)));
         let webhook = Arc::new(Webhook {
             normalizer: AuditNormalizer {
-                cluster: cfg.cluster_name.clone(),
-                host: host_name(),
-                node: cfg.node_name(),
+                cluster: identity.cluster.clone(),
+                host: identity.host.clone(),
+                node: identity.node.clone(),
                 index: patterns.audit.clone(),
                 dead_letter: patterns.dead_letter.clone(),
                 redact_secrets: cfg.audit.redact_secrets,
@@ -121,12 +128,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         )));
     }
 
-    if cfg.sources.journald.is_some() {
-        tasks.push(crate::sources::journald::spawn(&cfg, sink.clone(), shutdown.clone())?);
+    if let Some(journald) = &cfg.sources.journald {
+        tasks.push(journald::spawn(journald, &cfg.source_context(&patterns.kubelet), sink.clone(), shutdown.clone())?);
     }
-
-    if cfg.sources.containers.is_some() {
-        tasks.push(crate::sources::containers::spawn(&cfg, sink.clone(), shutdown.clone())?);
+    if let Some(containers) = &cfg.sources.containers {
+        let ctx = cfg.source_context(&patterns.containers);
+        tasks.push(containers::spawn(containers, &ctx, sink.clone(), shutdown.clone())?);
     }
 
     let admin_task = match cfg.admin.listen {
@@ -163,6 +170,23 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the sink with every registered mapping ([`mappings`]).
+pub fn start_sink(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
+    Sink::start(&cfg.elasticsearch, &cfg.data_dir, mappings(&cfg.index_patterns()), shutdown)
+}
+
+/// The index mapping registry: every source's mapping, and the dead letters'.
+/// All are installed whichever sources run here, so that one set of templates
+/// serves every role.
+fn mappings(p: &IndexPatterns) -> Vec<IndexMapping> {
+    vec![
+        crate::sources::audit_webhook::document::mapping(&p.audit),
+        containers::document::mapping(&p.containers),
+        dead_letter::mapping(&p.dead_letter),
+        journald::document::mapping(&p.kubelet),
+    ]
 }
 
 fn sources_configured(cfg: &Config) -> bool {

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -71,5 +72,26 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM: time to finish in-flight requests and flush; the rest stays spooled.
+    #[serde(default = "defaults::grace_period", with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_period: defaults::grace_period() }
+    }
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn grace_period() -> Duration {
+        Duration::from_secs(20)
     }
 }

@@ -12,9 +12,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
 
-use crate::config::LogConfig;
 use crate::document::SourceKind;
+use crate::setting::{key_error, ConfigError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are snake_case in Prometheus
@@ -205,6 +206,43 @@ pub fn init_tracing(cfg: &LogConfig) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if cfg.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `kube_log_gateway=debug`; `RUST_LOG` wins if set.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+    /// `text` or `json`.
+    #[serde(default = "defaults::log_format")]
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: defaults::log_level(), format: defaults::log_format() }
+    }
+}
+
+impl LogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.format.as_str(), "text" | "json") {
+            return Err(key_error("log.format", format!("{:?} is not `text` or `json`", self.format)));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map_err(|e| key_error("log.level", format!("{:?}: {e}", self.level)))?;
+        Ok(())
+    }
+}
+
+mod defaults {
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn log_format() -> String {
+        "text".into()
+    }
 }
 
 #[cfg(test)]

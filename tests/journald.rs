@@ -10,11 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kube_log_gateway::config::Config;
-use kube_log_gateway::normalize::journald::JournaldNormalizer;
 use kube_log_gateway::shutdown::Shutdown;
-use kube_log_gateway::sink::elasticsearch::service::Sink;
 use kube_log_gateway::sources::journald::config::StartAt;
 use kube_log_gateway::sources::journald::cursor::CursorFile;
+use kube_log_gateway::sources::journald::document::JournaldNormalizer;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
 use kube_log_gateway::sources::journald::reader::{current_boot_id, JournalReader, StartedFrom};
 use kube_log_gateway::telemetry;
@@ -125,8 +124,10 @@ struct InProcess {
 impl InProcess {
     fn start(cfg: &Config) -> InProcess {
         let shutdown = Shutdown::new();
-        let (sink, sink_task) = Sink::start(cfg, shutdown.clone()).unwrap();
-        let source = kube_log_gateway::sources::journald::spawn(cfg, sink, shutdown.clone()).unwrap();
+        let (sink, sink_task) = kube_log_gateway::serve::start_sink(cfg, shutdown.clone()).unwrap();
+        let ctx = cfg.source_context(&cfg.index_patterns().kubelet);
+        let jcfg = cfg.sources.journald.as_ref().unwrap();
+        let source = kube_log_gateway::sources::journald::spawn(jcfg, &ctx, sink, shutdown.clone()).unwrap();
         InProcess { shutdown, source, sink: sink_task }
     }
 
@@ -174,7 +175,7 @@ fn normalizer() -> JournaldNormalizer {
     JournaldNormalizer::new(
         "c".into(),
         "n".into(),
-        kube_log_gateway::index_pattern::IndexPattern::parse("k-%Y.%m.%d").unwrap(),
+        kube_log_gateway::document::index_pattern::IndexPattern::parse("k-%Y.%m.%d").unwrap(),
     )
 }
 

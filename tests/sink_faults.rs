@@ -15,7 +15,7 @@ use axum::Router;
 use kube_log_gateway::config::Config;
 use kube_log_gateway::document::{Document, SourceKind};
 use kube_log_gateway::shutdown::Shutdown;
-use kube_log_gateway::sink::{Cancelled, DeliveryReport, Sink};
+use kube_log_gateway::sink::{Cancelled, DeliveryReport};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ fn ids(items: &[Item]) -> Vec<&str> {
 async fn deliver(urls: &[String], n: usize) -> (Result<DeliveryReport, Cancelled>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(urls, dir.path());
-    let (sink, _task) = Sink::start(&cfg, Shutdown::new()).unwrap();
+    let (sink, _task) = kube_log_gateway::serve::start_sink(&cfg, Shutdown::new()).unwrap();
     let report = tokio::time::timeout(Duration::from_secs(20), sink.deliver(docs(n))).await.expect("delivery finished");
     (report, dir)
 }
@@ -227,7 +227,7 @@ async fn shutdown_cancels_instead_of_acknowledging() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&[url], dir.path());
     let shutdown = Shutdown::new();
-    let (sink, task) = Sink::start(&cfg, shutdown.clone()).unwrap();
+    let (sink, task) = kube_log_gateway::serve::start_sink(&cfg, shutdown.clone()).unwrap();
     let pending = tokio::spawn(async move { sink.deliver(docs(2)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     shutdown.abort();

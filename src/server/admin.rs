@@ -2,6 +2,7 @@
 //! localhost): `/healthz` (the process is alive), `/readyz` (it can take work;
 //! for the webhook, the spool has room) and `/metrics` (Prometheus).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use serde::{Deserialize, Serialize};
 
 use crate::spool::Spool;
 
@@ -38,4 +40,25 @@ async fn ready(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
 
 async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], crate::telemetry::encode())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Plain-HTTP listener for /healthz, /readyz and /metrics; null disables it.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: defaults::admin_listen() }
+    }
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    pub fn admin_listen() -> Option<SocketAddr> {
+        Some("0.0.0.0:9464".parse().unwrap())
+    }
 }

@@ -6,9 +6,7 @@
 //! per-client rate limits, and drain connections on shutdown.
 
 pub mod admin;
-pub mod auth;
-pub mod body;
-pub mod tls;
+pub mod peer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::shutdown::Shutdown;
-use auth::Peer;
+use peer::Peer;
 
 /// How long a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +74,7 @@ pub async fn serve(
                         }
                     };
                     let certificate =
-                        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(tls::certificate_names);
+                        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(peer::certificate_names);
                     serve_connection(tls, router, Peer { addr, certificate }, request_timeout, watcher).await;
                 }
                 None => {

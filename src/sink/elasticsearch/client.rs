@@ -13,8 +13,8 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, Transp
 use elasticsearch::http::Method;
 use url::Url;
 
+use super::config::ElasticsearchConfig;
 use super::retry::RequestFailure;
-use crate::config::ElasticsearchConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

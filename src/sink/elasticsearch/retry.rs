@@ -10,7 +10,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::Rng;
 
-use crate::config::RetryConfig;
+use super::config::RetryConfig;
 
 /// How a whole bulk request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

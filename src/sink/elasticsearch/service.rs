@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,31 +20,20 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::client::{ClientError, EsClient};
-use super::dead_letter::{DeadLetters, Rejection};
+use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
+use super::dead_letter::DeadLetters;
 use super::encoder;
 use super::outcome::{parse_bulk_response, Outcome};
+use super::rate_limit::DocLimiter;
+use super::report::{Cancelled, DeliveryReport};
 use super::retry::{Action, Backoff, RequestFailure};
 use super::templates;
-use crate::config::{BatchConfig, Config, RetryConfig};
+use crate::document::dead_letter::Rejection;
+use crate::document::mapping::IndexMapping;
 use crate::document::Document;
-use crate::limits::DocLimiter;
 use crate::log_throttle::LogThrottle;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{self, BulkLabels, BulkResult, DocOutcome};
-
-/// What became of a submission's documents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeliveryReport {
-    pub created: usize,
-    pub duplicates: usize,
-    pub dead_lettered: usize,
-}
-
-/// The sink stopped (shutdown) before every document was final. Nothing may be
-/// acknowledged: the source keeps its data and sends it again next time.
-#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
-#[error("the Elasticsearch sink stopped before every document was delivered")]
-pub struct Cancelled;
 
 struct Submission {
     docs: Vec<Document>,
@@ -60,13 +50,20 @@ impl Sink {
     /// Starts the sink's tasks. Index templates are installed first (retrying
     /// until Elasticsearch answers); submissions wait meanwhile, so no index is
     /// ever created with dynamic mappings.
-    pub fn start(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
-        let es = &cfg.elasticsearch;
+    ///
+    /// `mappings` are what the sources registered; the dead-letter file lives
+    /// in `data_dir`.
+    pub fn start(
+        es: &ElasticsearchConfig,
+        data_dir: &Path,
+        mappings: Vec<IndexMapping>,
+        shutdown: Shutdown,
+    ) -> Result<(Sink, JoinHandle<()>), ClientError> {
         let client = Arc::new(EsClient::new(es)?);
-        let patterns = cfg.index_patterns();
+        let dead_letter_pattern = es.indices.patterns().expect("validated with the config").dead_letter;
         let inner = Arc::new(Inner {
             client: client.clone(),
-            dead_letters: DeadLetters::new(patterns.dead_letter.clone(), &cfg.data_dir),
+            dead_letters: DeadLetters::new(dead_letter_pattern, data_dir),
             limiter: es.documents_per_second.and_then(NonZeroU32::new).map(DocLimiter::new),
             retry: es.retry.clone(),
             shutdown: shutdown.clone(),
@@ -76,7 +73,7 @@ impl Sink {
         let (tx, rx) = mpsc::channel(64);
         let batch = es.batch.clone();
         let max_in_flight = es.max_in_flight;
-        let install = es.install_templates.then(|| templates::all(&patterns, &es.template));
+        let install = es.install_templates.then(|| templates::all(mappings, &es.template));
         let handle = tokio::spawn(async move {
             if let Some(templates) = install {
                 if templates::install_until_done(&client, &templates, &inner.retry, &shutdown).await.is_err() {

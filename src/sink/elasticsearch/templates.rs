@@ -1,82 +1,25 @@
 //! Index templates, installed idempotently at start-up (PUT replaces a template
-//! with the same name). Mappings are explicit and keep to core field types; where
-//! user payloads live they are `enabled: false` or `dynamic: false`, so a strange
-//! object can never cause a mapping explosion or a mapping conflict.
-//!
-//! Each normalizer owns the mapping of the fields it writes; this module adds the
-//! fields every document shares and the settings.
+//! with the same name). The mappings come from the sources, registered as
+//! [`IndexMapping`]s by the composition root; this module only adds the index
+//! settings and installs them. Mappings are explicit and keep to core field
+//! types; where user payloads live they are `enabled: false` or `dynamic: false`,
+//! so a strange object can never cause a mapping explosion or a mapping conflict.
 
 use elasticsearch::http::Method;
 use serde_json::{json, Value};
 
 use super::client::EsClient;
+use super::config::{RetryConfig, TemplateSettings};
+use super::report::Cancelled;
 use super::retry::{Backoff, RequestFailure};
-use super::service::Cancelled;
-use crate::config::{IndexPatterns, RetryConfig, TemplateSettings};
-use crate::index_pattern::IndexPattern;
+use crate::document::index_pattern::IndexPattern;
+use crate::document::mapping::IndexMapping;
 use crate::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
 pub struct Template {
     pub name: String,
     pub body: Value,
-}
-
-/// Fields every document has (DESIGN.md, "The document shape").
-pub fn common_properties() -> Value {
-    json!({
-        "@timestamp": { "type": "date_nanos" },
-        "message": { "type": "text" },
-        "event": { "properties": {
-            "dataset": { "type": "keyword" },
-            "kind": { "type": "keyword" },
-            "id": { "type": "keyword" },
-            "ingested": { "type": "date" },
-            "action": { "type": "keyword" },
-            "outcome": { "type": "keyword" },
-            "original": { "type": "keyword", "index": false, "doc_values": false }
-        }},
-        "orchestrator": { "properties": {
-            "type": { "type": "keyword" },
-            "cluster": { "properties": { "name": { "type": "keyword" } } }
-        }},
-        "host": { "properties": { "name": { "type": "keyword" } } },
-        "kubernetes": { "properties": { "node": { "properties": { "name": { "type": "keyword" } } } } },
-        "log": { "properties": { "level": { "type": "keyword" } } },
-        "kube_log_gateway": { "properties": { "flags": { "type": "keyword" } } }
-    })
-}
-
-fn dead_letter_properties() -> Value {
-    json!({
-        "error": { "properties": {
-            "type": { "type": "keyword" },
-            "message": { "type": "text" }
-        }},
-        "dead_letter": { "properties": {
-            "source": { "type": "keyword" },
-            "index": { "type": "keyword" },
-            "id": { "type": "keyword" },
-            "status": { "type": "long" }
-        }}
-    })
-}
-
-/// Recursively merges `extra` into `base` (objects merge, other values replace).
-pub fn merge(base: &mut Value, extra: Value) {
-    match (base, extra) {
-        (Value::Object(b), Value::Object(e)) => {
-            for (k, v) in e {
-                match b.get_mut(&k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (b, e) => *b = e,
-    }
 }
 
 /// The template name for a pattern: `audit-%Y.%m.%d` → `kube-log-gateway-audit`.
@@ -91,18 +34,11 @@ pub fn template_name(pattern: &IndexPattern) -> String {
     format!("kube-log-gateway-{stem}")
 }
 
-pub fn template(
-    pattern: &IndexPattern,
-    settings: &TemplateSettings,
-    specific: Value,
-    dynamic_templates: Value,
-) -> Template {
-    let mut properties = common_properties();
-    merge(&mut properties, specific);
+pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template {
     Template {
-        name: template_name(pattern),
+        name: template_name(&mapping.pattern),
         body: json!({
-            "index_patterns": [pattern.wildcard()],
+            "index_patterns": [mapping.pattern.wildcard()],
             "priority": 200,
             "_meta": { "managed_by": "kube-log-gateway" },
             "template": {
@@ -117,45 +53,26 @@ pub fn template(
                 "mappings": {
                     // Unknown fields stay in _source but are not indexed.
                     "dynamic": false,
-                    "dynamic_templates": dynamic_templates,
-                    "properties": properties
+                    "dynamic_templates": mapping.dynamic_templates,
+                    "properties": mapping.properties
                 }
             }
         }),
     }
 }
 
-/// Every template the gateway uses.
-pub fn all(patterns: &IndexPatterns, settings: &TemplateSettings) -> Vec<Template> {
-    let all = [
-        template(
-            &patterns.audit,
-            settings,
-            crate::normalize::audit::mapping_properties(),
-            crate::normalize::audit::dynamic_templates(),
-        ),
-        template(&patterns.containers, settings, crate::normalize::container::mapping_properties(), json!([])),
-        template(&patterns.dead_letter, settings, dead_letter_properties(), json!([])),
-        template(&patterns.kubelet, settings, crate::normalize::journald::mapping_properties(), json!([])),
-    ];
-    // Two sources may share an index pattern: one template then carries both
-    // mappings (a second PUT of the same name would replace the first).
-    let mut out: Vec<Template> = Vec::new();
-    for t in all {
-        match out.iter_mut().find(|o| o.name == t.name) {
-            Some(existing) => {
-                let (mappings, extra) = (&mut existing.body["template"]["mappings"], &t.body["template"]["mappings"]);
-                merge(&mut mappings["properties"], extra["properties"].clone());
-                if let (Some(mine), Some(theirs)) =
-                    (mappings["dynamic_templates"].as_array_mut(), extra["dynamic_templates"].as_array())
-                {
-                    mine.extend(theirs.iter().cloned());
-                }
-            }
-            None => out.push(t),
+/// One template per index pattern. Two sources may share a pattern: one
+/// template then carries both mappings (a second PUT of the same name would
+/// replace the first).
+pub fn all(mappings: Vec<IndexMapping>, settings: &TemplateSettings) -> Vec<Template> {
+    let mut merged: Vec<IndexMapping> = Vec::new();
+    for m in mappings {
+        match merged.iter_mut().find(|o| template_name(&o.pattern) == template_name(&m.pattern)) {
+            Some(existing) => existing.absorb(m),
+            None => merged.push(m),
         }
     }
-    out
+    merged.into_iter().map(|m| template(m, settings)).collect()
 }
 
 /// PUTs each template once.
@@ -215,11 +132,14 @@ pub async fn install_until_done(
 mod tests {
     use super::*;
 
+    fn mapping(pattern: &str, specific: Value) -> IndexMapping {
+        IndexMapping::new(IndexPattern::parse(pattern).unwrap(), specific, json!([]))
+    }
+
     #[test]
     fn names_and_patterns() {
-        let p = IndexPattern::parse("audit-%Y.%m.%d").unwrap();
-        assert_eq!(template_name(&p), "kube-log-gateway-audit");
-        let t = template(&p, &TemplateSettings::default(), json!({}), json!([]));
+        let t = template(mapping("audit-%Y.%m.%d", json!({})), &TemplateSettings::default());
+        assert_eq!(t.name, "kube-log-gateway-audit");
         assert_eq!(t.body["index_patterns"], json!(["audit-*"]));
         assert_eq!(t.body["template"]["mappings"]["dynamic"], json!(false));
         assert_eq!(t.body["template"]["mappings"]["properties"]["@timestamp"]["type"], "date_nanos");
@@ -227,26 +147,22 @@ mod tests {
 
     #[test]
     fn sources_sharing_a_pattern_share_one_template_with_both_mappings() {
-        let p = |s: &str| IndexPattern::parse(s).unwrap();
-        let patterns = IndexPatterns {
-            audit: p("audit-%Y.%m.%d"),
-            kubelet: p("audit-%Y.%m.%d"),
-            containers: p("containers-%Y.%m.%d"),
-            dead_letter: p("deadletter-%Y.%m.%d"),
-        };
-        let all = all(&patterns, &TemplateSettings::default());
+        let mut audit = mapping("audit-%Y.%m.%d", json!({"kubernetes": {"properties": {"audit": {"type": "object"}}}}));
+        audit.dynamic_templates = json!([{"labels": {}}]);
+        let all = all(
+            vec![
+                audit,
+                mapping("containers-%Y.%m.%d", json!({})),
+                mapping("deadletter-%Y.%m.%d", json!({})),
+                mapping("audit-%Y.%m.%d", json!({"systemd": {"properties": {}}, "journald": {"properties": {}}})),
+            ],
+            &TemplateSettings::default(),
+        );
         assert_eq!(all.len(), 3);
         let audit = all.iter().find(|t| t.name == "kube-log-gateway-audit").unwrap();
         let props = &audit.body["template"]["mappings"]["properties"];
         assert!(props["kubernetes"]["properties"]["audit"].is_object(), "audit mapping kept");
         assert!(props["systemd"].is_object() && props["journald"].is_object(), "journald mapping added: {props}");
         assert!(!audit.body["template"]["mappings"]["dynamic_templates"].as_array().unwrap().is_empty());
-    }
-
-    #[test]
-    fn merge_is_deep() {
-        let mut a = json!({"event": {"properties": {"a": 1}}});
-        merge(&mut a, json!({"event": {"properties": {"b": 2}}}));
-        assert_eq!(a, json!({"event": {"properties": {"a": 1, "b": 2}}}));
     }
 }

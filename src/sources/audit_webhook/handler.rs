@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 
+use super::auth::{authenticate, Denied, Tokens};
+use super::body;
+use super::document::AuditNormalizer;
 use super::event::split_items;
-use crate::limits::ClientLimiter;
-use crate::normalize::audit::AuditNormalizer;
-use crate::server::auth::{authenticate, Denied, Peer, Tokens};
-use crate::server::body;
+use super::limits::ClientLimiter;
+use crate::server::peer::Peer;
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::{self, CodeLabels, EventLabels, EventResult};
 

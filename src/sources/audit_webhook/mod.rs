@@ -1,6 +1,22 @@
 //! The audit webhook source: kube-apiserver's webhook backend POSTs
 //! `EventList`s here. Events are validated and normalized in the request,
 //! committed to the spool, and only then acknowledged.
+//!
+//! * [`config`] — `server` and `audit`.
+//! * [`tls`], [`auth`] — who may post: client certificates, bearer tokens.
+//! * [`body`] — Content-Type, size limits, gzip.
+//! * [`event`] — EventList / Event / array → typed [`event::AuditEvent`]s.
+//! * [`document`] — one event → one document (and the audit index mapping);
+//!   [`secrets`] redacts Secret values on the way.
+//! * [`limits`] — the per-client rate limit.
+//! * [`handler`] — the request: all of the above, then the spool, then 200.
 
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod document;
 pub mod event;
 pub mod handler;
+pub mod limits;
+pub mod secrets;
+pub mod tls;

@@ -3,18 +3,18 @@
 //! An entry is (dev, inode, fingerprint, offset). The offset is the end of the
 //! last *fully delivered logical* message: it never passes the start of a message
 //! whose pieces are still pending, so a restart re-reads such a message whole.
-//! The file is replaced atomically (write a temporary file, fsync, rename, fsync
-//! the directory): a crash leaves either the old or the new checkpoint, never a
-//! torn one. Because document ids are derived from file positions, resuming from
-//! a slightly old checkpoint only makes duplicates that Elasticsearch refuses (409).
+//! The file is one [`PositionFile`], replaced atomically, written by
+//! [`crate::ack::deliver_in_order`] behind delivered batches. Because document
+//! ids are derived from file positions, resuming from a slightly old checkpoint
+//! only makes duplicates that Elasticsearch refuses (409).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::file_id::{FileKey, Fingerprint};
+use crate::ack::{PositionFile, PositionFileError, Positions};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -40,55 +40,71 @@ struct OnDisk {
     files: Vec<Entry>,
 }
 
+/// A change to the checkpoint that becomes true once the batch carrying it is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    Position(Entry),
+    /// The file is finished (closed, or gone while the gateway was down): forget it.
+    Forget(FileKey),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read checkpoint file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] PositionFileError),
     #[error("checkpoint file {path} is corrupt: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write checkpoint file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
 }
 
 pub struct CheckpointStore {
-    path: PathBuf,
+    file: PositionFile,
 }
 
 impl CheckpointStore {
     pub fn new(data_dir: &Path) -> CheckpointStore {
-        CheckpointStore { path: data_dir.join("containers").join("checkpoints.json") }
+        CheckpointStore { file: PositionFile::new(data_dir.join("containers").join("checkpoints.json"), "checkpoint") }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    pub fn position_file(&self) -> PositionFile {
+        self.file.clone()
     }
 
     /// The saved entries, or None if there is no checkpoint file (first run).
     pub fn load(&self) -> Result<Option<BTreeMap<FileKey, Entry>>, CheckpointError> {
-        let text = match std::fs::read(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CheckpointError::Read { path: self.path.clone(), source }),
-        };
+        let Some(text) = self.file.load()? else { return Ok(None) };
         let disk: OnDisk = serde_json::from_slice(&text)
-            .map_err(|source| CheckpointError::Corrupt { path: self.path.clone(), source })?;
+            .map_err(|source| CheckpointError::Corrupt { path: self.path().to_path_buf(), source })?;
         Ok(Some(disk.files.into_iter().map(|e| (e.key(), e)).collect()))
     }
+}
 
-    pub fn save(&self, entries: &BTreeMap<FileKey, Entry>) -> Result<(), CheckpointError> {
-        let err = |source| CheckpointError::Write { path: self.path.clone(), source };
-        let dir = self.path.parent().expect("checkpoint path has a directory");
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let body = serde_json::to_vec_pretty(&OnDisk { version: 1, files: entries.values().cloned().collect() })
-            .expect("checkpoints serialize");
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        Ok(())
+/// Every file's delivered position.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Checkpoints(pub BTreeMap<FileKey, Entry>);
+
+impl Positions for Checkpoints {
+    type Update = Vec<Update>;
+
+    fn apply(&mut self, updates: Vec<Update>) {
+        for u in updates {
+            match u {
+                Update::Position(e) => {
+                    self.0.insert(e.key(), e);
+                }
+                Update::Forget(k) => {
+                    self.0.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(&OnDisk { version: 1, files: self.0.values().cloned().collect() })
+            .expect("checkpoints serialize")
     }
 }
 
@@ -109,9 +125,12 @@ mod tests {
             path: "/var/log/containers/a.log".into(),
             target: "/var/log/pods/x/a/0.log".into(),
         };
-        let map = BTreeMap::from([(e.key(), e.clone())]);
-        store.save(&map).unwrap();
-        assert_eq!(store.load().unwrap(), Some(map));
+        let mut checkpoints = Checkpoints::default();
+        checkpoints.apply(vec![Update::Position(e.clone())]);
+        store.position_file().save(&checkpoints.encode()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(BTreeMap::from([(e.key(), e.clone())])));
+        checkpoints.apply(vec![Update::Forget(e.key())]);
+        assert!(checkpoints.0.is_empty());
         std::fs::write(store.path(), b"{").unwrap();
         assert!(store.load().unwrap_err().to_string().contains("checkpoints.json"));
     }

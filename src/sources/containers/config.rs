@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::setting::{list, ConfigError};
 
 fn key_error(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key { key, message: message.into() }
+    crate::setting::key_error(&key, message)
 }
 
 /// Where to start in a file the gateway has never seen, on the very first start
@@ -23,25 +23,25 @@ pub enum StartAt {
 #[serde(deny_unknown_fields)]
 pub struct ContainersConfig {
     /// Glob patterns of the files to tail (symlinks are followed).
-    #[serde(default = "defaults::paths")]
+    #[serde(default = "defaults::paths", deserialize_with = "list")]
     pub paths: Vec<String>,
     /// Only these namespaces (glob patterns); empty = all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub include_namespaces: Vec<String>,
     /// Never these namespaces (glob patterns); wins over include.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub exclude_namespaces: Vec<String>,
     /// Only these pods (glob patterns on the pod name); empty = all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub include_pods: Vec<String>,
     /// Never these pods (glob patterns on the pod name), e.g. the gateway's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub exclude_pods: Vec<String>,
     /// Only these containers (glob patterns on the container name); empty = all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub include_containers: Vec<String>,
     /// Never these containers (glob patterns on the container name).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub exclude_containers: Vec<String>,
     /// Where to start in existing files when there is no checkpoint file at all.
     #[serde(default = "defaults::start_at")]
@@ -190,31 +190,6 @@ mod tests {
         assert_eq!(c.paths, vec!["/var/log/containers/*.log"]);
         assert_eq!(c.max_message_bytes, 1 << 20);
         c.validate().unwrap();
-    }
-
-    #[test]
-    fn loads_from_yaml_and_the_environment() {
-        use std::io::Write;
-        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        f.write_all(b"sources:\n  containers:\n    exclude_pods: [\"gw-*\"]\n    max_message_bytes: 2048\n").unwrap();
-        let env = [
-            ("KLG__SOURCES__CONTAINERS__EXCLUDE_NAMESPACES", "kube-system,logging"),
-            ("KLG__SOURCES__CONTAINERS__POLL_INTERVAL", "1s"),
-        ];
-        let cfg =
-            crate::config::Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-                .unwrap();
-        let c = cfg.sources.containers.unwrap();
-        assert_eq!(c.exclude_pods, vec!["gw-*"]);
-        assert_eq!(c.exclude_namespaces, vec!["kube-system", "logging"]);
-        assert_eq!(c.poll_interval, Duration::from_secs(1));
-        assert_eq!(c.max_message_bytes, 2048);
-        assert_eq!(c.paths, vec!["/var/log/containers/*.log"]);
-
-        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-        f.write_all(b"sources:\n  containers:\n    max_message_bytes: 10\n").unwrap();
-        let err = crate::config::Config::load_with_env(f.path(), []).unwrap_err().to_string();
-        assert!(err.contains("sources.containers.max_message_bytes"), "{err}");
     }
 
     #[test]

@@ -24,24 +24,17 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::checkpoint::Entry;
+use super::checkpoint::{Entry, Update};
 use super::config::{ContainersConfig, StartAt};
 use super::discovery::{self, Filters, Found, Wakeup};
+use super::document::{ContainerNormalizer, FileContext};
 use super::file_id::{FileKey, Fingerprint};
 use super::format::{self, Format};
 use super::metadata::Metadata;
 use super::metrics::metrics;
 use super::reassembly::{Flags, Reassembler, Record};
+use crate::document::time::ingested_now;
 use crate::document::Document;
-use crate::normalize::container::{ingested_now, ContainerNormalizer, FileContext};
-
-/// A change to the checkpoint that becomes true once the batch carrying it is delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Update {
-    Position(Entry),
-    /// The file is finished (closed, or gone while the gateway was down): forget it.
-    Forget(FileKey),
-}
 
 /// Documents plus the checkpoint updates they make safe.
 #[derive(Debug, Default)]

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::checkpoint::Entry;
+use super::checkpoint::{Entry, Update};
 use super::config::ContainersConfig;
+use super::document::ContainerNormalizer;
 use super::file_id::FileKey;
-use super::tailer::{Batch, Tailer, Update};
-use crate::index_pattern::IndexPattern;
-use crate::normalize::container::ContainerNormalizer;
+use super::tailer::{Batch, Tailer};
+use crate::document::index_pattern::IndexPattern;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

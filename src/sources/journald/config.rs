@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::setting::{list, ConfigError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournaldConfig {
     /// Journal directories as mounted from the host; missing ones are skipped, at least one must exist.
-    #[serde(default = "defaults::directories")]
+    #[serde(default = "defaults::directories", deserialize_with = "list")]
     pub directories: Vec<PathBuf>,
     /// `_SYSTEMD_UNIT` values to ship (OR-ed with `identifiers`).
-    #[serde(default = "defaults::units")]
+    #[serde(default = "defaults::units", deserialize_with = "list")]
     pub units: Vec<String>,
     /// `SYSLOG_IDENTIFIER` values to ship as well (OR-ed with `units`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub identifiers: Vec<String>,
     /// Where to begin when no cursor is saved: `boot`, `head`, `tail` or `{since: 2h}`.
     #[serde(default)]
@@ -83,7 +83,7 @@ mod defaults {
 }
 
 fn key_error(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Key { key, message: message.into() }
+    crate::setting::key_error(&key, message)
 }
 
 impl JournaldConfig {

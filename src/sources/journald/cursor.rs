@@ -1,28 +1,18 @@
-//! The saved journal cursor: one small file per journal directory under
-//! `data_dir`, replaced atomically (write a temporary file, fsync it, rename it
-//! over the old one, fsync the directory). A crash leaves either the old or
-//! the new cursor, never a torn one.
+//! The saved journal cursor: one small [`PositionFile`] per journal directory
+//! under `data_dir`, so every directory keeps its own position.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CursorError {
-    #[error("cannot read journal cursor file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write journal cursor file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-}
+use crate::ack::{PositionFile, PositionFileError, Positions};
 
 #[derive(Debug, Clone)]
 pub struct CursorFile {
-    path: PathBuf,
+    file: PositionFile,
 }
 
 impl CursorFile {
     /// The cursor file for `directory`: `data_dir/journald/<directory with / as ->.cursor`,
-    /// e.g. `journald/var-log-journal.cursor`, so every directory keeps its own position.
+    /// e.g. `journald/var-log-journal.cursor`.
     pub fn for_directory(data_dir: &Path, directory: &Path) -> CursorFile {
         let name: String = directory
             .to_string_lossy()
@@ -31,40 +21,40 @@ impl CursorFile {
             .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
             .collect();
         let name = if name.is_empty() { "root".to_string() } else { name };
-        CursorFile { path: data_dir.join("journald").join(format!("{name}.cursor")) }
+        CursorFile {
+            file: PositionFile::new(data_dir.join("journald").join(format!("{name}.cursor")), "journal cursor"),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    pub fn position_file(&self) -> PositionFile {
+        self.file.clone()
     }
 
     /// The saved cursor, `None` if there is none yet.
-    pub fn load(&self) -> Result<Option<String>, CursorError> {
-        match fs::read_to_string(&self.path) {
-            Ok(s) => {
-                let s = s.trim();
-                Ok((!s.is_empty()).then(|| s.to_string()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(CursorError::Read { path: self.path.clone(), source }),
-        }
+    pub fn load(&self) -> Result<Option<String>, PositionFileError> {
+        Ok(self.file.load()?.map(|b| String::from_utf8_lossy(&b).trim().to_string()).filter(|s| !s.is_empty()))
+    }
+}
+
+/// The newest cursor whose batch, and every batch before it, is delivered.
+#[derive(Debug, Default)]
+pub struct Cursor(pub Option<String>);
+
+impl Positions for Cursor {
+    type Update = String;
+
+    fn apply(&mut self, cursor: String) {
+        self.0 = Some(cursor);
     }
 
-    /// Replaces the saved cursor atomically and durably.
-    pub fn save(&self, cursor: &str) -> Result<(), CursorError> {
-        let err = |source| CursorError::Write { path: self.path.clone(), source };
-        let dir = self.path.parent().expect("cursor path has a parent");
-        fs::create_dir_all(dir).map_err(err)?;
-        let tmp = self.path.with_extension("cursor.tmp");
-        {
-            let mut f = File::create(&tmp).map_err(err)?;
-            f.write_all(cursor.as_bytes()).map_err(err)?;
-            f.write_all(b"\n").map_err(err)?;
-            f.sync_all().map_err(err)?;
-        }
-        fs::rename(&tmp, &self.path).map_err(err)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        Ok(())
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.0.clone().unwrap_or_default().into_bytes();
+        out.push(b'\n');
+        out
     }
 }
 
@@ -78,9 +68,11 @@ mod tests {
         let c = CursorFile::for_directory(dir.path(), Path::new("/var/log/journal"));
         assert!(c.path().ends_with("journald/var-log-journal.cursor"));
         assert_eq!(c.load().unwrap(), None);
-        c.save("s=1;i=2").unwrap();
-        c.save("s=1;i=3").unwrap();
+        let mut cursor = Cursor::default();
+        cursor.apply("s=1;i=2".into());
+        c.position_file().save(&cursor.encode()).unwrap();
+        cursor.apply("s=1;i=3".into());
+        c.position_file().save(&cursor.encode()).unwrap();
         assert_eq!(c.load().unwrap().as_deref(), Some("s=1;i=3"));
-        assert!(!c.path().with_extension("cursor.tmp").exists());
     }
 }

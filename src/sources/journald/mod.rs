@@ -4,9 +4,9 @@
 //! Per configured directory that exists:
 //!
 //! ```text
-//!  reader thread (owns the !Send sd_journal)        async task
+//!  reader thread (owns the !Send sd_journal)        async task (ack::deliver_in_order)
 //!  next() → fields → normalize → batch ──bounded──► sink.deliver() × max_in_flight_batches
-//!  blocks when the channel is full                  (FuturesOrdered: completes in order)
+//!  blocks when the channel is full                  completed in order
 //!  wait() when caught up                            → cursor of the newest delivered batch
 //!                                                   → cursor file (atomic), at most every
 //!                                                     checkpoint_interval, and when idle/stopping
@@ -18,37 +18,37 @@
 
 pub mod config;
 pub mod cursor;
+pub mod document;
+pub mod entry;
 pub mod export_format;
+pub mod klog;
 pub mod metrics;
 pub mod reader;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{SecondsFormat, Utc};
-use futures::stream::FuturesOrdered;
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use self::config::JournaldConfig;
-use self::cursor::{CursorError, CursorFile};
+use self::cursor::{Cursor, CursorFile};
+use self::document::JournaldNormalizer;
 use self::reader::{JournalReader, ReaderError, StartedFrom};
-use crate::config::Config;
+use super::SourceContext;
+use crate::ack::{self, PositionFileError, Saving};
+use crate::document::time::ingested_now;
 use crate::document::Document;
 use crate::log_throttle::LogThrottle;
-use crate::normalize::journald::JournaldNormalizer;
 use crate::shutdown::Shutdown;
-use crate::sink::elasticsearch::service::{Cancelled, Sink};
+use crate::sink::Sink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournaldError {
-    #[error("`sources.journald` is not configured")]
-    NotConfigured,
     #[error("config key `sources.journald.directories`: none of {0:?} exists (mount the host's journal there)")]
     NoDirectory(Vec<PathBuf>),
     #[error(transparent)]
-    Cursor(#[from] CursorError),
+    Cursor(#[from] PositionFileError),
     #[error(transparent)]
     Reader(#[from] ReaderError),
     #[error("cannot start the journal reader thread for {dir}: {source}")]
@@ -56,10 +56,7 @@ pub enum JournaldError {
 }
 
 /// A run of documents and the cursor of the last entry in it.
-struct Batch {
-    docs: Vec<Document>,
-    cursor: String,
-}
+type Batch = ack::Batch<Vec<Document>, String>;
 
 /// How long the reader blocks in `sd_journal_wait` before looking at the
 /// channel again (so that shutdown is noticed promptly).
@@ -72,8 +69,12 @@ const CHANNEL_BATCHES: usize = 2;
 /// Starts one reader thread and one delivery task per existing directory.
 /// Fails (naming the file or key) if no directory exists, the cursor file is
 /// unreadable or a journal cannot be opened.
-pub fn spawn(cfg: &Config, sink: Sink, shutdown: Shutdown) -> Result<JoinHandle<()>, JournaldError> {
-    let jcfg = cfg.sources.journald.clone().ok_or(JournaldError::NotConfigured)?;
+pub fn spawn(
+    jcfg: &JournaldConfig,
+    ctx: &SourceContext,
+    sink: Sink,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<()>, JournaldError> {
     let existing: Vec<PathBuf> = jcfg
         .directories
         .iter()
@@ -92,15 +93,26 @@ pub fn spawn(cfg: &Config, sink: Sink, shutdown: Shutdown) -> Result<JoinHandle<
     let _ = metrics::metrics();
     let mut tasks = Vec::new();
     for dir in existing {
-        let cursor_file = CursorFile::for_directory(&cfg.data_dir, &dir);
+        let cursor_file = CursorFile::for_directory(&ctx.data_dir, &dir);
         let saved = cursor_file.load()?;
         let normalizer =
-            JournaldNormalizer::new(cfg.cluster_name.clone(), cfg.node_name(), cfg.index_patterns().kubelet);
+            JournaldNormalizer::new(ctx.identity.cluster.clone(), ctx.identity.node.clone(), ctx.index.clone());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let thread = start_reader(&dir, &jcfg, saved, normalizer, tx)?;
-        let (sink, shutdown, jcfg) = (sink.clone(), shutdown.clone(), jcfg.clone());
+        let thread = start_reader(&dir, jcfg, saved, normalizer, tx)?;
+        let saving = Saving {
+            file: cursor_file.position_file(),
+            interval: jcfg.checkpoint_interval,
+            max_in_flight: jcfg.max_in_flight_batches,
+            saves: metrics::metrics().cursor_saves.clone(),
+            save_errors: metrics::metrics().cursor_save_errors.clone(),
+        };
+        let (sink, shutdown) = (sink.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            deliver_in_order(rx, sink, cursor_file, shutdown, &jcfg).await;
+            let deliver = |docs| {
+                let sink = sink.clone();
+                async move { sink.deliver(docs).await.map(|_| ()) }
+            };
+            ack::deliver_in_order(rx, deliver, Cursor::default(), saving, shutdown).await;
             // The channel is closed now; the thread notices within WAIT.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }));
@@ -184,7 +196,7 @@ fn read_loop(
 ) {
     let errors = LogThrottle::new(Duration::from_secs(10));
     while !tx.is_closed() {
-        let ingested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let ingested = ingested_now();
         let mut docs = Vec::with_capacity(batch_size.min(1024));
         let result = reader.read_into(batch_size, normalizer, &ingested, &mut docs);
         let full = docs.len() == batch_size;
@@ -193,7 +205,7 @@ fn read_loop(
                 metrics::metrics().entries_read.inc_by(docs.len() as u64);
                 // Blocks while the delivery task is busy: the sink's backpressure
                 // stops the reading here, not in memory.
-                if tx.blocking_send(Batch { docs, cursor }).is_err() {
+                if tx.blocking_send(Batch { payload: docs, update: cursor }).is_err() {
                     return;
                 }
                 if full {
@@ -216,77 +228,6 @@ fn read_loop(
                 tracing::warn!(directory = %dir.display(), suppressed, "waiting for journal changes failed: {e}");
             }
             std::thread::sleep(WAIT);
-        }
-    }
-}
-
-/// Delivers batches with up to `max_in_flight_batches` in flight and saves the
-/// cursor of each batch only once it and every batch before it is final.
-async fn deliver_in_order(
-    mut rx: mpsc::Receiver<Batch>,
-    sink: Sink,
-    cursor_file: CursorFile,
-    shutdown: Shutdown,
-    jcfg: &JournaldConfig,
-) {
-    let mut in_flight = FuturesOrdered::new();
-    let mut checkpoint = Checkpoint { file: cursor_file, delivered: None, last_save: Instant::now() };
-    let mut tick = tokio::time::interval(jcfg.checkpoint_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut reading = true;
-    while reading || !in_flight.is_empty() {
-        tokio::select! {
-            biased;
-            done = in_flight.next(), if !in_flight.is_empty() => match done {
-                Some(Ok(cursor)) => {
-                    checkpoint.delivered = Some(cursor);
-                    if checkpoint.last_save.elapsed() >= jcfg.checkpoint_interval {
-                        checkpoint.save();
-                    }
-                }
-                // Aborted: what came before is delivered and may be saved, this
-                // batch and everything after it may not.
-                Some(Err(Cancelled)) | None => break,
-            },
-            _ = shutdown.stopping(), if reading => {
-                reading = false;
-                rx.close();
-            }
-            batch = rx.recv(), if reading && in_flight.len() < jcfg.max_in_flight_batches => match batch {
-                Some(Batch { docs, cursor }) => {
-                    let sink = sink.clone();
-                    in_flight.push_back(async move { sink.deliver(docs).await.map(|_| cursor) });
-                }
-                None => reading = false,
-            },
-            // Idle: write what has been delivered since the last save.
-            _ = tick.tick() => checkpoint.save(),
-        }
-    }
-    checkpoint.save();
-}
-
-struct Checkpoint {
-    file: CursorFile,
-    /// The newest cursor whose batch (and every batch before) is delivered, not yet saved.
-    delivered: Option<String>,
-    last_save: Instant,
-}
-
-impl Checkpoint {
-    fn save(&mut self) {
-        let Some(cursor) = self.delivered.take() else { return };
-        match self.file.save(&cursor) {
-            Ok(()) => {
-                metrics::metrics().cursor_saves.inc();
-                self.last_save = Instant::now();
-            }
-            Err(e) => {
-                metrics::metrics().cursor_save_errors.inc();
-                tracing::error!("{e}");
-                // Keep it: the next tick tries again.
-                self.delivered = Some(cursor);
-            }
         }
     }
 }

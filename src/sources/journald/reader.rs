@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use systemd::journal::{Journal, OpenDirectoryOptions};
 
 use super::config::StartAt;
+use super::document::JournaldNormalizer;
+use super::entry::RawEntry;
 use crate::document::Document;
-use crate::normalize::journald::{JournaldNormalizer, RawEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderError {

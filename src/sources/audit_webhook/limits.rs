@@ -1,5 +1,4 @@
-//! Rate limits (governor): per client on the webhook, and one global limit on
-//! documents per second toward Elasticsearch. Both are off unless configured.
+//! Per-client rate limit on the webhook (governor), off unless configured.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -7,7 +6,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 
 /// Who a request comes from, for per-client limits and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,28 +58,6 @@ impl ClientLimiter {
     }
 }
 
-/// Documents per second toward Elasticsearch, shared by every bulk worker.
-pub struct DocLimiter {
-    limiter: DefaultDirectRateLimiter,
-    burst: NonZeroU32,
-}
-
-impl DocLimiter {
-    pub fn new(per_second: NonZeroU32) -> Self {
-        DocLimiter { limiter: RateLimiter::direct(Quota::per_second(per_second)), burst: per_second }
-    }
-
-    /// Waits until `n` documents may be sent.
-    pub async fn until_ready(&self, mut n: usize) {
-        while n > 0 {
-            let chunk = n.min(self.burst.get() as usize);
-            let chunk_nz = NonZeroU32::new(chunk as u32).expect("chunk > 0");
-            let _ = self.limiter.until_n_ready(chunk_nz).await;
-            n -= chunk;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,13 +71,5 @@ mod tests {
         let wait = l.check(&a, 5).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert!(l.check(&b, 10).is_ok());
-    }
-
-    #[tokio::test]
-    async fn doc_limiter_spreads_large_batches() {
-        let l = DocLimiter::new(NonZeroU32::new(1000).unwrap());
-        let start = std::time::Instant::now();
-        l.until_ready(1500).await; // one burst now, 500 more after ~0.5 s
-        assert!(start.elapsed() >= Duration::from_millis(400));
     }
 }

@@ -1,5 +1,21 @@
-//! The unit of delivery: one Elasticsearch document with its index and
-//! deterministic `_id`.
+//! The shared vocabulary between the sources and the sink: a [`Document`]
+//! (index, deterministic `_id`, serialized `_source`) and how one is made.
+//!
+//! * [`id`] — the one `_id` function.
+//! * [`json`] — the one JSON writer (sonic-rs).
+//! * [`time`] — timestamps and the per-day index name.
+//! * [`index_pattern`] — `audit-%Y.%m.%d` → an index name.
+//! * [`ecs`] — ECS pieces every document shape shares.
+//! * [`mapping`] — the index mappings sources register for the sink to install.
+//! * [`dead_letter`] — the document that keeps a refused record and its reason.
+
+pub mod dead_letter;
+pub mod ecs;
+pub mod id;
+pub mod index_pattern;
+pub mod json;
+pub mod mapping;
+pub mod time;
 
 use bytes::Bytes;
 
@@ -43,9 +59,9 @@ impl SourceKind {
 
 /// A document ready for the bulk API: `body` is the serialized JSON `_source`.
 ///
-/// The `id` is derived from the document's position in its source (see
-/// DESIGN.md), so writing it with the bulk `create` op makes every resend
-/// idempotent: a 409 means "already there".
+/// The `id` is derived from the document's position in its source ([`id`]),
+/// so writing it with the bulk `create` op makes every resend idempotent: a
+/// 409 means "already there".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     pub index: String,
@@ -54,33 +70,9 @@ pub struct Document {
     pub source: SourceKind,
 }
 
-/// A deterministic document id: BLAKE3 over the length-prefixed parts, truncated to
-/// 128 bits and base64url-encoded (22 characters). Length prefixes make
-/// `("ab","c")` and `("a","bc")` different ids.
-pub fn document_id(parts: &[&[u8]]) -> String {
-    use base64::Engine;
-    // One contiguous buffer, hashed in one call: cheaper than many small updates.
-    let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
-    for part in parts {
-        buf.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        buf.extend_from_slice(part);
-    }
-    let hash = blake3::hash(&buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.as_bytes()[..16])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn id_is_stable_and_length_prefixed() {
-        let a = document_id(&[b"ab", b"c"]);
-        let b = document_id(&[b"a", b"bc"]);
-        assert_ne!(a, b);
-        assert_eq!(a, document_id(&[b"ab", b"c"]));
-        assert_eq!(a.len(), 22);
-    }
 
     #[test]
     fn source_kind_round_trips_through_a_byte() {

@@ -1,34 +1,36 @@
-//! Container log messages → documents (DESIGN.md "The document shape", container).
+//! Container log messages → documents (docs/fields.md, "container"), and
+//! their index mapping.
 //!
 //! Hot path. Everything that is the same for every line of a file (cluster,
 //! host, node, pod, container, path) is serialized once per file from typed
-//! structs into a JSON fragment, and the per-file parts of the `_id` hash are
-//! hashed once per file. Per line only the time, message, stream, id, offset and
-//! flags are written, with an escaper that copies runs of plain bytes whole:
-//! serde_json's byte-at-a-time string escaping was a quarter of the CPU time in
-//! the benchmark (docs/benchmarks.md, "containers").
+//! structs into a JSON fragment, and the per-file parts of the `_id` are hashed
+//! once per file. Per line only the time, message, stream, id, offset and flags
+//! are written around it, with the shared writer's SIMD string escaping.
 
 use std::path::Path;
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::file_id::{FileKey, Fingerprint};
+use super::metadata::Metadata;
+use super::reassembly::Record;
+use crate::document::ecs::{Named, Orchestrator};
+use crate::document::id::IdBuilder;
+use crate::document::index_pattern::IndexPattern;
+use crate::document::json::{self, write_str as json_string};
+use crate::document::mapping::IndexMapping;
+use crate::document::time::DayIndex;
 use crate::document::{Document, SourceKind};
-use crate::index_pattern::IndexPattern;
-use crate::normalize::ecs::{Named, Orchestrator};
-use crate::sources::containers::file_id::{FileKey, Fingerprint};
-use crate::sources::containers::metadata::Metadata;
-use crate::sources::containers::reassembly::Record;
 
 pub const DATASET: &str = "kubernetes.container";
 
 /// Everything about one file that every document from it repeats.
 pub struct FileContext {
-    /// BLAKE3 state after the length-prefixed (node, dev, inode, fingerprint)
-    /// parts of [`crate::document::document_id`]; the offset is added per line.
-    id_prefix: blake3::Hasher,
+    /// The id after the (node, dev, inode, fingerprint) parts; the offset is
+    /// added per line.
+    id_prefix: IdBuilder,
     /// `"orchestrator":{…},"host":{…},"kubernetes":{…},"container":{…}` (no braces around).
     fixed: Vec<u8>,
     /// The file path as a JSON string, quotes included.
@@ -40,9 +42,7 @@ pub struct ContainerNormalizer {
     cluster: String,
     host: String,
     node: String,
-    index: IndexPattern,
-    /// (day number, index name) of the last document: index names change once a day.
-    index_cache: Option<(i64, String)>,
+    index: DayIndex,
 }
 
 /// The per-file part of every document.
@@ -81,15 +81,16 @@ struct Container<'a> {
 
 impl ContainerNormalizer {
     pub fn new(cluster: String, host: String, node: String, index: IndexPattern) -> Self {
-        ContainerNormalizer { cluster, host, node, index, index_cache: None }
+        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index) }
     }
 
     pub fn file_context(&self, key: FileKey, fingerprint: Fingerprint, path: &Path, meta: Metadata) -> FileContext {
-        let mut id_prefix = blake3::Hasher::new();
-        for part in [self.node.as_bytes(), &key.dev.to_le_bytes(), &key.ino.to_le_bytes(), &fingerprint.to_bytes()] {
-            id_prefix.update(&(part.len() as u64).to_le_bytes());
-            id_prefix.update(part);
-        }
+        let mut id_prefix = IdBuilder::new();
+        id_prefix
+            .part(self.node.as_bytes())
+            .part(&key.dev.to_le_bytes())
+            .part(&key.ino.to_le_bytes())
+            .part(&fingerprint.to_bytes());
         let m = &meta;
         let fields = FileFields {
             orchestrator: Orchestrator::kubernetes(&self.cluster),
@@ -103,33 +104,21 @@ impl ContainerNormalizer {
             },
             container: m.container_id.as_deref().map(|id| Container { id }),
         };
-        let mut fixed = serde_json::to_vec(&fields).expect("serializing to a Vec cannot fail");
+        let mut fixed = Vec::new();
+        json::write(&mut fixed, &fields).expect("serializing to a Vec cannot fail");
         fixed.pop();
         fixed.remove(0);
-        let path_json = serde_json::to_vec(&path.to_string_lossy()).expect("serializing to a Vec cannot fail");
+        let mut path_json = Vec::new();
+        json_string(&mut path_json, &path.to_string_lossy());
         FileContext { id_prefix, fixed, path_json, name_truncated: meta.name_truncated }
     }
 
     /// The `_id` of the message starting at `offset`:
     /// `document_id(&[node, dev, inode, fingerprint, offset])`.
     pub fn id(ctx: &FileContext, offset: u64) -> String {
-        use base64::Engine;
-        let mut h = ctx.id_prefix.clone();
-        h.update(&8u64.to_le_bytes());
-        h.update(&offset.to_le_bytes());
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize().as_bytes()[..16])
-    }
-
-    fn index_for(&mut self, time: DateTime<Utc>) -> String {
-        let day = time.timestamp().div_euclid(86_400);
-        match &self.index_cache {
-            Some((d, name)) if *d == day => name.clone(),
-            _ => {
-                let name = self.index.index_for(time);
-                self.index_cache = Some((day, name.clone()));
-                name
-            }
-        }
+        let mut id = ctx.id_prefix.clone();
+        id.part(&offset.to_le_bytes());
+        id.finish()
     }
 
     /// One message → one document. `ingested` is the current time, formatted
@@ -184,69 +173,16 @@ impl ContainerNormalizer {
             b.push(b'}');
         }
         b.push(b'}');
-        Document { index: self.index_for(rec.time), id, body: Bytes::from(b), source: SourceKind::Containers }
+        Document { index: self.index.index_for(rec.time), id, body: Bytes::from(b), source: SourceKind::Containers }
     }
 }
 
-/// Appends `s` as a JSON string (quotes included), escaping exactly what JSON
-/// requires (`"`, `\`, control characters). Eight bytes at a time are checked
-/// for anything to escape, and runs of plain bytes are copied whole.
-pub fn json_string(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    out.push(b'"');
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            if !needs_escape(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) {
-                i += 8;
-                continue;
-            }
-        }
-        let c = bytes[i];
-        if c < 0x20 || c == b'"' || c == b'\\' {
-            out.extend_from_slice(&bytes[start..i]);
-            match c {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0x08 => out.extend_from_slice(b"\\b"),
-                0x0c => out.extend_from_slice(b"\\f"),
-                _ => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[(c >> 4) as usize]);
-                    out.push(HEX[(c & 0xf) as usize]);
-                }
-            }
-            start = i + 1;
-        }
-        i += 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+/// The container index mapping: the container document's own fields (docs/containers.md).
+pub fn mapping(pattern: &IndexPattern) -> IndexMapping {
+    IndexMapping::new(pattern.clone(), mapping_properties(), Value::Array(Vec::new()))
 }
 
-/// Whether any of the 8 bytes in `w` is below 0x20, `"` or `\` (may say yes
-/// wrongly, never no wrongly: the caller then checks byte by byte).
-#[inline]
-fn needs_escape(w: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let zero_in = |v: u64| v.wrapping_sub(LO) & !v & HI;
-    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
-    control | zero_in(w ^ (LO * b'"' as u64)) | zero_in(w ^ (LO * b'\\' as u64)) != 0
-}
-
-/// `event.ingested` text for now.
-pub fn ingested_now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Mapping of the container document's own fields (see docs/containers.md).
-pub fn mapping_properties() -> Value {
+fn mapping_properties() -> Value {
     let kw = json!({ "type": "keyword", "ignore_above": 1024 });
     json!({
         "stream": kw,
@@ -267,7 +203,7 @@ pub fn mapping_properties() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::document_id;
+    use crate::document::id::document_id;
     use crate::sources::containers::format::{parse_cri, Stream};
     use crate::sources::containers::reassembly::Flags;
 
@@ -278,25 +214,6 @@ mod tests {
             "node-a".into(),
             IndexPattern::parse("containers-%Y.%m.%d").unwrap(),
         )
-    }
-
-    #[test]
-    fn json_string_escapes_like_serde_json() {
-        let mut cases: Vec<String> = vec![
-            String::new(),
-            "plain ascii text that is long enough".into(),
-            "quote \" and backslash \\ and tab\t".into(),
-            "ünïcödé ✓ 日本語 \u{7f}".into(),
-        ];
-        cases.extend((0u8..0x20).map(|c| format!("abcdefg{}hijklmnop", c as char)));
-        for n in 0..20 {
-            cases.push(format!("{}\"{}", "x".repeat(n), "y".repeat(n)));
-        }
-        for s in cases {
-            let mut out = Vec::new();
-            json_string(&mut out, &s);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
-        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::config::ServerConfig as ServerSettings;
+use super::config::ServerConfig as ServerSettings;
+use crate::server::peer::certificate_names;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -79,25 +80,6 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
         .map_err(|e| TlsError::Config(format!("cert_file/key_file do not match or are unusable: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// The names a client certificate answers to: subject CN, then DNS and URI SANs.
-pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> =
-        parsed.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_string).collect();
-    if let Ok(Some(san)) = parsed.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                x509_parser::extensions::GeneralName::DNSName(n) => names.push(n.to_string()),
-                x509_parser::extensions::GeneralName::URI(u) => names.push(u.to_string()),
-                _ => {}
-            }
-        }
-    }
-    names
 }
 
 #[derive(Debug)]

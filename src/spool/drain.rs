@@ -3,9 +3,9 @@
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::Spool;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
-use crate::spool::Spool;
 
 /// Runs until shutdown. On `stopping`, no new entries are taken and the ones in
 /// flight are given until `aborted` to finish; what is left stays spooled and is

@@ -13,6 +13,9 @@
 //! `Durability::Eventual`: losing one in a crash only means a resend, which the
 //! deterministic `_id`s turn into 409s.
 
+pub mod config;
+pub mod drain;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,12 +2,12 @@
 //! TLS handshake), or a bearer token from `bearer_tokens_file`, compared in
 //! constant time.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use crate::limits::ClientIdentity;
+use super::limits::ClientIdentity;
+use crate::server::peer::Peer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
@@ -17,14 +17,6 @@ pub enum TokensError {
     Empty { path: String },
     #[error("server.bearer_tokens_file: {path} line {line}: a token must be one word of visible ASCII")]
     Invalid { path: String, line: usize },
-}
-
-/// What the connection told us about the peer, before any request.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// Names of the verified client certificate, if one was presented.
-    pub certificate: Option<Vec<String>>,
 }
 
 pub struct Tokens {

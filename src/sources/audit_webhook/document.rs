@@ -1,4 +1,4 @@
-//! Audit events → documents (DESIGN.md "The document shape", audit).
+//! Audit events → documents (docs/fields.md, "audit"), and their index mapping.
 //!
 //! The original event is kept under `kubernetes.audit.*` with its own field
 //! names; ECS fields are derived beside it so that Kibana's usual fields
@@ -9,17 +9,20 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::document::{document_id, Document, SourceKind};
-use crate::index_pattern::IndexPattern;
-use crate::normalize::ecs::{Named, Orchestrator};
-use crate::normalize::secrets;
-use crate::sink::elasticsearch::dead_letter::{dead_letter_document, Rejection};
-use crate::sources::audit_webhook::event::{parse_event, AuditEvent, RawObject};
+use super::event::{parse_event, AuditEvent, RawObject};
+use super::secrets;
+use crate::document::dead_letter::{dead_letter_document, Rejection};
+use crate::document::ecs::{Named, Orchestrator};
+use crate::document::id::document_id;
+use crate::document::index_pattern::IndexPattern;
+use crate::document::mapping::IndexMapping;
+use crate::document::time::ingested_now;
+use crate::document::{json as json_writer, Document, SourceKind};
 
 pub struct AuditNormalizer {
     pub cluster: String,
@@ -123,7 +126,7 @@ impl AuditNormalizer {
         if self.redact_secrets {
             redact_event(&mut event);
         }
-        let ingested = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let ingested = ingested_now();
         let code = event.response_status.as_ref().and_then(|s| s.code);
         let decision = event.annotations.get("authorization_k8s_io/decision").map(|d| d.as_ref());
         let outcome = match (decision, code) {
@@ -153,9 +156,7 @@ impl AuditNormalizer {
             kubernetes: Kubernetes { node: Named { name: &self.node }, audit: &event },
         };
         let mut body = Vec::with_capacity(raw.get().len() + 768);
-        // sonic-rs: SIMD string escaping; serde_json's byte-by-byte escaping was
-        // the largest single cost of the webhook (docs/benchmarks.md).
-        sonic_rs::to_writer(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+        json_writer::write(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
         Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
     }
 
@@ -217,8 +218,13 @@ fn redact_event(event: &mut AuditEvent<'_>) {
     }
 }
 
-/// Mapping of the audit document's own fields (see docs/fields.md).
-pub fn mapping_properties() -> Value {
+/// The audit index mapping: the audit document's own fields (docs/fields.md)
+/// and annotations as keywords.
+pub fn mapping(pattern: &IndexPattern) -> IndexMapping {
+    IndexMapping::new(pattern.clone(), mapping_properties(), dynamic_templates())
+}
+
+fn mapping_properties() -> Value {
     let kw = json!({ "type": "keyword", "ignore_above": 1024 });
     let user_info = json!({ "properties": {
         "username": kw, "uid": kw, "groups": kw,
@@ -264,7 +270,7 @@ pub fn mapping_properties() -> Value {
 }
 
 /// Annotation values are strings: index them as keywords, whatever the key.
-pub fn dynamic_templates() -> Value {
+fn dynamic_templates() -> Value {
     json!([{
         "audit_annotations": {
             "path_match": "kubernetes.audit.annotations.*",

@@ -1,0 +1,102 @@
+//! The index mappings the sources register and the sink installs as index
+//! templates. Each source owns the mapping of the fields it writes (beside its
+//! document, e.g. `sources/journald/document.rs`); this module adds the fields
+//! every document shares. The sink knows nothing of any source: it installs
+//! whatever was registered.
+
+use serde_json::{json, Value};
+
+use super::index_pattern::IndexPattern;
+
+/// One source's fields in the indices of one pattern.
+#[derive(Debug, Clone)]
+pub struct IndexMapping {
+    pub pattern: IndexPattern,
+    /// `properties`, including the [`common_properties`].
+    pub properties: Value,
+    /// `dynamic_templates` (a JSON array).
+    pub dynamic_templates: Value,
+}
+
+impl IndexMapping {
+    /// `specific` is merged over the fields every document has.
+    pub fn new(pattern: IndexPattern, specific: Value, dynamic_templates: Value) -> Self {
+        let mut properties = common_properties();
+        merge(&mut properties, specific);
+        IndexMapping { pattern, properties, dynamic_templates }
+    }
+
+    /// Two sources writing to one pattern share one template: `other`'s fields
+    /// and dynamic templates are added to these.
+    pub fn absorb(&mut self, other: IndexMapping) {
+        merge(&mut self.properties, other.properties);
+        if let (Some(mine), Value::Array(theirs)) = (self.dynamic_templates.as_array_mut(), other.dynamic_templates) {
+            mine.extend(theirs);
+        }
+    }
+}
+
+/// Fields every document has (docs/fields.md, "every document").
+pub fn common_properties() -> Value {
+    json!({
+        "@timestamp": { "type": "date_nanos" },
+        "message": { "type": "text" },
+        "event": { "properties": {
+            "dataset": { "type": "keyword" },
+            "kind": { "type": "keyword" },
+            "id": { "type": "keyword" },
+            "ingested": { "type": "date" },
+            "action": { "type": "keyword" },
+            "outcome": { "type": "keyword" },
+            "original": { "type": "keyword", "index": false, "doc_values": false }
+        }},
+        "orchestrator": { "properties": {
+            "type": { "type": "keyword" },
+            "cluster": { "properties": { "name": { "type": "keyword" } } }
+        }},
+        "host": { "properties": { "name": { "type": "keyword" } } },
+        "kubernetes": { "properties": { "node": { "properties": { "name": { "type": "keyword" } } } } },
+        "log": { "properties": { "level": { "type": "keyword" } } },
+        "kube_log_gateway": { "properties": { "flags": { "type": "keyword" } } }
+    })
+}
+
+/// Recursively merges `extra` into `base` (objects merge, other values replace).
+pub fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_deep() {
+        let mut a = json!({"event": {"properties": {"a": 1}}});
+        merge(&mut a, json!({"event": {"properties": {"b": 2}}}));
+        assert_eq!(a, json!({"event": {"properties": {"a": 1, "b": 2}}}));
+    }
+
+    #[test]
+    fn absorbing_keeps_both_fields_and_dynamic_templates() {
+        let p = IndexPattern::parse("audit-%Y.%m.%d").unwrap();
+        let mut a = IndexMapping::new(p.clone(), json!({"a": {"type": "keyword"}}), json!([{"x": {}}]));
+        a.absorb(IndexMapping::new(p, json!({"b": {"type": "long"}}), json!([{"y": {}}])));
+        assert_eq!(a.properties["a"]["type"], "keyword");
+        assert_eq!(a.properties["b"]["type"], "long");
+        assert_eq!(a.dynamic_templates.as_array().unwrap().len(), 2);
+        assert_eq!(a.properties["@timestamp"]["type"], "date_nanos");
+    }
+}

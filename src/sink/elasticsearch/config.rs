@@ -1,0 +1,304 @@
+//! `elasticsearch`: where and how documents are written — URLs, credentials,
+//! TLS, index names, template settings, batching, concurrency and retries —
+//! with the checks serde cannot express. Errors name the key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::index_pattern::IndexPattern;
+use crate::setting::{key_error, readable, ConfigError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchConfig {
+    /// Tried in order; on a connection error, timeout or 5xx the next one is used.
+    #[serde(default = "defaults::es_urls", deserialize_with = "crate::setting::list")]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub auth: EsAuth,
+    #[serde(default)]
+    pub tls: EsTls,
+    #[serde(default)]
+    pub indices: Indices,
+    /// Install index templates at start-up (idempotent).
+    #[serde(default = "defaults::yes")]
+    pub install_templates: bool,
+    #[serde(default)]
+    pub template: TemplateSettings,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Bulk requests in flight at once.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// gzip bulk request bodies.
+    #[serde(default = "defaults::yes")]
+    pub compression: bool,
+    /// One bulk request's timeout.
+    #[serde(default = "defaults::es_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Global documents/s toward Elasticsearch; absent = unlimited.
+    #[serde(default)]
+    pub documents_per_second: Option<u32>,
+    /// Bulk failures and dead letters are each logged at most once per this interval.
+    #[serde(default = "defaults::log_interval", with = "humantime_serde")]
+    pub dead_letter_log_interval: Duration,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        // serde's defaults are the single source of truth.
+        serde_json::from_str("{}").expect("defaults deserialize")
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsAuth {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File holding the password (takes precedence over `password`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Base64 `id:key` as returned by the create-API-key API (`encoded`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsTls {
+    /// PEM CA bundle that signs Elasticsearch's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification entirely (never in production).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Indices {
+    #[serde(default = "defaults::audit_index")]
+    pub audit: String,
+    #[serde(default = "defaults::kubelet_index")]
+    pub kubelet: String,
+    #[serde(default = "defaults::containers_index")]
+    pub containers: String,
+    #[serde(default = "defaults::dead_letter_index")]
+    pub dead_letter: String,
+}
+
+impl Default for Indices {
+    fn default() -> Self {
+        Indices {
+            audit: defaults::audit_index(),
+            kubelet: defaults::kubelet_index(),
+            containers: defaults::containers_index(),
+            dead_letter: defaults::dead_letter_index(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    #[serde(default = "defaults::shards")]
+    pub number_of_shards: u32,
+    #[serde(default = "defaults::replicas")]
+    pub number_of_replicas: u32,
+    #[serde(default = "defaults::refresh_interval")]
+    pub refresh_interval: String,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings {
+            number_of_shards: defaults::shards(),
+            number_of_replicas: defaults::replicas(),
+            refresh_interval: defaults::refresh_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "defaults::batch_docs")]
+    pub max_documents: usize,
+    #[serde(default = "defaults::batch_bytes")]
+    pub max_bytes: usize,
+    /// How long a partial batch waits for more documents.
+    #[serde(default = "defaults::linger", with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_documents: defaults::batch_docs(),
+            max_bytes: defaults::batch_bytes(),
+            linger: defaults::linger(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "defaults::initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { initial_backoff: defaults::initial_backoff(), max_backoff: defaults::max_backoff() }
+    }
+}
+
+impl ElasticsearchConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.urls.is_empty() {
+            return Err(key_error("elasticsearch.urls", "needs at least one URL"));
+        }
+        for (i, u) in self.urls.iter().enumerate() {
+            let parsed = url::Url::parse(u)
+                .map_err(|e| key_error(&format!("elasticsearch.urls[{i}]"), format!("{u:?} is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(key_error(
+                    &format!("elasticsearch.urls[{i}]"),
+                    format!("{u:?} must be http:// or https://"),
+                ));
+            }
+        }
+        self.indices.patterns()?;
+        let auth = &self.auth;
+        if auth.username.is_some() != (auth.password.is_some() || auth.password_file.is_some()) {
+            return Err(key_error("elasticsearch.auth", "username and password (or password_file) go together"));
+        }
+        let methods = [
+            auth.username.is_some(),
+            auth.api_key.is_some() || auth.api_key_file.is_some(),
+            auth.bearer_token.is_some() || auth.bearer_token_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(key_error("elasticsearch.auth", "choose one of username/password, api_key or bearer_token"));
+        }
+        for (key, file) in [
+            ("elasticsearch.auth.password_file", &auth.password_file),
+            ("elasticsearch.auth.api_key_file", &auth.api_key_file),
+            ("elasticsearch.auth.bearer_token_file", &auth.bearer_token_file),
+            ("elasticsearch.tls.ca_file", &self.tls.ca_file),
+        ] {
+            if let Some(f) = file {
+                readable(key, f)?;
+            }
+        }
+        if self.batch.max_documents == 0 {
+            return Err(key_error("elasticsearch.batch.max_documents", "must be at least 1"));
+        }
+        if self.batch.max_bytes < 1024 {
+            return Err(key_error("elasticsearch.batch.max_bytes", "must be at least 1024"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(key_error("elasticsearch.max_in_flight", "must be at least 1"));
+        }
+        if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
+            return Err(key_error("elasticsearch.retry", "need 0 < initial_backoff <= max_backoff"));
+        }
+        if self.documents_per_second == Some(0) {
+            return Err(key_error("elasticsearch.documents_per_second", "must be at least 1 (omit it for no limit)"));
+        }
+        Ok(())
+    }
+}
+
+/// The parsed `elasticsearch.indices`: one pattern per source, and the dead letters'.
+#[derive(Debug, Clone)]
+pub struct IndexPatterns {
+    pub audit: IndexPattern,
+    pub kubelet: IndexPattern,
+    pub containers: IndexPattern,
+    pub dead_letter: IndexPattern,
+}
+
+impl Indices {
+    /// Each pattern parsed; an error names its key.
+    pub fn patterns(&self) -> Result<IndexPatterns, ConfigError> {
+        let parse = |key: &str, value: &str| IndexPattern::parse(value).map_err(|e| key_error(key, e.to_string()));
+        Ok(IndexPatterns {
+            audit: parse("elasticsearch.indices.audit", &self.audit)?,
+            kubelet: parse("elasticsearch.indices.kubelet", &self.kubelet)?,
+            containers: parse("elasticsearch.indices.containers", &self.containers)?,
+            dead_letter: parse("elasticsearch.indices.dead_letter", &self.dead_letter)?,
+        })
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn es_urls() -> Vec<String> {
+        vec!["http://127.0.0.1:9200".into()]
+    }
+    pub fn audit_index() -> String {
+        "audit-%Y.%m.%d".into()
+    }
+    pub fn kubelet_index() -> String {
+        "kubelet-%Y.%m.%d".into()
+    }
+    pub fn containers_index() -> String {
+        "containers-%Y.%m.%d".into()
+    }
+    pub fn dead_letter_index() -> String {
+        "deadletter-%Y.%m.%d".into()
+    }
+    pub fn shards() -> u32 {
+        1
+    }
+    pub fn replicas() -> u32 {
+        1
+    }
+    pub fn refresh_interval() -> String {
+        "5s".into()
+    }
+    pub fn batch_docs() -> usize {
+        2000
+    }
+    pub fn batch_bytes() -> usize {
+        5 * 1024 * 1024
+    }
+    pub fn linger() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn max_in_flight() -> usize {
+        4
+    }
+    pub fn es_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn initial_backoff() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn max_backoff() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn log_interval() -> Duration {
+        Duration::from_secs(10)
+    }
+}

@@ -1,0 +1,180 @@
+//! `server` (the webhook listener, TLS, authentication, limits) and `audit`
+//! (what is done to each event): the audit webhook source's options, with
+//! their defaults and the checks serde cannot express. Errors name the key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::setting::{key_error, readable, ConfigError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::audit_path")]
+    pub audit_path: String,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// One token per line (blank lines and `#` comments ignored).
+    #[serde(default)]
+    pub bearer_tokens_file: Option<PathBuf>,
+    /// Accept requests with neither a client certificate nor a token (development only).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Request body limit, checked on the wire and again after gzip inflation.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Seconds in `Retry-After` when the spool is full (1–5).
+    #[serde(default = "defaults::retry_after_seconds")]
+    pub retry_after_seconds: u64,
+    /// How long a client may take to send one request before it is cut off.
+    #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default)]
+    pub rate_limit: ClientRateLimit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Plain HTTP when false (a warning is logged). Only for tests behind another TLS hop.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    #[serde(default = "defaults::cert_file")]
+    pub cert_file: PathBuf,
+    #[serde(default = "defaults::key_file")]
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by this CA (unless a bearer token is used).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// If not empty, a client certificate's CN or a DNS/URI SAN must be in this list.
+    #[serde(default, deserialize_with = "crate::setting::list")]
+    pub allowed_client_names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            cert_file: defaults::cert_file(),
+            key_file: defaults::key_file(),
+            client_ca_file: None,
+            allowed_client_names: Vec::new(),
+        }
+    }
+}
+
+/// Per-client (certificate subject, token or IP) admission limit on the webhook.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRateLimit {
+    /// Events per second per client; absent = unlimited.
+    #[serde(default)]
+    pub events_per_second: Option<u32>,
+    /// Burst in events; defaults to one second's worth.
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Replace Secret `data`/`stringData` values (and last-applied annotations) with "[REDACTED]".
+    #[serde(default = "defaults::yes")]
+    pub redact_secrets: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { redact_secrets: true }
+    }
+}
+
+impl ServerConfig {
+    /// The checks serde cannot express, under the key `server`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.audit_path.starts_with('/') {
+            return Err(key_error("server.audit_path", format!("{:?} must start with /", self.audit_path)));
+        }
+        if matches!(self.audit_path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+            return Err(key_error("server.audit_path", "must not be a reserved path"));
+        }
+        if !(1..=5).contains(&self.retry_after_seconds) {
+            return Err(key_error(
+                "server.retry_after_seconds",
+                format!(
+                    "{} is outside 1–5 (kube-apiserver waits this long before resending)",
+                    self.retry_after_seconds
+                ),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(key_error("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.tls.enabled {
+            readable("server.tls.cert_file", &self.tls.cert_file)?;
+            readable("server.tls.key_file", &self.tls.key_file)?;
+            if let Some(ca) = &self.tls.client_ca_file {
+                readable("server.tls.client_ca_file", ca)?;
+            }
+            if !self.tls.allowed_client_names.is_empty() && self.tls.client_ca_file.is_none() {
+                return Err(key_error(
+                    "server.tls.allowed_client_names",
+                    "needs server.tls.client_ca_file: without it no client certificate is verified",
+                ));
+            }
+        } else if self.tls.client_ca_file.is_some() {
+            return Err(key_error("server.tls.client_ca_file", "needs server.tls.enabled: true"));
+        }
+        if let Some(tokens) = &self.bearer_tokens_file {
+            readable("server.bearer_tokens_file", tokens)?;
+        }
+        let has_auth = self.tls.client_ca_file.is_some() || self.bearer_tokens_file.is_some();
+        if !has_auth && !self.allow_unauthenticated {
+            return Err(key_error(
+                "server",
+                "no authentication: set server.tls.client_ca_file or server.bearer_tokens_file \
+                 (or server.allow_unauthenticated: true for development)",
+            ));
+        }
+        if self.rate_limit.events_per_second == Some(0) {
+            return Err(key_error("server.rate_limit.events_per_second", "must be at least 1 (omit it for no limit)"));
+        }
+        if self.rate_limit.burst == Some(0) {
+            return Err(key_error("server.rate_limit.burst", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn listen() -> SocketAddr {
+        "0.0.0.0:8443".parse().unwrap()
+    }
+    pub fn audit_path() -> String {
+        "/audit".into()
+    }
+    pub fn cert_file() -> PathBuf {
+        "/etc/kube-log-gateway/tls/tls.crt".into()
+    }
+    pub fn key_file() -> PathBuf {
+        "/etc/kube-log-gateway/tls/tls.key".into()
+    }
+    pub fn max_body_bytes() -> u64 {
+        32 * 1024 * 1024
+    }
+    pub fn retry_after_seconds() -> u64 {
+        2
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(20)
+    }
+}
