@@ -239,4 +239,85 @@ mod tests {
         let err = Config::load_with_env(f.path(), []).unwrap_err().to_string();
         assert!(err.contains("sources.containers.max_message_bytes"), "{err}");
     }
+
+    /// Every list-valued key of both shipped config files, set from the
+    /// environment as one comma-separated value, arrives as that list.
+    #[test]
+    fn every_list_key_of_both_config_files_can_be_set_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("any.pem");
+        std::fs::write(&pem, "readable").unwrap();
+        let pem = pem.to_str().unwrap().to_string();
+        // The shipped files point TLS at files that only exist in a cluster.
+        let tls = [
+            ("KLG__SERVER__TLS__CERT_FILE", pem.as_str()),
+            ("KLG__SERVER__TLS__KEY_FILE", pem.as_str()),
+            ("KLG__SERVER__TLS__CLIENT_CA_FILE", pem.as_str()),
+        ];
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut walked = Vec::new();
+        for file in ["gateway.yaml", "node.yaml"] {
+            let path = root.join(file);
+            let yaml: serde_json::Value = config::Config::builder()
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Yaml))
+                .build()
+                .unwrap()
+                .try_deserialize()
+                .unwrap();
+            let mut lists = Vec::new();
+            list_keys(&yaml, "", &mut lists);
+            assert!(!lists.is_empty(), "{file} has list keys");
+            for (key, items) in lists {
+                // Twice the file's items (or two names for an empty list): unmistakably from the environment.
+                let want: Vec<String> = if items.is_empty() {
+                    vec!["name-1".into(), "name-2".into()]
+                } else {
+                    items.iter().chain(items.iter()).cloned().collect()
+                };
+                let var = format!("KLG__{}", key.replace('.', "__").to_uppercase());
+                let mut env: Vec<(String, String)> = tls.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                env.push((var.clone(), want.join(",")));
+                let cfg = Config::load_with_env(&path, env).unwrap_or_else(|e| panic!("{file}: {var}: {e}"));
+                let got = serde_json::to_value(&cfg).unwrap();
+                let got = key.split('.').fold(&got, |v, k| &v[k]);
+                assert_eq!(got, &serde_json::json!(want), "{file}: {var}");
+                walked.push(key);
+            }
+        }
+        for key in [
+            "elasticsearch.urls",
+            "server.tls.allowed_client_names",
+            "sources.journald.directories",
+            "sources.journald.units",
+            "sources.journald.identifiers",
+            "sources.containers.paths",
+            "sources.containers.exclude_pods",
+        ] {
+            assert!(walked.iter().any(|k| k == key), "{key} was not walked: {walked:?}");
+        }
+    }
+
+    /// (dotted key, string items) of every sequence in `v`.
+    fn list_keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<(String, Vec<String>)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    list_keys(v, &key, out);
+                }
+            }
+            serde_json::Value::Array(items) => out.push((
+                prefix.to_string(),
+                items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect(),
+            )),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn a_journal_directory_from_the_environment() {
+        let cfg =
+            load("sources:\n  journald: {}\n", &[("KLG__SOURCES__JOURNALD__DIRECTORIES", "/var/log/journal")]).unwrap();
+        assert_eq!(cfg.sources.journald.unwrap().directories, vec![PathBuf::from("/var/log/journal")]);
+    }
 }

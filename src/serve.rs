@@ -1,6 +1,7 @@
 //! `kube-log-gateway serve`: starts everything the configuration enables and
 //! runs until SIGTERM. This is the composition root, where the flow of
-//! DESIGN.md is assembled: sources → normalize → spool → sink.
+//! docs/architecture.md is assembled: sources → spool → sink, with the index
+//! mappings the sources register handed to the sink.
 
 use std::sync::Arc;
 use std::time::Duration;

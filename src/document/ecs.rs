@@ -1,5 +1,5 @@
-//! ECS building blocks every document shape shares (DESIGN.md, "The document
-//! shape"): one definition, so the sources cannot drift apart on them.
+//! ECS building blocks every document shape shares (docs/fields.md): one
+//! definition, so the sources cannot drift apart on them.
 
 use serde::Serialize;
 
