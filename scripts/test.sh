@@ -11,6 +11,10 @@
 # 6. cargo test --benches   (each benchmark once, as a smoke test; criterion does not
 #                            take libtest's --test-threads)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
+# 7. pressure: the reliability tests again (rotation and kill -9 of the container
+#    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
+#    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
+#    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
 #
 # An Elasticsearch that this script started is stopped again on exit, whatever
 # happened; one that was already running (a developer's, left up on purpose) is left
@@ -35,6 +39,7 @@ started_es=0
 finish() {
   local rc=$?
   trap - EXIT
+  bash scripts/pressure.sh stop >/dev/null 2>&1 || true
   if ((started_es)); then
     printf '\n==> stop the Elasticsearch this run started (port %s)\n' "$ES_PORT"
     bash scripts/elasticsearch.sh stop || true
@@ -82,6 +87,21 @@ cargo test --benches
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
 test_log="$(mktemp)"
 cargo test --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
+
+if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
+  step "pressure: the reliability tests again with every core saturated (scripts/pressure.sh)"
+  # Built above; build again (a no-op) before the hogs start so that only the tests run under them.
+  cargo test --no-run --test containers --test journald --test delivery_faults 2>&1 | tail -1
+  pressure_start=$SECONDS
+  bash scripts/pressure.sh start
+  # Test names are filters: each matches the reliability tests of one or more binaries.
+  cargo test --test containers --test journald --test delivery_faults -- --test-threads=1 \
+    rotated_five_times kill_9 elasticsearch_down_while_files_rotate elasticsearch_stopped_for_30s \
+    2>&1 | tee -a "$test_log"
+  bash scripts/pressure.sh stop
+  printf 'pressure step: %d s\n' "$((SECONDS - pressure_start))"
+fi
+
 # One total over every test binary, as the last line: "tests: N passed, M failed".
 totals=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) {if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i}} END {printf "%d %d", p, f}' "$test_log")
 rm -f "$test_log"
