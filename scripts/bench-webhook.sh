@@ -63,6 +63,17 @@ if [[ "$mode" == e2e ]]; then
   es_pid=$(cat "${KLG_CACHE_DIR:-/var/cache/kube-log-gateway}/instances/${ES_PORT:-9200}/es.pid" 2>/dev/null || true)
 fi
 hz=$(getconf CLK_TCK)
+# PLOT=FILE.png: sample /metrics every second and draw the run (scripts/metrics-plot.py).
+sampler=""
+if [[ -n "${PLOT:-}" ]]; then
+  venv="${KLG_CACHE_DIR:-/var/cache/kube-log-gateway}/venv-plot"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet matplotlib
+  fi
+  "$venv/bin/python" scripts/metrics-plot.py sample --admin "http://127.0.0.1:${BENCH_ADMIN_PORT:-29464}" \
+    --out "$work/samples.csv" --es-pid "${es_pid:-0}" &
+  sampler=$!
+fi
 t0=$(date +%s.%N); c0=$(cpu_ticks)
 [[ -n "$es_pid" ]] && e0=$(cpu_ticks "$es_pid")
 "$bin/loadgen" --url https://127.0.0.1:${BENCH_PORT:-28443}/audit --ca "$work/certs/ca.crt" \
@@ -85,6 +96,11 @@ if [[ "$mode" == e2e ]]; then
   echo "end-to-end events/s:            $(echo "$n / ($t2 - $t0)" | bc)"
   echo "gateway CPU during e2e:         $(echo "scale=2; ($c2 - $c0) / $hz" | bc) s over $(echo "$t2 - $t0" | bc) s wall (of 2 cores)"
   curl -s -XDELETE "$es_url/$prefix-*" >/dev/null
+fi
+if [[ -n "$sampler" ]]; then
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  "$venv/bin/python" scripts/metrics-plot.py plot "$work/samples.csv" --out "$PLOT" \
+    --title "Audit webhook $mode: $* (2 cores, 24 GiB; load $(cut -d' ' -f1-3 /proc/loadavg))"
 fi
 echo "gateway CPU during load:        $(echo "scale=2; ($c1 - $c0) / $hz" | bc) s over $(echo "scale=2; $t1 - $t0" | bc) s wall (of 2 cores)"
 echo "gateway peak RSS:               $(awk '/VmHWM/ {print $2, $3}' "/proc/$gw_pid/status")"

@@ -48,6 +48,10 @@ struct Args {
     /// ...or after this many batches, whichever comes first (0: no limit).
     #[arg(long, default_value_t = 0)]
     batches: u64,
+    /// Events per second across all connections (0: as fast as the gateway answers).
+    /// A steady rate shows what a fault does over time (scripts/bench-outage.sh).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// A unique prefix for auditIDs (defaults to the current time).
     #[arg(long)]
     run_id: Option<String>,
@@ -134,6 +138,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let batch = next.fetch_add(1, Ordering::Relaxed);
                 if args.batches > 0 && batch >= args.batches {
                     break;
+                }
+                if args.rate > 0 {
+                    let due =
+                        started + Duration::from_secs_f64(batch as f64 * args.batch_size as f64 / args.rate as f64);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let body = template.render(batch);
                 let len = body.len() as u64;
