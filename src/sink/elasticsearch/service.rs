@@ -19,14 +19,14 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::client::{ClientError, EsClient};
+use super::client::{ClientError, EsClient, RequestFailure};
 use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
 use super::dead_letter::DeadLetters;
 use super::encoder;
-use super::outcome::{parse_bulk_response, Outcome};
+use super::policy::{parse_bulk_response, Action, Outcome};
 use super::rate_limit::DocLimiter;
 use super::report::{Cancelled, DeliveryReport};
-use super::retry::{Action, Backoff, RequestFailure};
+use super::retry::Backoff;
 use super::templates;
 use crate::document::dead_letter::Rejection;
 use crate::document::mapping::IndexMapping;

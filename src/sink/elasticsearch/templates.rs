@@ -8,10 +8,10 @@
 use elasticsearch::http::Method;
 use serde_json::{json, Value};
 
-use super::client::EsClient;
+use super::client::{EsClient, RequestFailure};
 use super::config::{RetryConfig, TemplateSettings};
 use super::report::Cancelled;
-use super::retry::{Backoff, RequestFailure};
+use super::retry::Backoff;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::shutdown::Shutdown;
