@@ -14,7 +14,6 @@ use elasticsearch::http::Method;
 use url::Url;
 
 use super::config::ElasticsearchConfig;
-use super::retry::RequestFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,6 +32,28 @@ pub enum ClientError {
 pub struct Reply {
     pub status: u16,
     pub body: Bytes,
+}
+
+/// How a whole request failed. What to do about it is the
+/// [`policy`](super::policy)'s call, not the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestFailure {
+    /// Connection refused/reset, DNS, TLS, timeout: nothing was read.
+    Transport(String),
+    /// The node answered with this status for the whole request.
+    Status { status: u16, body: String },
+    /// 200 but not a bulk response we can read.
+    Malformed(String),
+}
+
+impl std::fmt::Display for RequestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestFailure::Transport(e) => write!(f, "transport error: {e}"),
+            RequestFailure::Status { status, body } => write!(f, "HTTP {status}: {body}"),
+            RequestFailure::Malformed(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 pub struct EsClient {

@@ -5,19 +5,22 @@
 //! * [`config`]: the `elasticsearch` section.
 //! * [`client`]: one `Transport` per configured URL, failover between them.
 //! * [`encoder`]: the NDJSON bulk body, gzip.
-//! * [`outcome`]: reads a bulk response item by item.
-//! * [`retry`]: which failures are retried, and the backoff schedule.
+//! * [`bulk_response`]: reads a bulk response item by item.
+//! * [`policy`]: the one failure policy: what an answer means, per document and
+//!   for the whole request (created, duplicate, retry, fail over, split, dead-letter).
+//! * [`retry`]: the backoff schedule between attempts.
 //! * [`rate_limit`]: the global documents/s limit.
 //! * [`dead_letter`]: documents Elasticsearch refuses, kept with their reason.
 //! * [`templates`]: index templates installed at start-up.
 //! * [`report`]: what a submission's documents became.
 //! * [`service`]: the [`Sink`] handle and the batching/bulk workers.
 
+pub mod bulk_response;
 pub mod client;
 pub mod config;
 pub mod dead_letter;
 pub mod encoder;
-pub mod outcome;
+pub mod policy;
 pub mod rate_limit;
 pub mod report;
 pub mod retry;

@@ -1,9 +1,7 @@
-//! Which failures are worth another attempt, and how long to wait before it.
-//!
-//! Whole-request failures (connection refused, timeout, 429, 5xx) and per-item
-//! 429/5xx are retried for as long as it takes: the spool, the journal and the
-//! log files are the buffers, so waiting loses nothing. Only per-item 4xx
-//! (other than 409) are final, and those go to the dead-letter index.
+//! How long to wait before another attempt. Whether there is one at all is the
+//! [`policy`](super::policy)'s call; the answer there is almost always yes,
+//! because the spool, the journal and the log files are the buffers, so waiting
+//! loses nothing.
 
 use std::time::Duration;
 
@@ -11,52 +9,6 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::Rng;
 
 use super::config::RetryConfig;
-
-/// How a whole bulk request failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestFailure {
-    /// Connection refused/reset, DNS, TLS, timeout: try the next URL.
-    Transport(String),
-    /// The node answered with this status for the whole request.
-    Status { status: u16, body: String },
-    /// 200 but not a bulk response we can read.
-    Malformed(String),
-}
-
-/// What to do after a whole-request failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Wait, then send the same documents again (to the next URL if `failover`).
-    Retry { failover: bool },
-    /// The body is too large for the node: send it in two halves.
-    Split,
-}
-
-impl RequestFailure {
-    pub fn action(&self) -> Action {
-        match self {
-            RequestFailure::Transport(_) => Action::Retry { failover: true },
-            RequestFailure::Status { status: 413, .. } => Action::Split,
-            // 5xx from one node says little about the others.
-            RequestFailure::Status { status, .. } if *status >= 500 => Action::Retry { failover: true },
-            // 429 (cluster busy), 401/403 (credentials being rotated), 404 (a proxy
-            // in the way): nothing a different attempt of ours would fix, but also
-            // nothing worth losing documents over. Retry and log loudly.
-            RequestFailure::Status { .. } => Action::Retry { failover: false },
-            RequestFailure::Malformed(_) => Action::Retry { failover: true },
-        }
-    }
-}
-
-impl std::fmt::Display for RequestFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RequestFailure::Transport(e) => write!(f, "transport error: {e}"),
-            RequestFailure::Status { status, body } => write!(f, "HTTP {status}: {body}"),
-            RequestFailure::Malformed(e) => write!(f, "{e}"),
-        }
-    }
-}
 
 /// Capped exponential backoff with full jitter: each wait is uniform in
 /// `[0, min(max, initial × 2^n)]`. Full jitter spreads many gateways'
@@ -95,24 +47,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classification() {
-        assert_eq!(RequestFailure::Transport("refused".into()).action(), Action::Retry { failover: true });
-        assert_eq!(
-            RequestFailure::Status { status: 503, body: String::new() }.action(),
-            Action::Retry { failover: true }
-        );
-        assert_eq!(
-            RequestFailure::Status { status: 429, body: String::new() }.action(),
-            Action::Retry { failover: false }
-        );
-        assert_eq!(RequestFailure::Status { status: 413, body: String::new() }.action(), Action::Split);
-        assert_eq!(
-            RequestFailure::Status { status: 401, body: String::new() }.action(),
-            Action::Retry { failover: false }
-        );
-    }
 
     #[test]
     fn backoff_is_capped_and_jittered() {

@@ -19,14 +19,14 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::client::{ClientError, EsClient};
+use super::client::{ClientError, EsClient, Reply, RequestFailure};
 use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
 use super::dead_letter::DeadLetters;
 use super::encoder;
-use super::outcome::{parse_bulk_response, Outcome};
+use super::policy::{self, Outcome, Verdict};
 use super::rate_limit::DocLimiter;
 use super::report::{Cancelled, DeliveryReport};
-use super::retry::{Action, Backoff, RequestFailure};
+use super::retry::Backoff;
 use super::templates;
 use crate::document::dead_letter::Rejection;
 use crate::document::mapping::IndexMapping;
@@ -230,129 +230,160 @@ async fn flush(inner: &Arc<Inner>, slots: &Arc<Semaphore>, pending: &mut Vec<Pen
 }
 
 /// Sends one batch until every document in it is final.
+///
+/// Each round is: attempt, let the [`policy`] judge the answer once, apply the
+/// verdict. A 413 splits the batch, so its parts wait in a queue, the second
+/// half at the front to follow the first. One backoff serves the whole batch:
+/// the longer it keeps failing, for whatever reason, the longer it waits.
 async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
-    let mut queue: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
+    let mut parts: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
     let mut backoff = Backoff::new(&inner.retry);
-    while let Some(todo) = queue.pop_front() {
-        let mut todo = todo;
+    while let Some(mut todo) = parts.pop_front() {
         while !todo.is_empty() {
-            if let Some(limiter) = &inner.limiter {
-                tokio::select! {
-                    _ = limiter.until_ready(todo.len()) => {}
-                    _ = inner.shutdown.aborted() => return,
-                }
-            }
-            let body = Bytes::from(encoder::bulk_body(todo.iter().map(|p| &p.doc)));
-            let started = Instant::now();
-            let (node, result) = tokio::select! {
-                r = inner.client.bulk(body) => r,
-                _ = inner.shutdown.aborted() => return,
-            };
-            telemetry::metrics().bulk_seconds.observe(started.elapsed().as_secs_f64());
-            let outcomes = result.and_then(|reply| {
-                if reply.status == 200 {
-                    parse_bulk_response(&reply.body, todo.len()).map_err(|e| RequestFailure::Malformed(e.to_string()))
-                } else {
-                    Err(RequestFailure::Status { status: reply.status, body: truncate(&reply.body, 512) })
-                }
-            });
-            let outcomes = match outcomes {
-                Ok(o) => o,
-                Err(failure) => {
-                    let label = match failure {
-                        RequestFailure::Transport(_) => BulkResult::transport_error,
-                        _ => BulkResult::http_error,
-                    };
-                    telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: label }).inc();
-                    if let Some(suppressed) = inner.error_log.check() {
-                        tracing::warn!(url = %inner.client.current_url(), documents = todo.len(), suppressed,
-                            "bulk request failed, will retry: {failure}");
-                    }
-                    match failure.action() {
-                        Action::Split if todo.len() > 1 => {
-                            let second = todo.split_off(todo.len() / 2);
-                            queue.push_front(second);
-                            continue;
-                        }
-                        Action::Split => {
-                            // One document larger than the node accepts: it can never be written.
-                            let p = todo.pop().expect("one document");
-                            match p.role {
-                                Role::Primary => {
-                                    let rejection = Rejection {
-                                        status: Some(413),
-                                        error_type: "request_entity_too_large".into(),
-                                        reason: failure.to_string(),
-                                    };
-                                    todo.push(dead_letter(inner, p, &rejection));
-                                }
-                                // Its dead letter (which embeds it) is too large as well.
-                                Role::DeadLetter => {
-                                    if let Some(p) = dead_letter_to_file(inner, p, &format!("413 {failure}")) {
-                                        todo.push(p);
-                                        if !wait(inner, &mut backoff).await {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                            continue;
-                        }
-                        Action::Retry { failover } => {
-                            if failover {
-                                inner.client.fail_over(node);
-                                telemetry::metrics().es_failovers.inc();
-                            }
-                            if !wait(inner, &mut backoff).await {
-                                return;
-                            }
-                            continue;
-                        }
-                    }
-                }
-            };
-            telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result: BulkResult::ok }).inc();
-            let mut again = Vec::new();
-            let mut must_wait = false;
-            let mut tally = telemetry::DocTally::default();
-            for (p, outcome) in todo.drain(..).zip(outcomes) {
-                match (outcome, p.role) {
-                    (Outcome::Created, Role::Primary) => {
-                        tally.add(p.doc.source, DocOutcome::created);
-                        p.tracker.finish(Final::Created);
-                    }
-                    (Outcome::Duplicate, Role::Primary) => {
-                        tally.add(p.doc.source, DocOutcome::duplicate);
-                        p.tracker.finish(Final::Duplicate);
-                    }
-                    (Outcome::Created | Outcome::Duplicate, Role::DeadLetter) => {
-                        tally.add(p.doc.source, DocOutcome::dead_lettered);
-                        p.tracker.finish(Final::DeadLettered);
-                    }
-                    (Outcome::Retry { .. }, _) => {
-                        tally.add(p.doc.source, DocOutcome::retried);
-                        must_wait = true;
-                        again.push(p);
-                    }
-                    (Outcome::Reject { status, error_type, reason }, Role::Primary) => {
-                        let rejection = Rejection { status: Some(status), error_type, reason };
-                        again.push(dead_letter(inner, p, &rejection));
-                    }
-                    (Outcome::Reject { status, error_type, reason }, Role::DeadLetter) => {
-                        let refusal = format!("{status} {error_type}: {reason}");
-                        if let Some(p) = dead_letter_to_file(inner, p, &refusal) {
-                            must_wait = true;
-                            again.push(p);
-                        }
-                    }
-                }
-            }
-            tally.record();
-            todo = again;
-            if must_wait && !wait(inner, &mut backoff).await {
+            let Some((node, reply)) = attempt(inner, &todo).await else { return };
+            let verdict = policy::classify(reply, todo.len());
+            let next = apply(inner, verdict, node, todo, &mut parts);
+            if next.wait && !wait(inner, &mut backoff).await {
                 return;
             }
+            todo = next.todo;
         }
+    }
+}
+
+/// What is left of a part after a verdict, and whether to back off before
+/// sending it: not after a split or a fresh dead letter, which are new requests
+/// rather than the same one failing again.
+struct Next {
+    todo: Vec<Pending>,
+    wait: bool,
+}
+
+/// One bulk request: the rate limit, then encode, send, read. `None` if the
+/// shutdown aborted meanwhile. The encoded body is not kept between attempts:
+/// what is resent changes (only the retried items, a half, dead letters).
+async fn attempt(inner: &Inner, todo: &[Pending]) -> Option<(usize, Result<Reply, RequestFailure>)> {
+    if let Some(limiter) = &inner.limiter {
+        tokio::select! {
+            _ = limiter.until_ready(todo.len()) => {}
+            _ = inner.shutdown.aborted() => return None,
+        }
+    }
+    let body = Bytes::from(encoder::bulk_body(todo.iter().map(|p| &p.doc)));
+    let started = Instant::now();
+    let sent = tokio::select! {
+        r = inner.client.bulk(body) => r,
+        _ = inner.shutdown.aborted() => return None,
+    };
+    telemetry::metrics().bulk_seconds.observe(started.elapsed().as_secs_f64());
+    Some(sent)
+}
+
+/// Carries out the policy's verdict on `todo`, which was just sent to `node`.
+/// A second half of a split goes to the front of `parts`.
+fn apply(
+    inner: &Inner,
+    verdict: Verdict,
+    node: usize,
+    mut todo: Vec<Pending>,
+    parts: &mut VecDeque<Vec<Pending>>,
+) -> Next {
+    match verdict {
+        Verdict::Items(outcomes) => {
+            count_bulk(BulkResult::ok);
+            settle(inner, todo, outcomes)
+        }
+        Verdict::Retry { failure, failover } => {
+            report_failure(inner, &failure, todo.len());
+            if failover {
+                inner.client.fail_over(node);
+                telemetry::metrics().es_failovers.inc();
+            }
+            Next { todo, wait: true }
+        }
+        Verdict::Split { failure } => {
+            report_failure(inner, &failure, todo.len());
+            parts.push_front(todo.split_off(todo.len() / 2));
+            Next { todo, wait: false }
+        }
+        Verdict::DeadLetter { failure, rejection } => {
+            report_failure(inner, &failure, todo.len());
+            let p = todo.pop().expect("the policy dead-letters only a request of one document");
+            match p.role {
+                Role::Primary => Next { todo: vec![dead_letter(inner, p, &rejection)], wait: false },
+                // Its dead letter (which embeds it) is too large as well.
+                Role::DeadLetter => unless_filed(dead_letter_to_file(inner, p, &format!("413 {failure}"))),
+            }
+        }
+    }
+}
+
+/// Finishes each document Elasticsearch answered for, and keeps those to send
+/// again: retried items as they are, refused primaries as their dead letters.
+/// Only a retry (or a dead letter that even the file did not take) is a
+/// failure worth backing off for; a fresh dead letter goes out at once.
+fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
+    let mut next = Next { todo: Vec::new(), wait: false };
+    let mut tally = telemetry::DocTally::default();
+    for (p, outcome) in todo.into_iter().zip(outcomes) {
+        match (outcome, p.role) {
+            (Outcome::Created, Role::Primary) => {
+                tally.add(p.doc.source, DocOutcome::created);
+                p.tracker.finish(Final::Created);
+            }
+            (Outcome::Duplicate, Role::Primary) => {
+                tally.add(p.doc.source, DocOutcome::duplicate);
+                p.tracker.finish(Final::Duplicate);
+            }
+            (Outcome::Created | Outcome::Duplicate, Role::DeadLetter) => {
+                tally.add(p.doc.source, DocOutcome::dead_lettered);
+                p.tracker.finish(Final::DeadLettered);
+            }
+            (Outcome::Retry { .. }, _) => {
+                tally.add(p.doc.source, DocOutcome::retried);
+                next.wait = true;
+                next.todo.push(p);
+            }
+            (Outcome::Reject { status, error_type, reason }, Role::Primary) => {
+                let rejection = Rejection { status: Some(status), error_type, reason };
+                next.todo.push(dead_letter(inner, p, &rejection));
+            }
+            (Outcome::Reject { status, error_type, reason }, Role::DeadLetter) => {
+                let refusal = format!("{status} {error_type}: {reason}");
+                if let Some(p) = dead_letter_to_file(inner, p, &refusal) {
+                    next.wait = true;
+                    next.todo.push(p);
+                }
+            }
+        }
+    }
+    tally.record();
+    next
+}
+
+/// Counts a whole-request failure and logs it, at most once per
+/// `dead_letter_log_interval`: a long outage would otherwise flood the log
+/// with one line per attempt of every worker.
+fn report_failure(inner: &Inner, failure: &RequestFailure, documents: usize) {
+    count_bulk(match failure {
+        RequestFailure::Transport(_) => BulkResult::transport_error,
+        _ => BulkResult::http_error,
+    });
+    if let Some(suppressed) = inner.error_log.check() {
+        tracing::warn!(url = %inner.client.current_url(), documents, suppressed,
+            "bulk request failed, will retry: {failure}");
+    }
+}
+
+fn count_bulk(result: BulkResult) {
+    telemetry::metrics().bulk_requests.get_or_create(&BulkLabels { result }).inc();
+}
+
+/// A dead letter the file did not take either is tried again after a backoff.
+fn unless_filed(left: Option<Pending>) -> Next {
+    match left {
+        Some(p) => Next { todo: vec![p], wait: true },
+        None => Next { todo: Vec::new(), wait: false },
     }
 }
 
@@ -390,9 +421,4 @@ async fn wait(inner: &Inner, backoff: &mut Backoff) -> bool {
         _ = tokio::time::sleep(backoff.next_delay()) => true,
         _ = inner.shutdown.aborted() => false,
     }
-}
-
-fn truncate(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(max)]);
-    text.into_owned()
 }

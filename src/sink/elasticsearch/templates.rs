@@ -8,10 +8,11 @@
 use elasticsearch::http::Method;
 use serde_json::{json, Value};
 
-use super::client::EsClient;
+use super::client::{EsClient, RequestFailure};
 use super::config::{RetryConfig, TemplateSettings};
+use super::policy::Action;
 use super::report::Cancelled;
-use super::retry::{Backoff, RequestFailure};
+use super::retry::Backoff;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::shutdown::Shutdown;
@@ -94,9 +95,11 @@ pub async fn install(client: &EsClient, templates: &[Template]) -> Result<(), Re
 }
 
 /// Installs the templates, retrying with backoff until Elasticsearch takes them.
-/// A 4xx is a configuration problem (e.g. a user without `manage_index_templates`):
-/// it is logged as an error and retried too, since writing without templates
-/// would create indices with the wrong mappings.
+/// A refusal that needs an operator (e.g. a user without
+/// `manage_index_templates`) is logged as an error and retried too, since
+/// writing without templates would create indices with the wrong mappings.
+/// What each failure means is the [`policy`](super::policy)'s, as for bulk
+/// requests; a template cannot be split, so a 413 is retried like a refusal.
 pub async fn install_until_done(
     client: &EsClient,
     templates: &[Template],
@@ -106,20 +109,14 @@ pub async fn install_until_done(
     let mut backoff = Backoff::new(retry);
     loop {
         let at = client.current_url().clone();
-        match install(client, templates).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                match &e {
-                    RequestFailure::Status { status, .. } if (400..500).contains(status) && *status != 429 => {
-                        tracing::error!(url = %at, "Elasticsearch refused an index template (check the credentials' privileges): {e}")
-                    }
-                    _ => tracing::warn!(url = %at, "cannot install index templates yet, will retry: {e}"),
-                }
-                if matches!(e, RequestFailure::Transport(_) | RequestFailure::Status { status: 500..=599, .. }) {
-                    let current = client.current_index();
-                    client.fail_over(current);
-                }
-            }
+        let Err(e) = install(client, templates).await else { return Ok(()) };
+        if e.needs_an_operator() {
+            tracing::error!(url = %at, "Elasticsearch refused an index template (check the credentials' privileges): {e}")
+        } else {
+            tracing::warn!(url = %at, "cannot install index templates yet, will retry: {e}")
+        }
+        if e.action() == (Action::Retry { failover: true }) {
+            client.fail_over(client.current_index());
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
