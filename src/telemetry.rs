@@ -85,6 +85,8 @@ pub enum EventResult {
     rate_limited,
     /// Refused with 429 because the spool was full.
     spool_full,
+    /// Refused with 503 because the spool could not write (a full disk, an I/O error).
+    spool_error,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -98,6 +100,8 @@ pub struct Metrics {
     pub audit_events: Family<EventLabels, Counter>,
     pub spool_bytes: Gauge,
     pub spool_entries: Gauge,
+    pub spool_entries_quarantined: Counter,
+    pub spool_reopens: Counter,
     pub documents: Family<DocLabels, Counter>,
     pub bulk_requests: Family<BulkLabels, Counter>,
     pub bulk_seconds: Histogram,
@@ -120,6 +124,8 @@ fn global() -> &'static Global {
             audit_events: Family::default(),
             spool_bytes: Gauge::default(),
             spool_entries: Gauge::default(),
+            spool_entries_quarantined: Counter::default(),
+            spool_reopens: Counter::default(),
             documents: Family::default(),
             bulk_requests: Family::default(),
             bulk_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -136,6 +142,16 @@ fn global() -> &'static Global {
         r.register("audit_events", "Audit events received, by result", metrics.audit_events.clone());
         r.register("spool_bytes", "Bytes waiting in the spool", metrics.spool_bytes.clone());
         r.register("spool_entries", "Webhook batches waiting in the spool", metrics.spool_entries.clone());
+        r.register(
+            "spool_entries_quarantined",
+            "Spool entries that did not decode: moved to data_dir/quarantine/ and removed from the spool",
+            metrics.spool_entries_quarantined.clone(),
+        );
+        r.register(
+            "spool_reopens",
+            "Times the spool database was opened again after an I/O error (a full disk)",
+            metrics.spool_reopens.clone(),
+        );
         r.register(
             "documents",
             "Documents finished by the Elasticsearch sink, by source and outcome",

@@ -29,13 +29,17 @@ pub fn router(readiness: Readiness) -> Router {
 
 async fn ready(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
     if let Some(spool) = &r.spool {
-        // Not ready when nearly full, so a Service sends new connections to a
-        // replica that has room.
+        // Not ready while the spool cannot write (a full disk: the writer
+        // thread tries again every second) or is nearly full, so a Service
+        // sends new connections to a replica that can take them.
+        if let Some(reason) = spool.write_error() {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("spool cannot take writes: {reason}\n"));
+        }
         if spool.used_bytes() >= spool.max_bytes() / 100 * 95 {
-            return (StatusCode::SERVICE_UNAVAILABLE, "spool is nearly full\n");
+            return (StatusCode::SERVICE_UNAVAILABLE, "spool is nearly full\n".to_string());
         }
     }
-    (StatusCode::OK, "ready\n")
+    (StatusCode::OK, "ready\n".to_string())
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -153,11 +153,18 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
                 );
             }
             Err(e) => {
+                // A full disk or an I/O error: nothing was written. The writer
+                // reopens the database and /readyz says 503 until a write
+                // succeeds again, so this is worth a retry, here or elsewhere.
                 tracing::error!("spool append failed: {e}");
+                telemetry::metrics()
+                    .audit_events
+                    .get_or_create(&EventLabels { result: EventResult::spool_error })
+                    .inc_by(items.len() as u64);
                 return retry_after(
                     StatusCode::SERVICE_UNAVAILABLE,
                     w.retry_after_seconds,
-                    format!("cannot spool the batch: {e}"),
+                    format!("cannot spool the batch, retry later: {e}"),
                 );
             }
         }

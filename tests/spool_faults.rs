@@ -1,0 +1,404 @@
+//! Spool faults done for real, against the real Elasticsearch and the real
+//! gateway binary: a corrupt entry in the spool file, a full disk (a 64 MiB
+//! tmpfs as `data_dir`), and clients that hang up right after their body.
+//! Each test counts documents in Elasticsearch against what was acknowledged.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use kube_log_gateway::sample;
+
+const ENTRIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("entries");
+
+/// A metric without labels, matched by its exact name (`klg_spool_entries`
+/// must not pick up `klg_spool_entries_quarantined_total`).
+async fn gauge(admin: &str, name: &str) -> f64 {
+    let text = http().get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next()? == name).then(|| parts.next()?.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn readyz(admin: &str) -> (u16, String) {
+    let resp = http().get(format!("http://{admin}/readyz")).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Waits until both spool gauges are 0; returns their last values.
+async fn wait_spool_empty(admin: &str, timeout: Duration) -> (f64, f64) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let entries = gauge(admin, "klg_spool_entries").await;
+        let bytes = gauge(admin, "klg_spool_bytes").await;
+        if (entries == 0.0 && bytes == 0.0) || Instant::now() > deadline {
+            return (entries, bytes);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn with_es(setup: &WebhookSetup, es: &str) {
+    let cfg = std::fs::read_to_string(&setup.config).unwrap();
+    let current = cfg.lines().find(|l| l.trim_start().starts_with("urls:")).unwrap().to_string();
+    std::fs::write(&setup.config, cfg.replace(&current, &format!("  urls: [\"{es}\"]"))).unwrap();
+}
+
+fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[tokio::test]
+async fn a_corrupt_spool_entry_is_quarantined_and_everything_else_delivered_once() {
+    require_es().await;
+    let setup = WebhookSetup::new("quarantine", "", "shutdown:\n  grace_period: 2s\n");
+    let events = 50;
+    let requests = 6;
+    let corrupt_request = 2;
+
+    // First run: Elasticsearch unreachable, so every request stays spooled.
+    with_es(&setup, &closed_port_url());
+    let mut gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    for i in 0..requests {
+        let body = sample::event_list(&format!("quarantine-b{i}"), events, 0, 0);
+        let (status, _, resp) = post_json(&client, &setup.url("/audit"), body).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    assert_eq!(gauge(&setup.admin, "klg_spool_entries").await, requests as f64);
+    assert!(gw.terminate().success(), "{}", setup.log());
+
+    // Corrupt one entry in the spool file, as a bad disk or a bug would.
+    let spool_file = setup.dir.path().join("data").join("spool.redb");
+    let garbage: Vec<u8> = b"\x02not an LZ4 block: ".iter().copied().chain((0u8..=255).cycle().take(600)).collect();
+    let bad_id = {
+        use redb::ReadableTable;
+        let db = redb::Database::create(&spool_file).unwrap();
+        let tx = db.begin_write().unwrap();
+        let id = {
+            let mut table = tx.open_table(ENTRIES).unwrap();
+            let ids: Vec<u64> = table.iter().unwrap().map(|item| item.unwrap().0.value()).collect();
+            assert_eq!(ids.len(), requests, "one entry per request");
+            // Requests were sent one after the other: entries are in request order.
+            let id = ids[corrupt_request];
+            table.insert(id, garbage.as_slice()).unwrap();
+            id
+        };
+        tx.commit().unwrap();
+        id
+    };
+
+    // Second run, Elasticsearch reachable.
+    with_es(&setup, &es_url());
+    let _gw = setup.start();
+    let want = ((requests - 1) * events) as u64;
+    let got = wait_for_count(&setup.audit_indices(), want, Duration::from_secs(60)).await;
+    assert_eq!(got, want, "{}", setup.log());
+    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(30)).await, want);
+    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    let lost = search(
+        &setup.audit_indices(),
+        serde_json::json!({"prefix": {"kubernetes.audit.auditID": format!("quarantine-b{corrupt_request}-")}}),
+    )
+    .await;
+    assert!(lost.is_empty(), "the corrupt entry's events cannot have been delivered");
+
+    let quarantined = setup.dir.path().join("data").join("quarantine").join(format!("{bad_id}.bin"));
+    assert_eq!(std::fs::read(&quarantined).unwrap(), garbage, "the quarantine file holds the entry's bytes");
+    assert_eq!(gauge(&setup.admin, "klg_spool_entries_quarantined_total").await, 1.0);
+    assert_eq!(wait_spool_empty(&setup.admin, Duration::from_secs(30)).await, (0.0, 0.0));
+    let log = setup.log();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR") && l.contains("corrupt") && l.contains(&format!("id={bad_id}"))),
+        "{log}"
+    );
+    assert!(log.contains(&quarantined.display().to_string()), "{log}");
+    eprintln!("quarantined entry {bad_id}; {got} of {} events delivered, none twice", requests * events);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+/// Unmounts on drop, so a failed assertion does not leave a tmpfs behind.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &std::path::Path, size: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("mount -t tmpfs: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        Some(Mount(dir.to_path_buf()))
+    }
+
+    fn available(&self) -> u64 {
+        let out = std::process::Command::new("df").args(["--output=avail", "-B1"]).arg(&self.0).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount").arg(&self.0).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// A TCP proxy to Elasticsearch that refuses (closes at once) every connection
+/// until it is opened: Elasticsearch "unreachable", then back, without
+/// restarting the gateway.
+struct EsProxy {
+    url: String,
+    open: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EsProxy {
+    async fn start(target: String) -> EsProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let open = Arc::new(AtomicBool::new(false));
+        let gate = open.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    continue; // dropped: the gateway sees the connection closed
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        EsProxy { url, open, task }
+    }
+}
+
+impl Drop for EsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_with_503_and_the_spool_recovers_without_a_restart() {
+    require_es().await;
+    let setup = WebhookSetup::new("diskfull", "", "");
+    let Some(mount) = Mount::tmpfs(&setup.dir.path().join("data"), "64m") else {
+        eprintln!("SKIPPED a_full_disk_refuses_with_503...: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let proxy = EsProxy::start(es_url().trim_start_matches("http://").to_string()).await;
+    with_es(&setup, &proxy.url);
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let url = setup.url("/audit");
+    let batch = |i: usize| sample::event_list(&format!("diskfull-b{i}"), 200, 5, 4096);
+
+    // Leave about 6 MiB free, then send until the disk is full.
+    let filler = setup.dir.path().join("data").join("filler");
+    let room = 6 * 1024 * 1024;
+    std::fs::write(&filler, vec![0x5a_u8; (mount.available() - room) as usize]).unwrap();
+    let mut acked = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..500 {
+        let (status, headers, body) = post_json(&client, &url, batch(i)).await;
+        if status == 200 {
+            acked.push(i);
+            continue;
+        }
+        assert_eq!(status, 503, "batch {i}: {body}");
+        let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+        let reason = body["error"].as_str().unwrap();
+        assert!(reason.contains("No space left on device"), "{reason}");
+        eprintln!("first refusal: 503, Retry-After {retry_after}: {reason}");
+        refused.push(i);
+        break;
+    }
+    assert_eq!(refused.len(), 1, "the disk never filled ({} batches acknowledged)", acked.len());
+    let (status, reason) = readyz(&setup.admin).await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("cannot take writes") && reason.contains("No space left on device"), "{reason}");
+    eprintln!("/readyz: {status} {}", reason.trim());
+
+    // Still full: still a 503 with a reason and Retry-After, never a 500.
+    for i in refused[0] + 1..refused[0] + 3 {
+        let (status, headers, body) = post_json(&client, &url, batch(i)).await;
+        if status == 200 {
+            acked.push(i);
+            continue;
+        }
+        assert_eq!(status, 503, "batch {i}: {body}");
+        assert!(headers.contains_key("retry-after"));
+        assert!(body["error"].as_str().unwrap().starts_with("cannot spool the batch"), "{body}");
+        eprintln!("refusal while still full: 503: {}", body["error"]);
+        refused.push(i);
+    }
+    assert_eq!(readyz(&setup.admin).await.0, 503);
+    eprintln!("disk full after {} batches; refused {refused:?}", acked.len());
+
+    // Free the space: without a restart, /readyz turns 200 and requests are
+    // accepted again; the refused batches are resent, as kube-apiserver would.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, reason) = readyz(&setup.admin).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {status} {reason}: {}", setup.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let next = *refused.last().unwrap() + 1;
+    for i in refused.iter().copied().chain(next..next + 3) {
+        let (status, _, body) = post_json(&client, &url, batch(i)).await;
+        assert_eq!(status, 200, "batch {i} after freeing space: {body}: {}", setup.log());
+        acked.push(i);
+    }
+    assert_eq!(readyz(&setup.admin).await.0, 200);
+
+    // Elasticsearch back: every acknowledged event arrives once, and the
+    // spool's accounting comes back to exactly zero.
+    proxy.open.store(true, Ordering::SeqCst);
+    let want = (acked.len() * 200) as u64;
+    let got = wait_for_count(&setup.audit_indices(), want, Duration::from_secs(180)).await;
+    assert_eq!(got, want, "{}", setup.log());
+    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(60)).await, want);
+    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    assert_eq!(wait_spool_empty(&setup.admin, Duration::from_secs(60)).await, (0.0, 0.0), "{}", setup.log());
+    eprintln!(
+        "{} batches acknowledged, {got} events in Elasticsearch; spool reopened {} times",
+        acked.len(),
+        gauge(&setup.admin, "klg_spool_reopens_total").await
+    );
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+/// POSTs `body` over a fresh TLS connection and hangs up `after` the body is
+/// written, without reading the answer.
+async fn post_and_hang_up(connector: &tokio_rustls::TlsConnector, port: u16, body: &str, after: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(body.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    tokio::time::sleep(after).await;
+    let _ = tls.shutdown().await;
+}
+
+fn raw_tls_connector(certs: &std::path::Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(certs.join("ca.crt")).unwrap()).unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("client.crt")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("client.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn clients_hanging_up_after_the_body_never_drive_the_spool_gauges_negative() {
+    require_es().await;
+    let setup = WebhookSetup::new("hangup", "", "");
+    let _gw = setup.start();
+    let connector = raw_tls_connector(&setup.certs());
+    let requests = 120;
+    let events = 100;
+    let bodies: Arc<Vec<String>> =
+        Arc::new((0..requests).map(|i| sample::event_list(&format!("hangup-b{i}"), events, 10, 2048)).collect());
+
+    // Sample the gauges the whole time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let lowest = Arc::new(Mutex::new((0.0f64, 0.0f64, 0usize)));
+    let sampler = {
+        let (admin, stop, lowest) = (setup.admin.clone(), stop.clone(), lowest.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let entries = gauge(&admin, "klg_spool_entries").await;
+                let bytes = gauge(&admin, "klg_spool_bytes").await;
+                {
+                    let mut l = lowest.lock().unwrap();
+                    l.0 = l.0.min(entries);
+                    l.1 = l.1.min(bytes);
+                    l.2 += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    // Eight clients at a time, each hanging up 0–39 ms after its body: at 0 the
+    // server often drops the request before reading it; later ones land while
+    // the handler waits for the spool commit, which is the case that matters.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (connector, bodies, next, port) = (connector.clone(), bodies.clone(), next.clone(), setup.port);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= bodies.len() {
+                    return;
+                }
+                let after = Duration::from_millis((i as u64 * 7) % 40);
+                post_and_hang_up(&connector, port, &bodies[i], after).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // What the hung-up requests spooled is delivered; nothing more arrives.
+    let delivered_from_hangups = settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(120)).await;
+
+    // Like kube-apiserver after a reset: send each request again, and get a 200.
+    let client = tls_client(&setup.certs(), true);
+    for (i, body) in bodies.iter().enumerate() {
+        let (status, _, resp) = post_json(&client, &setup.url("/audit"), body.clone()).await;
+        assert_eq!(status, 200, "resend {i}: {resp}");
+    }
+    let want = (requests * events) as u64;
+    assert_eq!(wait_for_count(&setup.audit_indices(), want, Duration::from_secs(180)).await, want);
+    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(60)).await, want);
+    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    let last = wait_spool_empty(&setup.admin, Duration::from_secs(60)).await;
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let (min_entries, min_bytes, samples) = *lowest.lock().unwrap();
+    eprintln!(
+        "{delivered_from_hangups} events delivered from {requests} hung-up requests; {want} after resending; \
+         {samples} samples, lowest klg_spool_entries {min_entries}, klg_spool_bytes {min_bytes}"
+    );
+    assert!(delivered_from_hangups > 0, "no hung-up request reached the spool: the test did not test anything");
+    assert_eq!(last, (0.0, 0.0), "spool gauges after draining");
+    assert!(min_entries >= 0.0 && min_bytes >= 0.0, "a spool gauge went negative: {min_entries}, {min_bytes}");
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
