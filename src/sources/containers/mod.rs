@@ -8,6 +8,7 @@
 //! * [`reassembly`] — partial lines → messages, size cap, dangling partials.
 //! * [`metadata`] — namespace/pod/container from the path.
 //! * [`document`] — one message → one document (and the container index mapping).
+//! * [`pipeline`] — one file's bytes → lines → messages → documents, in a [`pipeline::Batch`].
 //! * [`tailer`] — the blocking read loop that produces batches.
 //! * [`checkpoint`] — offsets, saved only after delivery.
 //!
@@ -26,6 +27,7 @@ pub mod file_id;
 pub mod format;
 pub mod metadata;
 pub mod metrics;
+pub mod pipeline;
 pub mod reassembly;
 pub mod tailer;
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! It runs on one blocking thread and owns every open file. Per step it
 //! re-lists the globs when due (rotation, new and deleted files, truncation),
 //! reads each file a bounded amount (fairness), and does housekeeping (dangling
-//! partials, closing rotated files).
+//! partials, closing rotated files). The bytes of each file go through the
+//! `Pipeline` (`pipeline.rs`), which turns them into documents.
 //!
 //! Rotation: a path that resolves to a new (dev, inode) *detaches* the old
 //! file, which stays open and is read to its end; the new file is read only once
@@ -12,117 +13,27 @@
 //! for `rotated_grace`, and in any case after `rotated_max_open`, so a rotated
 //! file never pins disk space for long. Copytruncate (the file shrank below the read
 //! offset, or its head no longer matches the fingerprint) restarts at offset 0.
-//!
-//! Memory: one shared read buffer; per file only the bytes of an incomplete last
-//! line and pending partial messages (each capped at `max_message_bytes`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use chrono::{DateTime, Utc};
 
 use super::checkpoint::{Entry, Update};
 use super::config::{ContainersConfig, StartAt};
 use super::discovery::{self, Filters, Found, Wakeup};
-use super::document::{ContainerNormalizer, FileContext};
+use super::document::ContainerNormalizer;
 use super::file_id::{FileKey, Fingerprint};
-use super::format::{self, Format};
 use super::metadata::Metadata;
 use super::metrics::metrics;
-use super::reassembly::{Flags, Reassembler, Record};
-use crate::document::time::ingested_now;
-use crate::document::Document;
-
-/// Documents plus the checkpoint updates they make safe.
-#[derive(Debug, Default)]
-pub struct Batch {
-    pub docs: Vec<Document>,
-    pub updates: Vec<Update>,
-    pub bytes: usize,
-}
-
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.docs.is_empty() && self.updates.is_empty()
-    }
-
-    fn position(&mut self, entry: Entry) {
-        if let Some(Update::Position(last)) = self.updates.last_mut() {
-            if last.key() == entry.key() {
-                *last = entry;
-                return;
-            }
-        }
-        self.updates.push(Update::Position(entry));
-    }
-}
-
-/// How many buffer-fulls one file may read per step before the others get a turn.
-const READS_PER_TURN: usize = 8;
-
-struct TailFile {
-    key: FileKey,
-    file: File,
-    path: PathBuf,
-    target: PathBuf,
-    meta: Metadata,
-    opened: Instant,
-    /// Set once the file has a fingerprint (its first line is complete).
-    ctx: Option<(Fingerprint, FileContext)>,
-    format: Option<Format>,
-    /// Next byte to read.
-    read_offset: u64,
-    /// Bytes read but not yet a complete line; they start at `read_offset - carry.len()`.
-    carry: Vec<u8>,
-    reasm: Reassembler,
-    resume: Option<Entry>,
-    start_at_end: bool,
-    /// Rotated away or deleted at this time: read to the end, then close.
-    detached: Option<Instant>,
-    /// A read after detaching returned no data.
-    drained: bool,
-    /// The path's previous file; this one waits until it is drained.
-    waits_for: Option<FileKey>,
-    at_eof: bool,
-    last_data: Instant,
-}
-
-impl TailFile {
-    fn read_to(&self) -> u64 {
-        self.read_offset - self.carry.len() as u64
-    }
-
-    fn entry(&self) -> Option<Entry> {
-        let (fp, _) = self.ctx.as_ref()?;
-        Some(Entry {
-            dev: self.key.dev,
-            ino: self.key.ino,
-            fingerprint: *fp,
-            offset: self.reasm.safe_offset(self.read_to()),
-            path: self.path.clone(),
-            target: self.target.clone(),
-        })
-    }
-}
+use super::pipeline::{Batch, Lines, Pipeline};
 
 pub struct Tailer {
     cfg: ContainersConfig,
-    filters: Filters,
-    normalizer: ContainerNormalizer,
-    files: BTreeMap<FileKey, TailFile>,
-    by_path: HashMap<PathBuf, FileKey>,
-    /// Paths the filters excluded, with the file they pointed to then.
-    ignored: HashMap<PathBuf, FileKey>,
-    resume: BTreeMap<FileKey, Entry>,
-    first_run: bool,
-    scanned_once: bool,
+    files: Files,
+    pipeline: Pipeline,
     last_scan: Option<Instant>,
-    buf: Vec<u8>,
-    ingested: String,
-    ingested_time: DateTime<Utc>,
 }
 
 impl Tailer {
@@ -133,19 +44,10 @@ impl Tailer {
         resume: Option<BTreeMap<FileKey, Entry>>,
     ) -> Tailer {
         Tailer {
-            filters: Filters::new(&cfg),
-            buf: Vec::with_capacity(cfg.read_buffer_bytes),
+            files: Files::new(cfg.clone(), resume),
+            pipeline: Pipeline::new(&cfg, normalizer),
             cfg,
-            normalizer,
-            files: BTreeMap::new(),
-            by_path: HashMap::new(),
-            ignored: HashMap::new(),
-            first_run: resume.is_none(),
-            resume: resume.unwrap_or_default(),
-            scanned_once: false,
             last_scan: None,
-            ingested: ingested_now(),
-            ingested_time: Utc::now(),
         }
     }
 
@@ -175,23 +77,202 @@ impl Tailer {
     /// One pass over the files. True if any data was read or any message produced.
     pub fn step(&mut self, batch: &mut Batch, now: Instant, force_scan: bool) -> bool {
         if force_scan || self.last_scan.is_none_or(|t| now.duration_since(t) >= self.cfg.poll_interval) {
-            self.scan(batch, now);
+            self.files.scan(&mut self.pipeline, batch, now);
             self.last_scan = Some(now);
         }
-        self.ingested = ingested_now();
-        self.ingested_time = Utc::now();
+        self.pipeline.stamp_ingested();
         let before = batch.docs.len();
-        let mut busy = false;
-        let keys: Vec<FileKey> = self.files.keys().copied().collect();
-        for key in keys {
-            busy |= self.read_file(key, batch, now);
-        }
-        self.housekeeping(batch, now);
+        let busy = self.files.read(&mut self.pipeline, batch, now);
+        self.files.housekeeping(&mut self.pipeline, batch, now);
         metrics().files_open.set(self.files.len() as i64);
         busy || batch.docs.len() > before
     }
+}
 
-    fn scan(&mut self, batch: &mut Batch, now: Instant) {
+/// How many buffer-fulls one file may read per step before the others get a turn.
+const READS_PER_TURN: usize = 8;
+
+/// One open file and where it stands in its life: waiting for its first line,
+/// being read, detached after rotation, drained.
+struct TailFile {
+    key: FileKey,
+    file: File,
+    path: PathBuf,
+    target: PathBuf,
+    meta: Metadata,
+    opened: Instant,
+    /// Set once the file has a fingerprint (its first line is complete).
+    established: Option<(Fingerprint, Lines)>,
+    resume: Option<Entry>,
+    start_at_end: bool,
+    /// Rotated away or deleted at this time: read to the end, then close.
+    detached: Option<Instant>,
+    /// A read after detaching returned no data.
+    drained: bool,
+    /// The path's previous file; this one waits until it is drained.
+    waits_for: Option<FileKey>,
+    at_eof: bool,
+    last_data: Instant,
+}
+
+impl TailFile {
+    /// Opens the listed file; None if it cannot be opened or is no longer the
+    /// file that was listed (the path was replaced in between).
+    fn open(fd: Found, target: PathBuf, meta: Metadata, now: Instant) -> Option<TailFile> {
+        let file = match File::open(&target) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(file = %fd.path.display(), "cannot open container log: {e}");
+                return None;
+            }
+        };
+        let key = FileKey::of(&file.metadata().ok()?);
+        (key == fd.key).then(|| TailFile {
+            key,
+            file,
+            path: fd.path,
+            target,
+            meta,
+            opened: now,
+            established: None,
+            resume: None,
+            start_at_end: false,
+            detached: None,
+            drained: false,
+            waits_for: None,
+            at_eof: false,
+            last_data: now,
+        })
+    }
+
+    fn entry(&self) -> Option<Entry> {
+        let (fp, lines) = self.established.as_ref()?;
+        Some(Entry {
+            dev: self.key.dev,
+            ino: self.key.ino,
+            fingerprint: *fp,
+            offset: lines.resume_offset(),
+            path: self.path.clone(),
+            target: self.target.clone(),
+        })
+    }
+
+    fn read_offset(&self) -> u64 {
+        self.established.as_ref().map_or(0, |(_, lines)| lines.read_offset())
+    }
+
+    /// Gives the file its fingerprint and start offset, once its first line is
+    /// complete (or it has waited `partial_flush_timeout` for one). False: not yet.
+    fn establish(&mut self, cfg: &ContainersConfig, pipeline: &Pipeline, now: Instant) -> bool {
+        let fp = match Fingerprint::read(&self.file, cfg.fingerprint_bytes) {
+            Ok(Some(fp)) => fp,
+            Ok(None) => {
+                let len = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                // Nobody writes to a rotated file any more: take what it has now.
+                let waited = self.detached.is_some() || now.duration_since(self.opened) >= cfg.partial_flush_timeout;
+                if len == 0 || !waited {
+                    return false;
+                }
+                // A lone unterminated first line: fingerprint what there is.
+                match Fingerprint::read(&self.file, len as usize) {
+                    Ok(Some(fp)) => fp,
+                    _ => return false,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), "cannot read: {e}");
+                return false;
+            }
+        };
+        let mut fingerprint = fp;
+        let mut offset = 0;
+        if let Some(entry) = self.resume.take() {
+            if entry.fingerprint.matches(&self.file).unwrap_or(false) {
+                fingerprint = entry.fingerprint;
+                offset = entry.offset;
+            } else {
+                tracing::info!(file = %self.path.display(), "inode reused by a new file: reading it from the start");
+            }
+        } else if self.start_at_end {
+            offset = end_of_last_line(&self.file).unwrap_or(0);
+        }
+        let lines = pipeline.start(self.key, fingerprint, &self.path, self.meta.clone(), offset);
+        self.established = Some((fingerprint, lines));
+        true
+    }
+
+    /// Reads up to [`READS_PER_TURN`] buffer-fulls through the pipeline, or
+    /// until the batch is full. True if data was read.
+    fn read_turn(&mut self, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant, batch_max: usize) -> bool {
+        let mut busy = false;
+        for _ in 0..READS_PER_TURN {
+            let Some((_, lines)) = self.established.as_mut() else {
+                break;
+            };
+            match pipeline.read(lines, &self.file, now, batch) {
+                Ok(0) => {
+                    self.at_eof = true;
+                    if self.detached.is_some() {
+                        self.drained = true;
+                    }
+                    break;
+                }
+                Ok(_) => {
+                    busy = true;
+                    self.at_eof = false;
+                    self.last_data = now;
+                    if let Some(e) = self.entry() {
+                        batch.position(e);
+                    }
+                    if batch.docs.len() >= batch_max {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %self.path.display(), "read error, will retry: {e}");
+                    break;
+                }
+            }
+        }
+        busy
+    }
+}
+
+/// Every open file, by identity and by the path that currently leads to it.
+struct Files {
+    cfg: ContainersConfig,
+    filters: Filters,
+    files: BTreeMap<FileKey, TailFile>,
+    by_path: HashMap<PathBuf, FileKey>,
+    /// Paths the filters excluded, with the file they pointed to then.
+    ignored: HashMap<PathBuf, FileKey>,
+    resume: BTreeMap<FileKey, Entry>,
+    first_run: bool,
+    scanned_once: bool,
+}
+
+impl Files {
+    /// `resume` is the loaded checkpoint, None on the very first run.
+    fn new(cfg: ContainersConfig, resume: Option<BTreeMap<FileKey, Entry>>) -> Files {
+        Files {
+            filters: Filters::new(&cfg),
+            cfg,
+            files: BTreeMap::new(),
+            by_path: HashMap::new(),
+            ignored: HashMap::new(),
+            first_run: resume.is_none(),
+            resume: resume.unwrap_or_default(),
+            scanned_once: false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Re-lists the globs and applies what changed: new files, rotations,
+    /// deletions, truncations (whose pending pieces go out through `pipeline`).
+    fn scan(&mut self, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) {
         let found = discovery::list(&self.cfg.paths);
         let mut seen: HashSet<PathBuf> = HashSet::with_capacity(found.len());
         for fd in found {
@@ -203,7 +284,7 @@ impl Tailer {
                 self.ignored.remove(&fd.path);
             }
             match self.by_path.get(&fd.path).copied() {
-                Some(k) if k == fd.key => self.check_truncation(k, fd.len, batch),
+                Some(k) if k == fd.key => self.check_truncation(k, fd.len, pipeline, batch),
                 Some(old) => {
                     metrics().rotations.inc();
                     self.by_path.remove(&fd.path);
@@ -226,6 +307,44 @@ impl Tailer {
         }
     }
 
+    /// Gives every file a turn at reading. True if any data was read.
+    fn read(&mut self, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) -> bool {
+        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        let mut busy = false;
+        for key in keys {
+            busy |= self.read_file(key, pipeline, batch, now);
+        }
+        busy
+    }
+
+    /// Sends dangling partial messages that waited long enough, and closes
+    /// rotated files that are done.
+    fn housekeeping(&mut self, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) {
+        let mut close = Vec::new();
+        for (key, f) in self.files.iter_mut() {
+            if f.at_eof {
+                if let Some((_, lines)) = f.established.as_mut() {
+                    if pipeline.flush_expired(lines, now, batch) {
+                        if let Some(e) = f.entry() {
+                            batch.position(e);
+                        }
+                    }
+                }
+            }
+            if let Some(since) = f.detached {
+                let quiet = now.duration_since(f.last_data.max(since));
+                if (f.drained && quiet >= self.cfg.rotated_grace)
+                    || now.duration_since(since) >= self.cfg.rotated_max_open
+                {
+                    close.push(*key);
+                }
+            }
+        }
+        for key in close {
+            self.close(key, pipeline, batch, now);
+        }
+    }
+
     /// Checkpointed files that no glob matches any more were rotated while the
     /// gateway was down: find them beside their old target (same dev and inode,
     /// same fingerprint) and read them to the end. The rest are gone: forget them.
@@ -237,33 +356,32 @@ impl Tailer {
             }
             // A file the filters exclude now is not read, rotated or not.
             let excluded = self.ignored.values().any(|k| *k == entry.key());
-            let found =
-                entry.target.parent().filter(|_| !excluded).and_then(|dir| std::fs::read_dir(dir).ok()).and_then(
-                    |rd| {
-                        rd.flatten().map(|d| d.path()).find(|p| {
-                            !discovery::skipped_name(p)
-                                && std::fs::metadata(p).is_ok_and(|m| m.is_file() && FileKey::of(&m) == entry.key())
-                        })
-                    },
-                );
+            let found = entry.target.parent().filter(|_| !excluded).and_then(|dir| beside(dir, entry.key()));
             match found {
-                Some(path) => {
-                    tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down");
-                    let key = entry.key();
-                    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    let meta = Metadata::from_paths(&entry.path, Some(&path));
-                    self.resume.insert(key, entry.clone());
-                    if self.open_with(Found { path: entry.path.clone(), key, len }, path, meta, None, now) {
-                        self.detach(key, now);
-                        // The file now at the old path was written after this one.
-                        if let Some(newer) = self.by_path.get(&entry.path).copied().filter(|k| *k != key) {
-                            if let Some(f) = self.files.get_mut(&newer) {
-                                f.waits_for = Some(key);
-                            }
-                        }
-                    }
-                }
+                Some(path) => self.recover(entry, path, now),
                 None => batch.updates.push(Update::Forget(entry.key())),
+            }
+        }
+    }
+
+    /// Opens an orphan found at `path`, detached: it is read to its end, before
+    /// the file now at its old path.
+    fn recover(&mut self, entry: Entry, path: PathBuf, now: Instant) {
+        tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down");
+        let key = entry.key();
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let meta = Metadata::from_paths(&entry.path, Some(&path));
+        let old_path = entry.path.clone();
+        self.resume.insert(key, entry);
+        let found = Found { path: old_path.clone(), key, len };
+        if !TailFile::open(found, path, meta, now).is_some_and(|f| self.add(f, None)) {
+            return;
+        }
+        self.detach(key, now);
+        // The file now at the old path was written after this one.
+        if let Some(newer) = self.by_path.get(&old_path).copied().filter(|k| *k != key) {
+            if let Some(f) = self.files.get_mut(&newer) {
+                f.waits_for = Some(key);
             }
         }
     }
@@ -283,61 +401,21 @@ impl Tailer {
             return;
         }
         let (path, key) = (fd.path.clone(), fd.key);
-        if self.open_with(fd, target, meta, waits_for, now) {
+        if TailFile::open(fd, target, meta, now).is_some_and(|f| self.add(f, waits_for)) {
             self.by_path.insert(path, key);
         }
     }
 
-    /// Opens and registers the file; false if it could not be opened or is no
-    /// longer the file that was listed.
-    fn open_with(
-        &mut self,
-        fd: Found,
-        target: PathBuf,
-        meta: Metadata,
-        waits_for: Option<FileKey>,
-        now: Instant,
-    ) -> bool {
-        let file = match File::open(&target) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(file = %fd.path.display(), "cannot open container log: {e}");
-                return false;
-            }
-        };
-        // The path may have been replaced between the listing and the open.
-        let key = match file.metadata() {
-            Ok(m) => FileKey::of(&m),
-            Err(_) => return false,
-        };
-        if key != fd.key || self.files.contains_key(&key) {
+    /// Registers a freshly opened file; false if that file is open already.
+    fn add(&mut self, mut f: TailFile, waits_for: Option<FileKey>) -> bool {
+        if self.files.contains_key(&f.key) {
             return false;
         }
-        let start_at_end = self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End;
-        tracing::debug!(file = %fd.path.display(), dev = key.dev, inode = key.ino, "tailing");
-        self.files.insert(
-            key,
-            TailFile {
-                key,
-                file,
-                path: fd.path,
-                target,
-                meta,
-                opened: now,
-                ctx: None,
-                format: None,
-                read_offset: 0,
-                carry: Vec::new(),
-                reasm: Reassembler::new(self.cfg.max_message_bytes),
-                resume: self.resume.remove(&key),
-                start_at_end,
-                detached: None,
-                drained: false,
-                waits_for,
-                at_eof: false,
-                last_data: now,
-            },
-        );
+        f.start_at_end = self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End;
+        f.resume = self.resume.remove(&f.key);
+        f.waits_for = waits_for;
+        tracing::debug!(file = %f.path.display(), dev = f.key.dev, inode = f.key.ino, "tailing");
+        self.files.insert(f.key, f);
         true
     }
 
@@ -354,41 +432,36 @@ impl Tailer {
         }
     }
 
-    fn check_truncation(&mut self, key: FileKey, len: u64, batch: &mut Batch) {
+    fn check_truncation(&mut self, key: FileKey, len: u64, pipeline: &mut Pipeline, batch: &mut Batch) {
         let Some(f) = self.files.get_mut(&key) else {
             return;
         };
-        let shrank = len < f.read_offset;
-        let rewritten = !shrank && f.ctx.as_ref().is_some_and(|(fp, _)| !fp.matches(&f.file).unwrap_or(true));
-        if !(shrank || rewritten) {
+        let Some((fp, lines)) = f.established.as_mut() else {
+            return;
+        };
+        let from = lines.read_offset();
+        let shrank = len < from;
+        if !shrank && fp.matches(&f.file).unwrap_or(true) {
             return;
         }
-        tracing::info!(file = %f.path.display(), from = f.read_offset, to = len, "file truncated in place (copytruncate): reading from the start");
+        tracing::info!(file = %f.path.display(), from, to = len, "file truncated in place (copytruncate): reading from the start");
         metrics().truncations.inc();
-        if let Some((_, ctx)) = &f.ctx {
-            for rec in f.reasm.flush_all() {
-                metrics().partial_flushed.inc();
-                emit(&mut self.normalizer, ctx, &rec, &self.ingested, batch);
-            }
-        }
-        f.read_offset = 0;
-        f.carry.clear();
-        f.ctx = None;
-        f.format = None;
+        pipeline.flush_all(lines, batch);
+        f.established = None;
         f.at_eof = false;
     }
 
-    /// Reads a bounded amount from one file. True if data was read.
-    fn read_file(&mut self, key: FileKey, batch: &mut Batch, now: Instant) -> bool {
+    /// Reads a bounded amount from one file, once its predecessor is drained
+    /// and it has a fingerprint. True if data was read.
+    fn read_file(&mut self, key: FileKey, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) -> bool {
         if let Some(pred) = self.files.get(&key).and_then(|f| f.waits_for) {
             if self.files.get(&pred).is_some_and(|p| !p.drained) {
                 return false;
             }
             self.files.get_mut(&key).expect("present").waits_for = None;
         }
-        let Tailer { cfg, normalizer, files, buf, ingested, ingested_time, .. } = self;
-        let f = files.get_mut(&key).expect("present");
-        if f.ctx.is_none() && !establish(cfg, normalizer, f, now) {
+        let f = self.files.get_mut(&key).expect("present");
+        if f.established.is_none() && !f.establish(&self.cfg, pipeline, now) {
             // A rotated-away file with nothing readable must not hold up its successor.
             if f.detached.is_some() {
                 f.drained = true;
@@ -396,145 +469,30 @@ impl Tailer {
             }
             return false;
         }
-        let mut busy = false;
-        for _ in 0..READS_PER_TURN {
-            match read_chunk(f, buf, cfg.read_buffer_bytes) {
-                Ok(0) => {
-                    f.at_eof = true;
-                    if f.detached.is_some() {
-                        f.drained = true;
-                    }
-                    break;
-                }
-                Ok(n) => {
-                    busy = true;
-                    f.at_eof = false;
-                    f.last_data = now;
-                    metrics().bytes_read.inc_by(n as u64);
-                    process(cfg, normalizer, f, buf, now, ingested, *ingested_time, batch);
-                    if let Some(e) = f.entry() {
-                        batch.position(e);
-                    }
-                    if batch.docs.len() >= cfg.batch_max_documents {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(file = %f.path.display(), "read error, will retry: {e}");
-                    break;
-                }
-            }
-        }
-        busy
+        f.read_turn(pipeline, batch, now, self.cfg.batch_max_documents)
     }
 
-    fn housekeeping(&mut self, batch: &mut Batch, now: Instant) {
-        let mut close = Vec::new();
-        for (key, f) in self.files.iter_mut() {
-            if f.at_eof && f.reasm.has_pending() {
-                if let Some((_, ctx)) = &f.ctx {
-                    let expired = f.reasm.flush_expired(now, self.cfg.partial_flush_timeout);
-                    if !expired.is_empty() {
-                        for rec in &expired {
-                            metrics().partial_flushed.inc();
-                            emit(&mut self.normalizer, ctx, rec, &self.ingested, batch);
-                        }
-                        if let Some(e) = f.entry() {
-                            batch.position(e);
-                        }
-                    }
-                }
-            }
-            if let Some(since) = f.detached {
-                let quiet = now.duration_since(f.last_data.max(since));
-                if (f.drained && quiet >= self.cfg.rotated_grace)
-                    || now.duration_since(since) >= self.cfg.rotated_max_open
-                {
-                    close.push(*key);
-                }
-            }
+    fn close(&mut self, key: FileKey, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) {
+        let f = self.files.remove(&key).expect("present");
+        if !f.drained {
+            metrics().files_closed_unread.inc();
+            tracing::warn!(file = %f.target.display(), read_to = f.read_offset(),
+                "closing a rotated file before its end: rotated_max_open reached (the rest is lost)");
         }
-        for key in close {
-            let mut f = self.files.remove(&key).expect("present");
-            if !f.drained {
-                metrics().files_closed_unread.inc();
-                tracing::warn!(file = %f.target.display(), read_to = f.read_offset,
-                    "closing a rotated file before its end: rotated_max_open reached (the rest is lost)");
-            }
-            if f.ctx.is_some() {
-                // An unterminated last line (the writer died mid-line) is a dangling piece too.
-                let carry = std::mem::take(&mut f.carry);
-                if !carry.is_empty() {
-                    let offset = f.read_to() - carry.len() as u64;
-                    let fmt = *f.format.get_or_insert_with(|| Format::detect(&carry));
-                    match format::parse(fmt, &carry) {
-                        Ok(mut piece) => {
-                            piece.partial = true;
-                            f.reasm.push(piece, offset, now);
-                        }
-                        Err(_) => line(
-                            &mut self.normalizer,
-                            &mut f,
-                            &carry,
-                            offset,
-                            now,
-                            &self.ingested,
-                            self.ingested_time,
-                            batch,
-                        ),
-                    }
-                }
-                let (_, ctx) = f.ctx.as_ref().expect("checked");
-                for rec in f.reasm.flush_all() {
-                    metrics().partial_flushed.inc();
-                    emit(&mut self.normalizer, ctx, &rec, &self.ingested, batch);
-                }
-            }
-            tracing::debug!(file = %f.target.display(), "closed");
-            batch.updates.push(Update::Forget(key));
+        if let Some((_, lines)) = f.established {
+            pipeline.finish(lines, now, batch);
         }
+        tracing::debug!(file = %f.target.display(), "closed");
+        batch.updates.push(Update::Forget(key));
     }
 }
 
-/// Gives the file its fingerprint and start offset, once its first line is
-/// complete (or it has waited `partial_flush_timeout` for one). False: not yet.
-fn establish(cfg: &ContainersConfig, normalizer: &ContainerNormalizer, f: &mut TailFile, now: Instant) -> bool {
-    let fp = match Fingerprint::read(&f.file, cfg.fingerprint_bytes) {
-        Ok(Some(fp)) => fp,
-        Ok(None) => {
-            let len = f.file.metadata().map(|m| m.len()).unwrap_or(0);
-            // Nobody writes to a rotated file any more: take what it has now.
-            let waited = f.detached.is_some() || now.duration_since(f.opened) >= cfg.partial_flush_timeout;
-            if len == 0 || !waited {
-                return false;
-            }
-            // A lone unterminated first line: fingerprint what there is.
-            match Fingerprint::read(&f.file, len as usize) {
-                Ok(Some(fp)) => fp,
-                _ => return false,
-            }
-        }
-        Err(e) => {
-            tracing::warn!(file = %f.path.display(), "cannot read: {e}");
-            return false;
-        }
-    };
-    let mut fingerprint = fp;
-    let mut offset = 0;
-    if let Some(entry) = f.resume.take() {
-        if entry.fingerprint.matches(&f.file).unwrap_or(false) {
-            fingerprint = entry.fingerprint;
-            offset = entry.offset;
-        } else {
-            tracing::info!(file = %f.path.display(), "inode reused by a new file: reading it from the start");
-        }
-    } else if f.start_at_end {
-        offset = end_of_last_line(&f.file).unwrap_or(0);
-    }
-    f.read_offset = offset;
-    let ctx = normalizer.file_context(f.key, fingerprint, &f.path, f.meta.clone());
-    f.ctx = Some((fingerprint, ctx));
-    true
+/// The file in `dir` with this (dev, inode), if any.
+fn beside(dir: &Path, key: FileKey) -> Option<PathBuf> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    rd.flatten().map(|d| d.path()).find(|p| {
+        !discovery::skipped_name(p) && std::fs::metadata(p).is_ok_and(|m| m.is_file() && FileKey::of(&m) == key)
+    })
 }
 
 /// The offset just after the file's last newline (start at the end, whole lines only).
@@ -552,113 +510,4 @@ fn end_of_last_line(file: &File) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
-}
-
-/// `buf` = the file's carry + up to `size` new bytes.
-fn read_chunk(f: &mut TailFile, buf: &mut Vec<u8>, size: usize) -> std::io::Result<usize> {
-    buf.clear();
-    buf.extend_from_slice(&f.carry);
-    let c = buf.len();
-    buf.resize(c + size, 0);
-    let n = loop {
-        match f.file.read_at(&mut buf[c..], f.read_offset) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    let n = match n {
-        Ok(n) => n,
-        Err(e) => {
-            buf.truncate(c);
-            return Err(e);
-        }
-    };
-    buf.truncate(c + n);
-    if n > 0 {
-        f.read_offset += n as u64;
-        f.carry.clear();
-    }
-    Ok(n)
-}
-
-/// Splits `buf` (which starts at `f.read_to()` before this read) into lines.
-#[allow(clippy::too_many_arguments)]
-fn process(
-    cfg: &ContainersConfig,
-    normalizer: &mut ContainerNormalizer,
-    f: &mut TailFile,
-    buf: &[u8],
-    now: Instant,
-    ingested: &str,
-    ingested_time: DateTime<Utc>,
-    batch: &mut Batch,
-) {
-    let base = f.read_offset - buf.len() as u64;
-    let mut start = 0;
-    let mut lines = 0u64;
-    for nl in memchr::memchr_iter(b'\n', buf) {
-        line(normalizer, f, &buf[start..nl], base + start as u64, now, ingested, ingested_time, batch);
-        lines += 1;
-        start = nl + 1;
-    }
-    // A "line" longer than any message may be is handled now rather than buffered without bound.
-    if buf.len() - start > cfg.max_message_bytes + 64 * 1024 {
-        line(normalizer, f, &buf[start..], base + start as u64, now, ingested, ingested_time, batch);
-        lines += 1;
-        start = buf.len();
-    }
-    f.carry.extend_from_slice(&buf[start..]);
-    if f.carry.capacity() > 4 * cfg.read_buffer_bytes && f.carry.len() < cfg.read_buffer_bytes {
-        f.carry.shrink_to_fit();
-    }
-    metrics().lines_read.inc_by(lines);
-    metrics().cut_bytes.inc_by(f.reasm.take_cut_bytes());
-}
-
-#[allow(clippy::too_many_arguments)]
-fn line(
-    normalizer: &mut ContainerNormalizer,
-    f: &mut TailFile,
-    text: &[u8],
-    offset: u64,
-    now: Instant,
-    ingested: &str,
-    ingested_time: DateTime<Utc>,
-    batch: &mut Batch,
-) {
-    if text.is_empty() {
-        return;
-    }
-    let fmt = *f.format.get_or_insert_with(|| Format::detect(text));
-    let (_, ctx) = f.ctx.as_ref().expect("established before reading");
-    match format::parse(fmt, text) {
-        Ok(parsed) => {
-            if let Some(rec) = f.reasm.push(parsed, offset, now) {
-                emit(normalizer, ctx, &rec, ingested, batch);
-            }
-        }
-        Err(e) => {
-            metrics().invalid_lines.inc();
-            let rec = Record {
-                offset,
-                time_text: ingested.into(),
-                time: ingested_time,
-                stream: None,
-                message: text.into(),
-                flags: Flags { invalid: true, ..Flags::default() },
-                error: Some(e.to_string()),
-            };
-            emit(normalizer, ctx, &rec, ingested, batch);
-        }
-    }
-}
-
-fn emit(normalizer: &mut ContainerNormalizer, ctx: &FileContext, rec: &Record<'_>, ingested: &str, batch: &mut Batch) {
-    if rec.flags.cut {
-        metrics().cut_messages.inc();
-    }
-    metrics().messages.inc();
-    let doc = normalizer.normalize(ctx, rec, ingested);
-    batch.bytes += doc.body.len();
-    batch.docs.push(doc);
 }
