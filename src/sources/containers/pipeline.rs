@@ -2,8 +2,8 @@
 //! docker, detected from the first line) → reassembled messages → documents,
 //! collected with the checkpoint updates they make safe in a [`Batch`].
 //!
-//! It knows nothing of rotation or which files are open: the read loop
-//! (`tailer.rs`) hands it one file's `Lines` and that file's handle, and
+//! It knows nothing of rotation or which files are open: the file registry
+//! (`files.rs`) hands it one file's `Lines` and that file's handle, and
 //! everything flows one way from here to [`super::format`],
 //! [`super::reassembly`] and [`super::document`].
 //!
