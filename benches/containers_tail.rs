@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::sources::containers::config::ContainersConfig;
 use kube_log_gateway::sources::containers::document::ContainerNormalizer;
-use kube_log_gateway::sources::containers::tailer::{Batch, Tailer};
+use kube_log_gateway::sources::containers::pipeline::Batch;
+use kube_log_gateway::sources::containers::tailer::Tailer;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -8,7 +8,9 @@
 //! * [`reassembly`] — partial lines → messages, size cap, dangling partials.
 //! * [`metadata`] — namespace/pod/container from the path.
 //! * [`document`] — one message → one document (and the container index mapping).
-//! * [`tailer`] — the blocking read loop that produces batches.
+//! * `files` — which files are open; rotation, truncation, closing.
+//! * [`pipeline`] — one file's bytes → lines → messages → documents, in a [`pipeline::Batch`].
+//! * [`tailer`] — the blocking read loop that drives both and produces batches.
 //! * [`checkpoint`] — offsets, saved only after delivery.
 //!
 //! Two halves: the [`tailer::Tailer`] runs on its own thread (reading and
@@ -23,9 +25,11 @@ pub mod config;
 pub mod discovery;
 pub mod document;
 pub mod file_id;
+mod files;
 pub mod format;
 pub mod metadata;
 pub mod metrics;
+pub mod pipeline;
 pub mod reassembly;
 pub mod tailer;
 #[cfg(test)]

@@ -12,7 +12,8 @@ use super::checkpoint::{Entry, Update};
 use super::config::ContainersConfig;
 use super::document::ContainerNormalizer;
 use super::file_id::FileKey;
-use super::tailer::{Batch, Tailer};
+use super::pipeline::Batch;
+use super::tailer::Tailer;
 use crate::document::index_pattern::IndexPattern;
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
