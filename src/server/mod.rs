@@ -139,7 +139,8 @@ pub async fn serve_with(
     let labels = ListenerLabels { listener: name };
     let metrics = connection_metrics();
     let refused_log = LogThrottle::new(REFUSED_LOG_INTERVAL);
-    metrics.refused.get_or_create(&labels);
+    // Exported as 0 from the start, not only after the first refusal.
+    let _ = metrics.refused.get_or_create(&labels);
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
