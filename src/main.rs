@@ -1,6 +1,6 @@
 //! The `kube-log-gateway` binary: argument parsing and the process edge.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -47,7 +47,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load(&config).map_err(|e| e.to_string()).and_then(|cfg| {
+            startup_checks(&cfg)?;
+            Ok(cfg)
+        }) {
             Ok(cfg) => {
                 println!("{}", serde_json::to_string_pretty(&redacted(&cfg)).expect("config serializes"));
                 eprintln!("{}: OK", config.display());
@@ -90,6 +93,49 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// What `serve` checks at start-up beyond the config itself, without starting
+/// anything: the webhook's TLS configuration and tokens are built exactly as
+/// `serve` builds them, and `data_dir` must be a directory that can be written
+/// (or created).
+fn startup_checks(cfg: &Config) -> Result<(), String> {
+    check_data_dir(&cfg.data_dir)?;
+    if let Some(server) = &cfg.server {
+        server.load_files().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `data_dir`, or the nearest ancestor that exists when it does not yet, is a
+/// directory in which a file can be created (probed, then removed: permission
+/// bits say nothing about read-only filesystems or root).
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    let fail = |message: String| Err(format!("config key `data_dir`: {message}"));
+    let mut existing = dir;
+    while let Err(e) = std::fs::symlink_metadata(existing) {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ if existing != Path::new(".") => Path::new("."),
+            _ => return fail(format!("cannot create {}: {e}", dir.display())),
+        };
+    }
+    if !existing.is_dir() {
+        return if existing == dir {
+            fail(format!("{} is not a directory", dir.display()))
+        } else {
+            fail(format!("cannot create {}: {} is not a directory", dir.display(), existing.display()))
+        };
+    }
+    let probe = existing.join(format!(".kube-log-gateway-check-config-{}", std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if existing == dir => fail(format!("{} is not writable: {e}", dir.display())),
+        Err(e) => fail(format!("cannot create {}: {} is not writable: {e}", dir.display(), existing.display())),
     }
 }
 

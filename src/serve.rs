@@ -22,11 +22,9 @@ use crate::shutdown::Shutdown;
 use crate::sink::elasticsearch::client::ClientError;
 use crate::sink::elasticsearch::config::IndexPatterns;
 use crate::sink::Sink;
-use crate::sources::audit_webhook::auth::Tokens;
 use crate::sources::audit_webhook::document::AuditNormalizer;
 use crate::sources::audit_webhook::handler::{self, Webhook};
 use crate::sources::audit_webhook::limits::ClientLimiter;
-use crate::sources::audit_webhook::tls;
 use crate::sources::{containers, journald};
 use crate::spool::{drain, Spool};
 
@@ -56,6 +54,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
 
+        let files = settings.load_files()?;
         let limiter = settings
             .rate_limit
             .events_per_second
@@ -71,7 +70,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 redact_secrets: cfg.audit.redact_secrets,
             },
             spool,
-            tokens: settings.bearer_tokens_file.as_deref().map(Tokens::load).transpose()?,
+            tokens: files.tokens,
             allow_unauthenticated: settings.allow_unauthenticated,
             limiter,
             max_body_bytes: settings.max_body_bytes,
@@ -103,13 +102,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .fallback(|uri: axum::http::Uri| async move {
                 (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no such path: {}", uri.path()) })))
             })
+            .layer(axum::middleware::from_fn_with_state(settings.retry_after_seconds, handler::transient_retry_after))
             .layer(axum::middleware::from_fn(handler::count_responses));
-        let tls = if settings.tls.enabled {
-            Some(Arc::new(tls::server_config(settings)?))
-        } else {
+        let tls = files.tls;
+        if tls.is_none() {
             tracing::warn!("server.tls.enabled is false: audit events travel in plain HTTP");
-            None
-        };
+        }
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", settings.listen))?;
@@ -119,14 +117,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             listener.local_addr()?,
             settings.audit_path
         );
-        tasks.push(tokio::spawn(server::serve(
-            "webhook",
-            listener,
-            tls,
-            router,
-            settings.request_timeout,
-            shutdown.clone(),
-        )));
+        let limits = server::Limits {
+            request_timeout: settings.request_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: settings.max_connections,
+            refusal_drain_bytes: settings.refusal_drain_bytes,
+            refusal_drain_timeout: settings.refusal_drain_timeout,
+            retry_after_seconds: settings.retry_after_seconds,
+        };
+        tasks.push(tokio::spawn(server::serve_with("webhook", listener, tls, router, limits, shutdown.clone())));
     }
 
     if let Some(journald) = &cfg.sources.journald {

@@ -48,8 +48,9 @@ pub fn check_headers(headers: &HeaderMap) -> Result<bool, BodyError> {
 pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Result<Bytes, BodyError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    // A refused body is left unread: the server discards what is left of it
+    // (server.refusal_drain_bytes) so that the client gets to read the 413.
     if declared.is_some_and(|len| len > max) {
-        drain(body, max).await;
         return Err(too_large(max, "Content-Length"));
     }
     let mut body = body;
@@ -60,7 +61,6 @@ pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Resu
         let frame = frame.map_err(|e| err(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if (wire.len() + data.len()) as u64 > max {
-                drain(body, max).await;
                 return Err(too_large(max, "the body"));
             }
             wire.extend_from_slice(&data);
@@ -71,23 +71,6 @@ pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Resu
         return Ok(wire);
     }
     inflate(&wire, max)
-}
-
-/// Reads and discards what is left of a refused body — at most `4 × max`
-/// bytes or 5 s — so that the client gets to read our 413 instead of a reset
-/// connection.
-async fn drain(mut body: Body, max: u64) {
-    let budget = max.saturating_mul(4);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let mut seen = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if seen > budget {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 /// Inflates gzip, reading at most `max + 1` bytes of output.

@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::Tokens;
 use crate::setting::{key_error, readable, ConfigError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +36,21 @@ pub struct ServerConfig {
     /// How long a client may take to send one request before it is cut off.
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (also one
+    /// that completed the TLS handshake and never sent a request).
+    #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once, TLS handshakes included; more are closed at accept.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// After an early refusal (401, 404, 413, 415 …), at most this many bytes of
+    /// the unread body are read and discarded so the client gets the answer
+    /// instead of a reset; past that the connection is closed.
+    #[serde(default = "defaults::refusal_drain_bytes")]
+    pub refusal_drain_bytes: u64,
+    /// ... and for at most this long.
+    #[serde(default = "defaults::refusal_drain_timeout", with = "humantime_serde")]
+    pub refusal_drain_timeout: Duration,
     #[serde(default)]
     pub rate_limit: ClientRateLimit,
 }
@@ -112,6 +129,12 @@ impl ServerConfig {
                 ),
             ));
         }
+        if self.idle_timeout.is_zero() {
+            return Err(key_error("server.idle_timeout", "must be more than 0"));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(key_error("server.max_connections", format!("{} is outside 1–1000000", self.max_connections)));
+        }
         if self.max_body_bytes < 1024 {
             return Err(key_error("server.max_body_bytes", "must be at least 1024"));
         }
@@ -151,6 +174,44 @@ impl ServerConfig {
     }
 }
 
+/// What the webhook builds from its files at start-up: the TLS configuration
+/// (certificate, key, client CA) and the bearer tokens. `serve` runs exactly
+/// this, and so does `check-config`, so a config that passes the check also
+/// starts. Errors name the key and the file.
+pub struct WebhookFiles {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tokens: Option<Tokens>,
+}
+
+impl ServerConfig {
+    pub fn load_files(&self) -> Result<WebhookFiles, ConfigError> {
+        use super::auth::TokensError;
+        use super::tls::TlsError;
+        let tls = match self.tls.enabled {
+            true => Some(Arc::new(super::tls::server_config(self).map_err(|e| match e {
+                TlsError::Pem { key, path, message } => key_error(key, format!("cannot read {path}: {message}")),
+                TlsError::Empty { key, path, what } => key_error(key, format!("{path} contains no {what}")),
+                TlsError::Config(message) => key_error("server.tls", message),
+            })?)),
+            false => None,
+        };
+        let tokens = match &self.bearer_tokens_file {
+            Some(path) => Some(Tokens::load(path).map_err(|e| {
+                let message = match e {
+                    TokensError::Read { path, source } => format!("cannot read {path}: {source}"),
+                    TokensError::Empty { path } => format!("{path} has no tokens (one per line; # starts a comment)"),
+                    TokensError::Invalid { path, line } => {
+                        format!("{path} line {line}: a token must be one word of visible ASCII")
+                    }
+                };
+                key_error("server.bearer_tokens_file", message)
+            })?),
+            None => None,
+        };
+        Ok(WebhookFiles { tls, tokens })
+    }
+}
+
 mod defaults {
     use super::*;
     pub fn yes() -> bool {
@@ -176,5 +237,17 @@ mod defaults {
     }
     pub fn request_timeout() -> Duration {
         Duration::from_secs(20)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_connections() -> usize {
+        2048
+    }
+    pub fn refusal_drain_bytes() -> u64 {
+        4 * 1024 * 1024
+    }
+    pub fn refusal_drain_timeout() -> Duration {
+        Duration::from_secs(5)
     }
 }

@@ -84,6 +84,30 @@ pub async fn count_responses(req: axum::extract::Request, next: axum::middleware
     resp
 }
 
+/// kube-apiserver retries an answer only if it is a 500, a 429, or carries
+/// `Retry-After`; a 503 or 408 without it drops the batch for good. Every
+/// transient answer of the webhook already says when to come back; this makes
+/// sure one added later cannot forget: a 408, 429 or 5xx without `Retry-After`
+/// gets `server.retry_after_seconds`.
+pub async fn transient_retry_after(
+    State(seconds): State<u64>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    with_retry_after(&mut resp, seconds);
+    resp
+}
+
+fn with_retry_after(resp: &mut Response, seconds: u64) {
+    let status = resp.status();
+    let transient =
+        status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    if transient && !resp.headers().contains_key(header::RETRY_AFTER) {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+}
+
 async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let who = match authenticate(peer, authorization, w.tokens.as_ref(), w.allow_unauthenticated) {
@@ -186,4 +210,47 @@ fn audit_id_of(raw: &serde_json::value::RawValue) -> Option<String> {
         audit_id: Option<String>,
     }
     serde_json::from_str::<Id>(raw.get()).ok().and_then(|i| i.audit_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_answers_say_when_to_retry() {
+        // The 503 the handler gives when the spool cannot write, and the 429s.
+        let spool_error = retry_after(StatusCode::SERVICE_UNAVAILABLE, 2, "cannot spool the batch: disk".into());
+        assert_eq!(spool_error.headers()[header::RETRY_AFTER], "2");
+        let limited = retry_after(StatusCode::TOO_MANY_REQUESTS, 3, "rate limit".into());
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+
+        // Any transient status that forgot it gets one; its own value is kept.
+        for status in [
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            let mut resp = error(status, "transient");
+            with_retry_after(&mut resp, 4);
+            assert_eq!(resp.headers()[header::RETRY_AFTER], "4", "{status}");
+        }
+        let mut resp = retry_after(StatusCode::SERVICE_UNAVAILABLE, 1, "x".into());
+        with_retry_after(&mut resp, 4);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+
+        // Permanent refusals carry none: they are meant to be dropped.
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::NOT_FOUND,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ] {
+            let mut resp = error(status, "permanent");
+            with_retry_after(&mut resp, 4);
+            assert!(!resp.headers().contains_key(header::RETRY_AFTER), "{status}");
+        }
+    }
 }

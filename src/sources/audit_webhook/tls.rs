@@ -47,10 +47,17 @@ pub fn load_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'
 
 pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
     let certs = load_certs("server.tls.cert_file", &s.tls.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&s.tls.key_file).map_err(|e| TlsError::Pem {
-        key: "server.tls.key_file",
-        path: s.tls.key_file.display().to_string(),
-        message: e.to_string(),
+    let key = PrivateKeyDer::from_pem_file(&s.tls.key_file).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
+            key: "server.tls.key_file",
+            path: s.tls.key_file.display().to_string(),
+            what: "PEM private key",
+        },
+        e => TlsError::Pem {
+            key: "server.tls.key_file",
+            path: s.tls.key_file.display().to_string(),
+            message: e.to_string(),
+        },
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -60,6 +67,13 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
             let mut roots = RootCertStore::empty();
             for cert in load_certs("server.tls.client_ca_file", ca)? {
                 roots.add(cert).map_err(|e| TlsError::Config(format!("client_ca_file {}: {e}", ca.display())))?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::Empty {
+                    key: "server.tls.client_ca_file",
+                    path: ca.display().to_string(),
+                    what: "usable CA certificate",
+                });
             }
             let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
             if s.bearer_tokens_file.is_some() || s.allow_unauthenticated {
@@ -75,9 +89,13 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(format!("cert_file/key_file do not match or are unusable: {e}")))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        TlsError::Config(format!(
+            "key_file {} does not fit cert_file {} (not the certificate's key, or unusable): {e}",
+            s.tls.key_file.display(),
+            s.tls.cert_file.display()
+        ))
+    })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

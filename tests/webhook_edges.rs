@@ -1,0 +1,725 @@
+//! The webhook listener at its edges: refusals that reach a client still
+//! sending a large body (HTTP/1.1 and HTTP/2), idle connections and the
+//! connection cap, expired client certificates, `check-config` refusing what
+//! `serve` refuses, and `Retry-After` on every transient answer.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+const EVENTLIST: &str = include_str!("fixtures/audit-eventlist.json");
+const BIG: usize = 400 * 1024;
+
+// ---------------------------------------------------------------- helpers
+
+/// A rustls client trusting `certs/ca.crt`, presenting `certs/client.*` if
+/// `with_cert`, offering `alpn`.
+fn client_config(certs: &Path, with_cert: bool, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = if with_cert {
+        let chain: Vec<_> =
+            CertificateDer::pem_file_iter(certs.join("client.crt")).unwrap().map(Result::unwrap).collect();
+        builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(certs.join("client.key")).unwrap()).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+async fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await
+}
+
+/// Waits until the server closes `stream` (EOF or an error on read); returns
+/// how long that took, or `None` after `limit`.
+async fn wait_closed(stream: &mut TlsStream<TcpStream>, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// The client side of a connection, noting every HTTP/2 RST_STREAM frame the
+/// server sends (stream id, error code) — hyper's client hides them, curl
+/// 7.88 fails the request on one that arrives while it is still uploading.
+struct ResetSniffer<T> {
+    inner: T,
+    pending: Vec<u8>,
+    resets: Arc<std::sync::Mutex<Vec<(u32, u32)>>>,
+}
+
+impl<T> ResetSniffer<T> {
+    fn saw(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while self.pending.len() >= 9 {
+            let len = u32::from_be_bytes([0, self.pending[0], self.pending[1], self.pending[2]]) as usize;
+            if self.pending.len() < 9 + len {
+                break;
+            }
+            if self.pending[3] == 0x3 && len == 4 {
+                let stream = u32::from_be_bytes(self.pending[5..9].try_into().unwrap()) & 0x7fff_ffff;
+                let code = u32::from_be_bytes(self.pending[9..13].try_into().unwrap());
+                self.resets.lock().unwrap().push((stream, code));
+            }
+            self.pending.drain(..9 + len);
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ResetSniffer<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if polled.is_ready() {
+            let new = buf.filled()[before..].to_vec();
+            self.saw(&new);
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ResetSniffer<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+struct H2Answer {
+    status: u16,
+    body: String,
+    /// RST_STREAM frames the server sent, up to 500 ms after the answer.
+    resets: Vec<(u32, u32)>,
+}
+
+/// One POST over HTTP/2 (ALPN h2) with hyper's client.
+async fn h2_post(
+    port: u16,
+    certs: &Path,
+    with_cert: bool,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> H2Answer {
+    let tls = connect(port, client_config(certs, with_cert, &[b"h2"])).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the gateway must speak HTTP/2");
+    let resets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let io = ResetSniffer { inner: tls, pending: Vec::new(), resets: resets.clone() };
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut req = axum::http::Request::post(format!("https://localhost:{port}{path}"))
+        .header("content-length", body.len().to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender.send_request(req.body(Full::new(Bytes::from(body))).unwrap()).await.expect("h2 response");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("h2 response body").to_bytes();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resets = resets.lock().unwrap().clone();
+    H2Answer { status, body: String::from_utf8_lossy(&body).into_owned(), resets }
+}
+
+/// One POST over HTTP/1.1 with Python's http.client, which sends the whole body
+/// before it reads the answer — the client that saw a reset instead of a 415.
+fn python_post(port: u16, certs: &Path, with_cert: bool, path: &str, content_type: &str, size: usize) -> Value {
+    const SCRIPT: &str = r#"
+import http.client, json, ssl, sys
+port, certs, with_cert, path, ctype, size = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=certs + "/ca.crt")
+if with_cert == "yes":
+    ctx.load_cert_chain(certs + "/client.crt", certs + "/client.key")
+conn = http.client.HTTPSConnection("localhost", int(port), context=ctx, timeout=30)
+try:
+    conn.request("POST", path, body=b"[" + b" " * (int(size) - 2) + b"]", headers={"Content-Type": ctype})
+    r = conn.getresponse()
+    print(json.dumps({"status": r.status, "version": r.version, "body": r.read().decode()}))
+except Exception as e:
+    print(json.dumps({"status": 0, "body": repr(e)}))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(certs)
+        .arg(if with_cert { "yes" } else { "no" })
+        .arg(path)
+        .arg(content_type)
+        .arg(size.to_string())
+        .output()
+        .expect("python3");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("python3: {e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+fn error_body(message: &str) -> String {
+    json!({ "error": message }).to_string()
+}
+
+// ---------------------------------------------------------------- 1. refusals
+
+/// The four early refusals, each with a 400 KB body still on its way.
+fn refusals() -> [(&'static str, bool, &'static str, u16, &'static str); 4] {
+    [
+        ("/audit", true, "text/plain", 415, r#"Content-Type must be application/json, got "text/plain""#),
+        (
+            "/audit",
+            false,
+            "application/json",
+            401,
+            "authentication required: a client certificate or an Authorization: Bearer token",
+        ),
+        ("/audit", true, "application/json", 413, "Content-Length exceeds server.max_body_bytes (65536 bytes)"),
+        ("/nope", true, "application/json", 404, "no such path: /nope"),
+    ]
+}
+
+fn refusal_setup(name: &str) -> (tempfile::TempDir, WebhookSetup) {
+    let tokens = tempfile::tempdir().unwrap();
+    let file = tokens.path().join("tokens");
+    std::fs::write(&file, "the-token\n").unwrap();
+    let setup =
+        WebhookSetup::new(name, &format!("  max_body_bytes: 65536\n  bearer_tokens_file: {}\n", file.display()), "");
+    (tokens, setup)
+}
+
+#[tokio::test]
+async fn early_refusals_reach_an_http1_client_still_sending_its_body() {
+    require_es().await;
+    let (_tokens, setup) = refusal_setup("edge-refuse-h1");
+    let _gw = setup.start();
+    for (path, with_cert, content_type, status, message) in refusals() {
+        let port = setup.port;
+        let certs = setup.certs();
+        let got = tokio::task::spawn_blocking(move || python_post(port, &certs, with_cert, path, content_type, BIG))
+            .await
+            .unwrap();
+        assert_eq!(got["status"], status, "{path} {content_type}: {got}\n{}", setup.log());
+        assert_eq!(got["version"], 11);
+        assert_eq!(got["body"], error_body(message));
+    }
+    // And the connection is still usable after a refusal drained in full.
+    let client = tls_client(&setup.certs(), true);
+    let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+#[tokio::test]
+async fn early_refusals_reach_an_http2_client_still_sending_its_body() {
+    require_es().await;
+    let (_tokens, setup) = refusal_setup("edge-refuse-h2");
+    let _gw = setup.start();
+    for (path, with_cert, content_type, status, message) in refusals() {
+        let got =
+            h2_post(setup.port, &setup.certs(), with_cert, path, &[("content-type", content_type)], vec![b' '; BIG])
+                .await;
+        assert_eq!(got.status, status, "{path} {content_type}: {}", got.body);
+        assert_eq!(got.body, error_body(message));
+        // The stream ends cleanly: the body was read, not cut off with RST_STREAM.
+        assert_eq!(got.resets, [], "{path} {content_type}: the server reset the stream");
+    }
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+// ---------------------------------------------------------------- 2. idle connections and the cap
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_idle_timeout() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-idle", "  idle_timeout: 1s\n", "");
+    let _gw = setup.start();
+    let certs = setup.certs();
+
+    // TLS handshake done, never a byte of HTTP: HTTP/1 and HTTP/2 by ALPN.
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut silent = connect(setup.port, client_config(&certs, true, &[alpn])).await.unwrap();
+        let took = wait_closed(&mut silent, Duration::from_secs(15)).await;
+        let took = took.unwrap_or_else(|| panic!("silent {alpn:?} connection still open after 15 s"));
+        assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
+    }
+
+    // HTTP/1.1 keep-alive after one answered request.
+    let mut h1 = connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
+    let body = EVENTLIST.as_bytes();
+    let head = format!(
+        "POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    h1.write_all(head.as_bytes()).await.unwrap();
+    h1.write_all(body).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = h1.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(wait_closed(&mut h1, Duration::from_secs(15)).await.is_some(), "idle HTTP/1.1 keep-alive still open");
+
+    // HTTP/2 after one answered request: the client sees the connection end.
+    let tls = connect(setup.port, client_config(&certs, true, &[b"h2"])).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let req = axum::http::Request::post(setup.url("/audit"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(EVENTLIST)))
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    tokio::time::timeout(Duration::from_secs(15), conn).await.expect("idle HTTP/2 connection still open").unwrap().ok();
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_keep_working() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-cap", "  max_connections: 5\n", "");
+    let _gw = setup.start();
+    let certs = setup.certs();
+    let client = tls_client(&certs, true);
+    let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+
+    // The real client holds one connection; four idle ones fill the cap.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await < 5.0 {
+        assert!(Instant::now() < deadline, "the gateway does not see 5 connections");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The sixth is closed at accept.
+    let sixth = connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await;
+    assert!(sixth.is_err(), "a sixth connection got through the cap");
+    assert!(metric(&setup.admin, "klg_connections_refused_total", "listener=\"webhook\"").await >= 1.0);
+    assert!(setup.log().contains("max_connections"), "no warning logged: {}", setup.log());
+
+    // The open client still gets answers on its connection.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    // One idle connection leaves: there is room again.
+    drop(idle.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a slot was not freed when a connection closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+#[tokio::test]
+async fn two_thousand_idle_connections_do_not_slow_a_real_client() {
+    require_es().await;
+    const IDLE: usize = 2000;
+    let setup = WebhookSetup::new("edge-2000", "  idle_timeout: 5m\n", "");
+    let _gw = setup.start();
+    let certs = setup.certs();
+    let config = client_config(&certs, true, &[b"http/1.1"]);
+    let port = setup.port;
+    use futures::StreamExt;
+    let idle: Vec<_> = futures::stream::iter(0..IDLE)
+        .map(|_| {
+            let config = config.clone();
+            async move { connect(port, config).await.expect("idle TLS connection") }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(idle.len(), IDLE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await < IDLE as f64 {
+        assert!(Instant::now() < deadline, "the gateway does not hold {IDLE} connections");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let client = tls_client(&certs, true);
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _, body) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "a request took {took:?} beside {IDLE} idle connections");
+    }
+    assert!(metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await > IDLE as f64);
+    assert_eq!(metric(&setup.admin, "klg_connections_refused_total", "").await, 0.0);
+    drop(idle);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+// ---------------------------------------------------------------- 3. expired client certificate
+
+/// A CA, a server certificate for localhost, a valid client certificate
+/// (`dir/`) and an expired one from the same CA (`dir/expired/`).
+fn certs_with_an_expired_client(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "edge test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, expired: bool| {
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        p.extended_key_usages = vec![usage];
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        (p.signed_by(&key, &ca).unwrap().pem(), key.serialize_pem())
+    };
+    let (server, server_key) =
+        leaf(vec!["localhost".into(), "127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth, false);
+    let (client, client_key) = leaf(vec!["kube-apiserver".into()], ExtendedKeyUsagePurpose::ClientAuth, false);
+    let (old, old_key) = leaf(vec!["kube-apiserver".into()], ExtendedKeyUsagePurpose::ClientAuth, true);
+    std::fs::create_dir_all(dir.join("expired")).unwrap();
+    for (name, text) in [
+        ("ca.crt", ca.pem()),
+        ("server.crt", server),
+        ("server.key", server_key),
+        ("client.crt", client),
+        ("client.key", client_key),
+        ("expired/client.crt", old),
+        ("expired/client.key", old_key),
+        ("expired/ca.crt", ca.pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused_in_the_handshake() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-old-cert", "", "");
+    certs_with_an_expired_client(&setup.certs());
+    let _gw = setup.start();
+
+    let expired = tls_client_with(&setup.certs(), &setup.certs().join("expired"));
+    let refused =
+        expired.post(setup.url("/audit")).header("content-type", "application/json").body(EVENTLIST).send().await;
+    assert!(refused.is_err(), "an expired client certificate was accepted: {:?}", refused.map(|r| r.status()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refusal = loop {
+        if let Some(line) = setup.log().lines().find(|l| l.contains("TLS handshake refused")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no log line about the refused handshake: {}", setup.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(refusal.to_lowercase().contains("expired"), "{refusal}");
+    assert!(metric(&setup.admin, "klg_tls_handshake_failures_total", "").await >= 1.0);
+
+    // Same CA, in date: accepted.
+    let valid = tls_client(&setup.certs(), true);
+    let (status, _, _) = post_json(&valid, &setup.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+// ---------------------------------------------------------------- 4. check-config
+
+struct Case {
+    dir: tempfile::TempDir,
+    certs: PathBuf,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        make_certs(&certs);
+        Case { dir, certs }
+    }
+
+    /// A config file with these files and data_dir; `extra` goes under `server:`.
+    fn config(&self, cert: &Path, key: &Path, ca: &Path, data_dir: &Path, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("gateway.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "cluster_name: test\ndata_dir: {}\nadmin:\n  listen: null\nserver:\n  listen: 127.0.0.1:{}\n  tls:\n    \
+                 cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n{extra}elasticsearch:\n  urls: [\"{}\"]\n",
+                data_dir.display(),
+                free_port(),
+                cert.display(),
+                key.display(),
+                ca.display(),
+                es_url()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn good(&self, extra: &str) -> PathBuf {
+        self.config(
+            &self.certs.join("server.crt"),
+            &self.certs.join("server.key"),
+            &self.certs.join("ca.crt"),
+            &self.dir.path().join("data"),
+            extra,
+        )
+    }
+}
+
+/// `check-config`: exit success and stderr.
+fn check_config(config: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+        .arg("check-config")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `serve` on the same config: whether it exits with failure within 30 s.
+fn serve_refuses(config: &Path) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return !status.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+fn assert_refused(config: &Path, wants: &[&str]) {
+    let (ok, stderr) = check_config(config);
+    assert!(!ok, "check-config accepted it: {stderr}");
+    for want in wants {
+        assert!(stderr.contains(want), "{want:?} not in: {stderr}");
+    }
+    assert!(serve_refuses(config), "serve starts with a config check-config refuses: {stderr}");
+}
+
+#[test]
+fn check_config_refuses_what_serve_refuses() {
+    let case = Case::new();
+    let c = &case.certs;
+    let (ok, stderr) = check_config(&case.good(""));
+    assert!(ok, "{stderr}");
+    assert!(stderr.trim_end().ends_with("OK"), "{stderr}");
+
+    // Certificate and key swapped.
+    let swapped =
+        case.config(&c.join("server.key"), &c.join("server.crt"), &c.join("ca.crt"), &case.dir.path().join("data"), "");
+    assert_refused(
+        &swapped,
+        &["server.tls.cert_file", &c.join("server.key").display().to_string(), "no PEM certificate"],
+    );
+
+    // A CA file with no certificate in it.
+    let empty_ca = case.dir.path().join("empty-ca.crt");
+    std::fs::write(&empty_ca, "# the CA goes here\n").unwrap();
+    let no_ca = case.config(&c.join("server.crt"), &c.join("server.key"), &empty_ca, &case.dir.path().join("data"), "");
+    assert_refused(&no_ca, &["server.tls.client_ca_file", &empty_ca.display().to_string(), "no PEM certificate"]);
+
+    // A key that is not the certificate's.
+    let other = case.dir.path().join("other");
+    make_certs(&other);
+    let mismatch = case.config(
+        &c.join("server.crt"),
+        &other.join("server.key"),
+        &c.join("ca.crt"),
+        &case.dir.path().join("data"),
+        "",
+    );
+    assert_refused(
+        &mismatch,
+        &["server.tls", &other.join("server.key").display().to_string(), &c.join("server.crt").display().to_string()],
+    );
+
+    // data_dir is a file, or below one.
+    let file = case.dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let at_file = case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &file, "");
+    assert_refused(&at_file, &["data_dir", &file.display().to_string(), "not a directory"]);
+    let below_file =
+        case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &file.join("data"), "");
+    assert_refused(&below_file, &["data_dir", &file.display().to_string(), "not a directory"]);
+
+    // data_dir cannot be written. Root ignores permission bits, so as root a
+    // directory of sysfs stands in for a read-only one.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let locked = if root {
+        PathBuf::from("/sys/kernel")
+    } else {
+        let d = case.dir.path().join("locked");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        d
+    };
+    let unwritable = case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &locked, "");
+    assert_refused(&unwritable, &["data_dir", &locked.display().to_string(), "not writable"]);
+    let uncreatable =
+        case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &locked.join("data"), "");
+    assert_refused(&uncreatable, &["data_dir", &locked.join("data").display().to_string(), "not writable"]);
+
+    // A bearer tokens file without a token.
+    let tokens = case.dir.path().join("tokens");
+    std::fs::write(&tokens, "# none yet\n").unwrap();
+    let no_tokens = case.good(&format!("  bearer_tokens_file: {}\n", tokens.display()));
+    assert_refused(&no_tokens, &["server.bearer_tokens_file", &tokens.display().to_string(), "no tokens"]);
+}
+
+// ---------------------------------------------------------------- 5. Retry-After on transient answers
+
+fn retry_after(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After in {headers:?}"))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rate_limited_batch_gets_429_with_retry_after() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-429-rate", "  rate_limit:\n    events_per_second: 1\n    burst: 1\n", "");
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 200);
+    let (status, headers, body) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after(&headers) >= 1);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+/// An EventList of `n` valid events carrying `junk` bytes of random hex each:
+/// LZ4 cannot shrink it, so it takes about its own size in the spool.
+fn incompressible_eventlist(n: usize, junk: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let hex: String = (0..junk)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b"0123456789abcdef"[(x & 15) as usize])
+                })
+                .collect();
+            json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                "auditID": format!("00000000-0000-0000-0000-{i:012}"), "stage": "ResponseComplete",
+                "requestURI": "/api/v1/namespaces", "verb": "list",
+                "stageTimestamp": "2026-11-09T06:00:05.020000Z", "annotations": {"junk": hex}
+            })
+        })
+        .collect();
+    json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items}).to_string()
+}
+
+#[tokio::test]
+async fn a_full_spool_gets_429_with_retry_after() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-429-spool", "  retry_after_seconds: 3\n", "spool:\n  max_bytes: 1048576\n");
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let (status, headers, body) =
+        post_json(&client, &setup.url("/audit"), incompressible_eventlist(40, 64 * 1024)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("spool is full"), "{body}");
+    assert_eq!(retry_after(&headers), 3);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+#[tokio::test]
+async fn a_request_not_completed_in_time_gets_408_with_retry_after() {
+    require_es().await;
+    let setup = WebhookSetup::new("edge-408", "  request_timeout: 1s\n  retry_after_seconds: 4\n", "");
+    let _gw = setup.start();
+    // Headers complete, the body stalls after 10 of 1000 bytes.
+    let mut tls = connect(setup.port, client_config(&setup.certs(), true, &[b"http/1.1"])).await.unwrap();
+    tls.write_all(b"POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":\"E")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&answer).contains("server.request_timeout") {
+        let n = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), tls.read(&mut buf))
+            .await
+            .expect("no 408 within 15 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(text.starts_with("http/1.1 408"), "{text}");
+    assert!(text.contains("\r\nretry-after: 4\r\n"), "{text}");
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
