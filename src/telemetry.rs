@@ -74,6 +74,27 @@ pub struct BulkLabels {
     pub result: BulkResult,
 }
 
+/// Why an index refused writes for now (the sink's `policy::Block`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum BlockReason {
+    /// `index_closed_exception`.
+    index_closed,
+    /// `index.blocks.write`.
+    write,
+    /// `index.blocks.read_only`.
+    read_only,
+    /// `index.blocks.read_only_allow_delete` (the flood-stage disk watermark).
+    read_only_allow_delete,
+    /// Any other `cluster_block_exception`.
+    cluster_block,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabels {
+    pub reason: BlockReason,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)] // label values are snake_case in Prometheus
 pub enum EventResult {
@@ -106,6 +127,8 @@ pub struct Metrics {
     pub bulk_requests: Family<BulkLabels, Counter>,
     pub bulk_seconds: Histogram,
     pub es_failovers: Counter,
+    pub index_blocked: Family<BlockLabels, Counter>,
+    pub documents_too_large: Counter,
     pub tls_handshake_failures: Counter,
 }
 
@@ -130,6 +153,8 @@ fn global() -> &'static Global {
             bulk_requests: Family::default(),
             bulk_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             es_failovers: Counter::default(),
+            index_blocked: Family::default(),
+            documents_too_large: Counter::default(),
             tls_handshake_failures: Counter::default(),
         }));
         let mut r = Registry::with_prefix("klg");
@@ -163,6 +188,16 @@ fn global() -> &'static Global {
             "elasticsearch_failovers",
             "Times the sink moved to the next Elasticsearch URL",
             metrics.es_failovers.clone(),
+        );
+        r.register(
+            "index_blocked",
+            "Document attempts refused because the index is closed or blocked, by reason; they are retried",
+            metrics.index_blocked.clone(),
+        );
+        r.register(
+            "documents_too_large",
+            "Documents dead-lettered because no bulk request holding them can ever be accepted",
+            metrics.documents_too_large.clone(),
         );
         r.register(
             "tls_handshake_failures",

@@ -235,3 +235,42 @@ async fn shutdown_cancels_instead_of_acknowledging() {
     assert_eq!(result, Err(Cancelled));
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_document_over_max_document_bytes_is_dead_lettered_truncated_without_being_sent() {
+    let (url, fake) = start_fake(|_, items| items_response(items, |_, _| 201)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "data_dir: {}\nelasticsearch:\n  urls: [{url:?}]\n  max_document_bytes: 4096\n  dead_letter_max_original_bytes: 1024\n  batch:\n    linger: 10ms\n",
+        dir.path().display()
+    );
+    let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(f.path(), yaml).unwrap();
+    let cfg = Config::load_with_env(f.path(), []).unwrap();
+    let (sink, _task) = kube_log_gateway::serve::start_sink(&cfg, Shutdown::new()).unwrap();
+    let mut batch = docs(2);
+    batch[1].body = Bytes::from(format!("{{\"n\":\"{}\"}}", "y".repeat(8000)));
+    let report = tokio::time::timeout(Duration::from_secs(20), sink.deliver(batch)).await.expect("delivery finished");
+    assert_eq!(report.unwrap(), DeliveryReport { created: 1, duplicates: 0, dead_lettered: 1 });
+
+    let requests = fake.requests.lock().unwrap();
+    assert_eq!(requests.len(), 1, "the big one is never sent; its dead letter goes with the rest");
+    let sent = &requests[0];
+    assert_eq!(ids(sent), ["doc-0", "doc-1"]);
+    assert_eq!(sent[0].index, "logs-2026.11.09");
+    let dl = &sent[1];
+    assert!(dl.index.starts_with("deadletter-"), "{}", dl.index);
+    assert_eq!(dl.source["error"]["type"], "document_too_large");
+    assert_eq!(dl.source["event"]["original"].as_str().unwrap().len(), 1024);
+    let message = dl.source["error"]["message"].as_str().unwrap();
+    assert!(message.contains("over elasticsearch.max_document_bytes (4096)"), "{message}");
+    assert!(message.contains("event.original truncated to its first 1024 of 8008 bytes"), "{message}");
+    assert!(dl.source["dead_letter"].get("status").is_none(), "refused by the gateway, not by Elasticsearch");
+
+    // The whole document, in the dead-letter file.
+    let text = std::fs::read_to_string(dir.path().join("dead-letter.ndjson")).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0]["refused_by_dead_letter_index"].as_str().unwrap().starts_with("too large for Elasticsearch"));
+    assert_eq!(lines[0]["document"]["event"]["original"].as_str().unwrap().len(), 8008);
+}

@@ -30,6 +30,9 @@ struct BulkItem {
 /// What Elasticsearch said about one document.
 #[derive(Debug, Deserialize)]
 pub struct ItemResult {
+    /// The index the item was written to (or refused by).
+    #[serde(rename = "_index", default)]
+    pub index: String,
     pub status: u16,
     #[serde(default)]
     pub error: Option<ItemError>,

@@ -43,9 +43,18 @@ pub struct ElasticsearchConfig {
     /// Global documents/s toward Elasticsearch; absent = unlimited.
     #[serde(default)]
     pub documents_per_second: Option<u32>,
-    /// Bulk failures and dead letters are each logged at most once per this interval.
+    /// Bulk failures, dead letters and blocked indices are each logged at most once per this interval.
     #[serde(default = "defaults::log_interval", with = "humantime_serde")]
     pub dead_letter_log_interval: Duration,
+    /// A document bigger than this in a bulk request is dead-lettered without
+    /// being sent. The default is Elasticsearch's default `http.max_content_length`;
+    /// a smaller indexing-pressure limit is learnt from its 429.
+    #[serde(default = "defaults::max_document_bytes")]
+    pub max_document_bytes: usize,
+    /// The dead letter of a document refused for its size keeps this much of
+    /// its original (the whole one goes to the dead-letter file).
+    #[serde(default = "defaults::dead_letter_max_original_bytes")]
+    pub dead_letter_max_original_bytes: usize,
 }
 
 impl Default for ElasticsearchConfig {
@@ -213,6 +222,17 @@ impl ElasticsearchConfig {
         if self.batch.max_bytes < 1024 {
             return Err(key_error("elasticsearch.batch.max_bytes", "must be at least 1024"));
         }
+        if self.max_document_bytes < 1024 {
+            return Err(key_error("elasticsearch.max_document_bytes", "must be at least 1024"));
+        }
+        if self.dead_letter_max_original_bytes < 1024
+            || self.dead_letter_max_original_bytes > self.max_document_bytes / 2
+        {
+            return Err(key_error(
+                "elasticsearch.dead_letter_max_original_bytes",
+                "must be at least 1024 and at most half of elasticsearch.max_document_bytes",
+            ));
+        }
         if self.max_in_flight == 0 {
             return Err(key_error("elasticsearch.max_in_flight", "must be at least 1"));
         }
@@ -300,5 +320,12 @@ mod defaults {
     }
     pub fn log_interval() -> Duration {
         Duration::from_secs(10)
+    }
+    /// Elasticsearch's default `http.max_content_length`: over it, a request is a 413.
+    pub fn max_document_bytes() -> usize {
+        100 * 1024 * 1024
+    }
+    pub fn dead_letter_max_original_bytes() -> usize {
+        1024 * 1024
     }
 }

@@ -35,6 +35,39 @@ impl DeadLetters {
         dead_letter_document(&self.pattern, original.source, &original.index, &original.id, &original_text, rejection)
     }
 
+    /// The dead letter of a document refused for its size, which must fit where
+    /// the original did not: `event.original` keeps the first `keep` bytes of
+    /// the original (cut at a character boundary), and `error.message` says so,
+    /// with both sizes. `None` if the original fits as it is.
+    pub fn truncated_document(&self, original: &Document, rejection: &Rejection, keep: usize) -> Option<Document> {
+        if original.body.len() <= keep {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&original.body);
+        let mut cut = keep.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let rejection = Rejection {
+            reason: format!(
+                "{}; event.original truncated to its first {cut} of {} bytes (elasticsearch.dead_letter_max_original_bytes); \
+                 the whole document is in {}",
+                rejection.reason,
+                original.body.len(),
+                self.file_path.display(),
+            ),
+            ..rejection.clone()
+        };
+        Some(dead_letter_document(
+            &self.pattern,
+            original.source,
+            &original.index,
+            &original.id,
+            &text[..cut],
+            &rejection,
+        ))
+    }
+
     /// Last resort: append the dead-letter document and why it was refused to
     /// `data_dir/dead-letter.ndjson`, and fsync before calling it handled.
     pub fn append_to_file(&self, dead_letter: &Document, refusal: &str) -> std::io::Result<()> {
@@ -78,5 +111,32 @@ mod tests {
         let text = std::fs::read_to_string(dl.file_path()).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.starts_with(r#"{"refused_by_dead_letter_index":"refused","document":{}}"#));
+    }
+
+    #[test]
+    fn a_too_large_original_is_truncated_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let dl = DeadLetters::new(IndexPattern::parse("deadletter").unwrap(), dir.path());
+        let rejection = Rejection {
+            status: Some(429),
+            error_type: "es_rejected_execution_exception".into(),
+            reason: "too big".into(),
+        };
+        // "é" is two bytes: a cut at 5 would split the third one.
+        let doc = Document {
+            index: "audit".into(),
+            id: "1".into(),
+            body: Bytes::from("{\"a\":\"éééééé\"}"),
+            source: SourceKind::Audit,
+        };
+        assert!(dl.truncated_document(&doc, &rejection, 1024).is_none(), "it fits as it is");
+        let truncated = dl.truncated_document(&doc, &rejection, 11).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&truncated.body).unwrap();
+        assert_eq!(v["event"]["original"], "{\"a\":\"éé");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("too big; event.original truncated to its first 10 of 20 bytes"), "{message}");
+        assert!(message.ends_with("dead-letter.ndjson"), "{message}");
+        assert_eq!(v["dead_letter"]["status"], 429);
+        assert_eq!(truncated.id, "1");
     }
 }

@@ -49,14 +49,69 @@ pub fn classify(reply: Result<Reply, RequestFailure>, sent: usize) -> Verdict {
         Action::Retry { failover } => Verdict::Retry { failure, failover },
         Action::Split if sent > 1 => Verdict::Split { failure },
         Action::Split => {
-            let rejection = Rejection {
-                status: Some(413),
-                error_type: "request_entity_too_large".into(),
-                reason: failure.to_string(),
-            };
+            let rejection = too_large(&failure);
             Verdict::DeadLetter { failure, rejection }
         }
     }
+}
+
+/// Why a request of one document that can never fit was refused: the
+/// status and the type Elasticsearch (or the proxy) gave, and what it means.
+fn too_large(failure: &RequestFailure) -> Rejection {
+    match failure {
+        RequestFailure::Status { status: 429, body } => {
+            let (operation, limit) = over_indexing_pressure(body).unwrap_or_default();
+            Rejection {
+                status: Some(429),
+                error_type: "es_rejected_execution_exception".into(),
+                reason: format!(
+                    "the document alone is over Elasticsearch's indexing pressure limit ({operation} > {limit} bytes, \
+                     indexing_pressure.memory.limit), so no request holding it can ever be accepted: {failure}"
+                ),
+            }
+        }
+        _ => {
+            Rejection { status: Some(413), error_type: "request_entity_too_large".into(), reason: failure.to_string() }
+        }
+    }
+}
+
+/// A document whose encoded size is over `max` (`elasticsearch.max_document_bytes`)
+/// is not sent at all: every request holding it would be refused, and sending
+/// it only to learn that again costs the cluster the whole body each time.
+pub fn oversized(encoded_len: usize, max: usize) -> Option<Rejection> {
+    (encoded_len > max).then(|| Rejection {
+        status: None,
+        error_type: "document_too_large".into(),
+        reason: format!(
+            "the document is {encoded_len} bytes in a bulk request, over elasticsearch.max_document_bytes ({max}); \
+             Elasticsearch would refuse every request holding it"
+        ),
+    })
+}
+
+/// A whole-request 429 from indexing pressure names the bytes of this one
+/// request (`coordinating_operation_bytes`, `primary_operation_bytes`) and the
+/// node's limit (`max_coordinating_bytes`, `max_primary_bytes`,
+/// `max_coordinating_and_primary_bytes`). A busy node rejects a request that
+/// fits the limit because others hold the rest of it: that passes. A request
+/// whose own bytes are over the limit is refused by an idle node too: that
+/// never passes, whatever the backoff. `Some((operation, limit))` in that case.
+pub fn over_indexing_pressure(body: &str) -> Option<(u64, u64)> {
+    if !body.contains("es_rejected_execution_exception") {
+        return None;
+    }
+    let number_after = |key: &str| {
+        let at = body.find(key)? + key.len();
+        let digits: String = body[at..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().ok()
+    };
+    let operation =
+        number_after("coordinating_operation_bytes=").or_else(|| number_after("primary_operation_bytes="))?;
+    let limit = number_after("max_coordinating_bytes=")
+        .or_else(|| number_after("max_primary_bytes="))
+        .or_else(|| number_after("max_coordinating_and_primary_bytes="))?;
+    (operation > limit).then_some((operation, limit))
 }
 
 /// What to do after a whole-request failure, whatever the request was.
@@ -64,7 +119,8 @@ pub fn classify(reply: Result<Reply, RequestFailure>, sent: usize) -> Verdict {
 pub enum Action {
     /// Wait, then send the same documents again (to the next URL if `failover`).
     Retry { failover: bool },
-    /// The body is too large for the node: send it in two halves.
+    /// The body is too large for the node (413, or a 429 from indexing
+    /// pressure for a request over the limit on its own): send it in two halves.
     Split,
 }
 
@@ -74,6 +130,7 @@ impl RequestFailure {
         match self {
             RequestFailure::Transport(_) => Action::Retry { failover: true },
             RequestFailure::Status { status: 413, .. } => Action::Split,
+            RequestFailure::Status { status: 429, body } if over_indexing_pressure(body).is_some() => Action::Split,
             // 5xx from one node says little about the others.
             RequestFailure::Status { status, .. } if *status >= 500 => Action::Retry { failover: true },
             // 429 (cluster busy), 401/403 (credentials being rotated), 404 (a proxy
@@ -105,14 +162,74 @@ pub enum Outcome {
     /// cannot be auto-created: the cluster's configuration, not the document):
     /// try this document again later.
     Retry { status: u16, error: String },
+    /// The index refuses writes for now: it is closed (`index_closed_exception`,
+    /// a 400), or has a write, read-only or flood-stage block
+    /// (`cluster_block_exception`, 403 or 429). That is the index's state, set
+    /// by someone or by the disk watermark, not anything wrong with the
+    /// document: retried like [`Outcome::Retry`], never dead-lettered, and
+    /// logged and counted by `block` so that nobody has to guess why nothing
+    /// arrives.
+    Blocked { status: u16, index: String, block: Block, error: String },
     /// Any other 4xx: Elasticsearch will never take this document as it is
     /// (mapping or parsing error). Goes to the dead-letter index.
     Reject { status: u16, error_type: String, reason: String },
 }
 
+/// Why an index refuses writes for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// `index_closed_exception`: the index is closed.
+    IndexClosed,
+    /// `index.blocks.write`.
+    Write,
+    /// `index.blocks.read_only`.
+    ReadOnly,
+    /// `index.blocks.read_only_allow_delete`: set by Elasticsearch itself at
+    /// the flood-stage disk watermark (and lifted when the disk has room).
+    ReadOnlyAllowDelete,
+    /// Any other `cluster_block_exception` (e.g. a cluster-wide block).
+    Other,
+}
+
+impl Block {
+    /// The block an item error describes, if it is one.
+    pub fn of(error: &ItemError) -> Option<Block> {
+        match error.kind.as_str() {
+            "index_closed_exception" => Some(Block::IndexClosed),
+            "cluster_block_exception" => {
+                let reason = error.reason.as_deref().unwrap_or_default();
+                Some(if reason.contains("read-only-allow-delete") {
+                    Block::ReadOnlyAllowDelete
+                } else if reason.contains("index write") {
+                    Block::Write
+                } else if reason.contains("read-only") {
+                    Block::ReadOnly
+                } else {
+                    Block::Other
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Block::IndexClosed => "index_closed",
+            Block::Write => "write",
+            Block::ReadOnly => "read_only",
+            Block::ReadOnlyAllowDelete => "read_only_allow_delete",
+            Block::Other => "cluster_block",
+        }
+    }
+}
+
 impl Outcome {
-    pub fn from_item(status: u16, error: Option<&ItemError>) -> Outcome {
+    /// The outcome of one item: its `status`, the `index` it was for, its `error`.
+    pub fn from_item(status: u16, index: &str, error: Option<&ItemError>) -> Outcome {
         let error_type = || error.map(|e| e.kind.clone()).unwrap_or_default();
+        if let Some((e, block)) = error.and_then(|e| Some((e, Block::of(e)?))) {
+            return Outcome::Blocked { status, index: index.to_string(), block, error: e.describe() };
+        }
         match status {
             200 | 201 => Outcome::Created,
             409 => Outcome::Duplicate,
@@ -132,7 +249,7 @@ impl Outcome {
 /// One [`Outcome`] per document sent, in the order sent.
 pub fn parse_bulk_response(body: &[u8], sent: usize) -> Result<Vec<Outcome>, BulkResponseError> {
     let items = bulk_response::read(body, sent)?;
-    Ok(items.iter().map(|i| Outcome::from_item(i.status, i.error.as_ref())).collect())
+    Ok(items.iter().map(|i| Outcome::from_item(i.status, &i.index, i.error.as_ref())).collect())
 }
 
 fn truncate(body: &[u8], max: usize) -> String {
@@ -356,5 +473,100 @@ mod tests {
         assert!(failover);
         assert_eq!(failure, refused);
         assert!(!failure.needs_an_operator());
+    }
+
+    // Captured from Elasticsearch 8.19 (single node, 512 MiB heap, so
+    // `indexing_pressure.memory.limit` = 10 % = 53687091 bytes).
+
+    /// `POST /_bulk` of one document with a 60 MiB string: the request alone
+    /// is over the limit, so even an idle node refuses it.
+    const TOO_LARGE_FOR_INDEXING_PRESSURE: &str = r#"{"error":{"root_cause":[{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=62914848, max_coordinating_bytes=53687091]"}],"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation [coordinating_and_primary_bytes=0, replica_bytes=0, all_bytes=0, coordinating_operation_bytes=62914848, max_coordinating_bytes=53687091]"},"status":429}"#;
+
+    #[test]
+    fn a_429_for_a_request_over_the_indexing_pressure_limit_splits_and_dead_letters_a_single_document() {
+        assert_eq!(over_indexing_pressure(TOO_LARGE_FOR_INDEXING_PRESSURE), Some((62914848, 53687091)));
+        assert!(matches!(
+            classify(reply(429, TOO_LARGE_FOR_INDEXING_PRESSURE), 2),
+            Verdict::Split { failure: RequestFailure::Status { status: 429, .. } }
+        ));
+        match classify(reply(429, TOO_LARGE_FOR_INDEXING_PRESSURE), 1) {
+            Verdict::DeadLetter { rejection, .. } => {
+                assert_eq!(rejection.status, Some(429));
+                assert_eq!(rejection.error_type, "es_rejected_execution_exception");
+                assert!(rejection.reason.contains("(62914848 > 53687091 bytes"), "{}", rejection.reason);
+                assert!(rejection.reason.contains("coordinating_operation_bytes=62914848"), "{}", rejection.reason);
+            }
+            other => panic!("a single document over the limit is final: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_429_for_a_request_that_fits_the_limit_is_a_busy_cluster() {
+        // The node is busy with others' bytes; this request (2 MiB) fits.
+        let busy = r#"{"error":{"root_cause":[{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation [coordinating_and_primary_bytes=52428800, replica_bytes=0, all_bytes=52428800, coordinating_operation_bytes=2097152, max_coordinating_bytes=53687091]"}],"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation [coordinating_and_primary_bytes=52428800, replica_bytes=0, all_bytes=52428800, coordinating_operation_bytes=2097152, max_coordinating_bytes=53687091]"},"status":429}"#;
+        assert_eq!(over_indexing_pressure(busy), None);
+        let (_, failover) = retry(classify(reply(429, busy), 1));
+        assert!(!failover);
+        // A proxy's 429 says nothing about sizes: a busy cluster.
+        assert_eq!(over_indexing_pressure("<html>429 Too Many Requests</html>"), None);
+        let (_, failover) = retry(classify(reply(429, "<html>429 Too Many Requests</html>"), 1));
+        assert!(!failover);
+    }
+
+    #[test]
+    fn a_document_over_max_document_bytes_is_refused_before_it_is_sent() {
+        assert!(oversized(1024, 1024).is_none());
+        let rejection = oversized(1025, 1024).expect("over the bound");
+        assert_eq!(rejection.status, None);
+        assert_eq!(rejection.error_type, "document_too_large");
+        assert!(rejection.reason.contains("1025 bytes"), "{}", rejection.reason);
+        assert!(rejection.reason.contains("elasticsearch.max_document_bytes (1024)"), "{}", rejection.reason);
+    }
+
+    /// Each item as Elasticsearch 8.19 answered `create` into an index that was
+    /// closed, had `index.blocks.write`, `index.blocks.read_only` and
+    /// `index.blocks.read_only_allow_delete`.
+    const BLOCKED: &str = r#"{"errors":true,"took":0,"items":[
+      {"create":{"_index":"klgcap-25731-closed","_id":"a","status":400,"error":{"type":"index_closed_exception","reason":"closed","index_uuid":"y6beYNUhTua-MVsUPdvNHQ","index":"klgcap-25731-closed"}}},
+      {"create":{"_index":"klgcap-25731-wb","_id":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [klgcap-25731-wb] blocked by: [FORBIDDEN/8/index write (api)];"}}},
+      {"create":{"_index":"klgcap-25731-r2","_id":"a","status":403,"error":{"type":"cluster_block_exception","reason":"index [klgcap-25731-r2] blocked by: [FORBIDDEN/5/index read-only (api)];"}}},
+      {"create":{"_index":"klgcap-25731-ro","_id":"a","status":429,"error":{"type":"cluster_block_exception","reason":"index [klgcap-25731-ro] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block; for more information, see https://www.elastic.co/guide/en/elasticsearch/reference/8.19/fix-watermark-errors.html];"}}}
+    ]}"#;
+
+    #[test]
+    fn a_closed_or_blocked_index_is_retried_never_dead_lettered() {
+        let Verdict::Items(outcomes) = classify(reply(200, BLOCKED), 4) else {
+            panic!("a 200 bulk response is per item")
+        };
+        let expected = [
+            (400, "klgcap-25731-closed", Block::IndexClosed, "index_closed_exception: closed"),
+            (
+                403,
+                "klgcap-25731-wb",
+                Block::Write,
+                "cluster_block_exception: index [klgcap-25731-wb] blocked by: [FORBIDDEN/8/index write (api)];",
+            ),
+            (
+                403,
+                "klgcap-25731-r2",
+                Block::ReadOnly,
+                "cluster_block_exception: index [klgcap-25731-r2] blocked by: [FORBIDDEN/5/index read-only (api)];",
+            ),
+            (429, "klgcap-25731-ro", Block::ReadOnlyAllowDelete, "cluster_block_exception: index [klgcap-25731-ro] blocked by: [TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark"),
+        ];
+        for (outcome, (want_status, want_index, want_block, want_error)) in outcomes.iter().zip(expected) {
+            match outcome {
+                Outcome::Blocked { status, index, block, error } => {
+                    assert_eq!((*status, index.as_str(), *block), (want_status, want_index, want_block));
+                    assert!(error.starts_with(want_error), "{error}");
+                }
+                other => panic!("a blocked index is an operational state, not poison: {other:?}"),
+            }
+        }
+        assert_eq!(
+            [Block::IndexClosed, Block::Write, Block::ReadOnly, Block::ReadOnlyAllowDelete, Block::Other]
+                .map(Block::as_str),
+            ["index_closed", "write", "read_only", "read_only_allow_delete", "cluster_block"]
+        );
     }
 }

@@ -23,7 +23,7 @@ use super::client::{ClientError, EsClient, Reply, RequestFailure};
 use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
 use super::dead_letter::DeadLetters;
 use super::encoder;
-use super::policy::{self, Outcome, Verdict};
+use super::policy::{self, Block, Outcome, Verdict};
 use super::rate_limit::DocLimiter;
 use super::report::{Cancelled, DeliveryReport};
 use super::retry::Backoff;
@@ -33,7 +33,7 @@ use crate::document::mapping::IndexMapping;
 use crate::document::Document;
 use crate::log_throttle::LogThrottle;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{self, BulkLabels, BulkResult, DocOutcome};
+use crate::telemetry::{self, BlockLabels, BlockReason, BulkLabels, BulkResult, DocOutcome};
 
 struct Submission {
     docs: Vec<Document>,
@@ -69,6 +69,9 @@ impl Sink {
             shutdown: shutdown.clone(),
             error_log: LogThrottle::new(es.dead_letter_log_interval),
             dead_letter_log: LogThrottle::new(es.dead_letter_log_interval),
+            blocked_log: LogThrottle::new(es.dead_letter_log_interval),
+            max_document_bytes: es.max_document_bytes,
+            dead_letter_max_original_bytes: es.dead_letter_max_original_bytes,
         });
         let (tx, rx) = mpsc::channel(64);
         let batch = es.batch.clone();
@@ -151,6 +154,9 @@ struct Inner {
     shutdown: Shutdown,
     error_log: LogThrottle,
     dead_letter_log: LogThrottle,
+    blocked_log: LogThrottle,
+    max_document_bytes: usize,
+    dead_letter_max_original_bytes: usize,
 }
 
 async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, max_in_flight: usize) {
@@ -179,7 +185,17 @@ async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: Bat
             done: Mutex::new(Some(done)),
         });
         for doc in docs {
-            bytes += encoder::encoded_len(&doc);
+            let len = encoder::encoded_len(&doc);
+            // A document that would take the batch over `max_bytes` starts the
+            // next one: a big document then travels with as few others as
+            // possible, and a request too large for the node splits less often.
+            if !pending.is_empty()
+                && bytes + len > cfg.max_bytes
+                && !flush(&inner, &slots, &mut pending, &mut bytes).await
+            {
+                return;
+            }
+            bytes += len;
             pending.push(Pending { doc, role: Role::Primary, tracker: tracker.clone() });
             if (pending.len() >= cfg.max_documents || bytes >= cfg.max_bytes)
                 && !flush(&inner, &slots, &mut pending, &mut bytes).await
@@ -236,6 +252,7 @@ async fn flush(inner: &Arc<Inner>, slots: &Arc<Semaphore>, pending: &mut Vec<Pen
 /// half at the front to follow the first. One backoff serves the whole batch:
 /// the longer it keeps failing, for whatever reason, the longer it waits.
 async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
+    let batch = refuse_oversized(inner, batch);
     let mut parts: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
     let mut backoff = Backoff::new(&inner.retry);
     while let Some(mut todo) = parts.pop_front() {
@@ -310,7 +327,7 @@ fn apply(
             report_failure(inner, &failure, todo.len());
             let p = todo.pop().expect("the policy dead-letters only a request of one document");
             match p.role {
-                Role::Primary => Next { todo: vec![dead_letter(inner, p, &rejection)], wait: false },
+                Role::Primary => Next { todo: vec![too_large_dead_letter(inner, p, &rejection)], wait: false },
                 // Its dead letter (which embeds it) is too large as well.
                 Role::DeadLetter => unless_filed(dead_letter_to_file(inner, p, &format!("413 {failure}"))),
             }
@@ -325,6 +342,7 @@ fn apply(
 fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
     let mut next = Next { todo: Vec::new(), wait: false };
     let mut tally = telemetry::DocTally::default();
+    let mut blocked: Option<(String, Block, String, usize)> = None;
     for (p, outcome) in todo.into_iter().zip(outcomes) {
         match (outcome, p.role) {
             (Outcome::Created, Role::Primary) => {
@@ -344,6 +362,16 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
                 next.wait = true;
                 next.todo.push(p);
             }
+            (Outcome::Blocked { index, block, error, .. }, _) => {
+                tally.add(p.doc.source, DocOutcome::retried);
+                telemetry::metrics().index_blocked.get_or_create(&BlockLabels { reason: block_reason(block) }).inc();
+                match &mut blocked {
+                    Some((.., n)) => *n += 1,
+                    None => blocked = Some((index, block, error, 1)),
+                }
+                next.wait = true;
+                next.todo.push(p);
+            }
             (Outcome::Reject { status, error_type, reason }, Role::Primary) => {
                 let rejection = Rejection { status: Some(status), error_type, reason };
                 next.todo.push(dead_letter(inner, p, &rejection));
@@ -358,7 +386,64 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
         }
     }
     tally.record();
+    if let Some((index, block, error, documents)) = blocked {
+        if let Some(suppressed) = inner.blocked_log.check() {
+            tracing::warn!(index = %index, reason = block.as_str(), documents, suppressed,
+                "THROTTLED: index {index} refuses writes ({}): {error}; its documents are held and retried \
+                 with backoff until it takes writes again (open the index or remove the block)", block.as_str());
+        }
+    }
     next
+}
+
+fn block_reason(block: Block) -> BlockReason {
+    match block {
+        Block::IndexClosed => BlockReason::index_closed,
+        Block::Write => BlockReason::write,
+        Block::ReadOnly => BlockReason::read_only,
+        Block::ReadOnlyAllowDelete => BlockReason::read_only_allow_delete,
+        Block::Other => BlockReason::cluster_block,
+    }
+}
+
+/// Documents no request can hold (`elasticsearch.max_document_bytes`, the
+/// policy's call) become their dead letters before anything is sent.
+fn refuse_oversized(inner: &Inner, batch: Vec<Pending>) -> Vec<Pending> {
+    batch
+        .into_iter()
+        .map(|p| match policy::oversized(encoder::encoded_len(&p.doc), inner.max_document_bytes) {
+            Some(rejection) if p.role == Role::Primary => too_large_dead_letter(inner, p, &rejection),
+            _ => p,
+        })
+        .collect()
+}
+
+/// The dead letter of a document refused for its size. It must fit where the
+/// original did not, so its `event.original` is truncated (and says so); the
+/// whole dead letter goes to the fsynced dead-letter file first, so nothing of
+/// the original is lost.
+fn too_large_dead_letter(inner: &Inner, p: Pending, rejection: &Rejection) -> Pending {
+    telemetry::metrics().documents_too_large.inc();
+    let Some(truncated) =
+        inner.dead_letters.truncated_document(&p.doc, rejection, inner.dead_letter_max_original_bytes)
+    else {
+        return dead_letter(inner, p, rejection);
+    };
+    if let Some(suppressed) = inner.dead_letter_log.check() {
+        tracing::warn!(source = p.doc.source.as_str(), index = %p.doc.index, id = %p.doc.id, bytes = p.doc.body.len(),
+            suppressed, file = %inner.dead_letters.file_path().display(),
+            "a document too large for Elasticsearch; writing it whole to the dead-letter file and truncated to the \
+             dead-letter index: {}", rejection.reason);
+    }
+    let whole = inner.dead_letters.document(&p.doc, rejection);
+    if let Err(e) = inner.dead_letters.append_to_file(
+        &whole,
+        "too large for Elasticsearch: kept whole here; the dead-letter index holds it truncated",
+    ) {
+        tracing::error!(file = %inner.dead_letters.file_path().display(), id = %p.doc.id,
+            "cannot append a too large document to the dead-letter file; only its truncated dead letter is kept: {e}");
+    }
+    Pending { doc: truncated, role: Role::DeadLetter, tracker: p.tracker }
 }
 
 /// Counts a whole-request failure and logs it, at most once per
