@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kube_log_gateway::config::Config;
+use kube_log_gateway::index_pattern::IndexPattern;
 use kube_log_gateway::normalize::journald::JournaldNormalizer;
 use kube_log_gateway::shutdown::Shutdown;
 use kube_log_gateway::sink::elasticsearch::service::Sink;
@@ -18,6 +19,7 @@ use kube_log_gateway::sources::journald::config::StartAt;
 use kube_log_gateway::sources::journald::cursor::CursorFile;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
 use kube_log_gateway::sources::journald::reader::{current_boot_id, JournalReader, StartedFrom};
+use kube_log_gateway::sources::journald::spawn as spawn_journald;
 use kube_log_gateway::telemetry;
 use serde_json::{json, Value};
 
@@ -118,7 +120,7 @@ impl InProcess {
     fn start(cfg: &Config) -> InProcess {
         let shutdown = Shutdown::new();
         let (sink, sink_task) = Sink::start(cfg, shutdown.clone()).unwrap();
-        let source = kube_log_gateway::sources::journald::spawn(cfg, sink, shutdown.clone()).unwrap();
+        let source = spawn_journald(cfg, sink, shutdown.clone()).unwrap();
         InProcess { shutdown, source, sink: sink_task }
     }
 
@@ -144,11 +146,7 @@ fn cursors(dir: &Path, units: &[&str]) -> Vec<String> {
 }
 
 fn normalizer() -> JournaldNormalizer {
-    JournaldNormalizer::new(
-        "c".into(),
-        "n".into(),
-        kube_log_gateway::index_pattern::IndexPattern::parse("k-%Y.%m.%d").unwrap(),
-    )
+    JournaldNormalizer::new("c".into(), "n".into(), IndexPattern::parse("k-%Y.%m.%d").unwrap())
 }
 
 /// Messages of what a reader positioned at `start` returns.
