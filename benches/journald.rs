@@ -7,6 +7,11 @@
 //! cargo bench --bench journald -- generate DIR 1000000   # once: journal files via systemd-journal-remote
 //! /usr/bin/time -v target/release/deps/journald-<hash> run DIR
 //! ```
+//!
+//! Without arguments and without `--bench` (that is, under `cargo test
+//! --benches`), a smoke run: the same `generate` and `run` on a few thousand
+//! entries in a temporary directory, checking that both readers read every
+//! kubelet entry.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,13 +31,33 @@ const KUBELET_LINES: &[&str] = &[
 ];
 const OTHER_UNITS: &[&str] = &["containerd.service", "systemd-networkd.service", "sshd.service", "cron.service"];
 
+/// Entries of the smoke run: a few thousand (one file), so that it takes
+/// seconds, not the minutes of a real run.
+const SMOKE_ENTRIES: u64 = 5_000;
+
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs this binary without it.
+    let bench = std::env::args().any(|a| a == "--bench");
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["generate", dir, n] => generate(Path::new(dir), n.parse().expect("entry count")),
-        ["run", dir] => run(Path::new(dir)),
+        ["run", dir] => {
+            run(Path::new(dir));
+        }
+        [] if !bench => smoke(),
         _ => eprintln!("usage: journald generate DIR COUNT | journald run DIR"),
     }
+}
+
+/// The benchmark path on a small journal: generate, then run, and check that
+/// every kubelet entry (80 % of them) was read, by us and by journalctl.
+fn smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), SMOKE_ENTRIES);
+    let kubelet = (0..SMOKE_ENTRIES).filter(|i| i % 5 != 4).count() as u64;
+    let entries = run(dir.path());
+    assert_eq!(entries, kubelet, "the smoke run read every kubelet entry");
+    println!("smoke run: {entries} of {SMOKE_ENTRIES} entries were kubelet.service's, all read");
 }
 
 /// COUNT entries, 80 % kubelet.service (klog lines), 20 % other units, in
@@ -82,7 +107,9 @@ fn generate(dir: &Path, count: u64) {
     println!("generated {count} entries in {:.1} s into {}", started.elapsed().as_secs_f64(), dir.display());
 }
 
-fn run(dir: &Path) {
+/// Reads `dir` twice with journalctl and twice with the gateway's reader,
+/// prints the figures, and returns the number of entries read.
+fn run(dir: &Path) -> u64 {
     // journalctl first, so that both read from a warm page cache.
     let (jc_entries, jc_secs) = journalctl(dir);
     let (jc2_entries, jc2_secs) = journalctl(dir);
@@ -107,6 +134,7 @@ fn run(dir: &Path) {
     );
     println!("ratio: {:.2}x journalctl", jc_best / best);
     println!("memory of this process (peak, and current after the runs): {}", vm_hwm());
+    entries
 }
 
 fn journalctl(dir: &Path) -> (u64, f64) {

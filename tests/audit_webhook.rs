@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-const EVENTLIST: &str = include_str!("fixtures/audit-eventlist.json");
+/// How long a test waits for the gateway to have counted what it answered.
+const WAIT: Duration = Duration::from_secs(30);
 const SECRET_VALUES: [&str; 4] = ["aHVudGVyMg==", "hunter2", "s3cr3t-plain-token", "czNjcjN0LXBsYWluLXRva2Vu"];
 
 async fn query(setup: &WebhookSetup, q: Value) -> Vec<Value> {
@@ -25,7 +26,7 @@ fn ids(hits: &[Value]) -> Vec<&str> {
 #[tokio::test]
 async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_nothing() {
     require_es().await;
-    let setup = WebhookSetup::new("audit-e2e", "", "");
+    let setup = WebhookSetup::new("audit-e2e");
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
 
@@ -136,19 +137,15 @@ async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_not
     // kube-apiserver resends a batch after a timeout: nothing changes.
     let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(&setup.admin, "klg_documents_total", "outcome=\"duplicate\"").await < 8.0 {
-        assert!(std::time::Instant::now() < deadline, "resend not processed: {}", setup.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    setup.wait_for_metric("klg_documents_total", "outcome=\"duplicate\"", Duration::from_secs(30), |n| n >= 8.0).await;
     assert_eq!(count(&setup.audit_indices()).await, 8);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn invalid_items_are_reported_dead_lettered_and_the_rest_written() {
     require_es().await;
-    let setup = WebhookSetup::new("audit-items", "", "");
+    let setup = WebhookSetup::new("audit-items");
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let list: Value = serde_json::from_str(EVENTLIST).unwrap();
@@ -184,13 +181,14 @@ async fn invalid_items_are_reported_dead_lettered_and_the_rest_written() {
     assert!(dead.iter().all(|d| d["error"]["type"] == "invalid_audit_event" && d["dead_letter"]["source"] == "audit"));
     assert!(dead.iter().any(|d| d["event"]["original"] == "\"not an object\""));
     assert_eq!(metric(&setup.admin, "klg_audit_events_total", "result=\"rejected\"").await, 4.0);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_write_nothing() {
     require_es().await;
-    let setup = WebhookSetup::new("audit-bad", "  max_body_bytes: 65536\n", "");
+    let mut setup = WebhookSetup::new("audit-bad");
+    setup.config.server_mut().max_body_bytes = Some(65536);
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let url = setup.url("/audit");
@@ -243,9 +241,12 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
     assert_eq!(resp.json_body().await["error"], "no such path: /nope");
 
     // Nothing of the above reached Elasticsearch, and every answer was counted.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let answered = [(400, 2.0), (404, 1.0), (405, 1.0), (413, 2.0), (415, 1.0)];
+    for (code, n) in answered {
+        setup.wait_for_metric("klg_webhook_requests_total", &format!("code=\"{code}\""), WAIT, |v| v >= n).await;
+    }
     assert_eq!(count(&format!("{}-*", setup.prefix)).await, 0);
-    for (code, n) in [(400, 2.0), (404, 1.0), (405, 1.0), (413, 2.0), (415, 1.0)] {
+    for (code, n) in answered {
         assert_eq!(
             metric(&setup.admin, "klg_webhook_requests_total", &format!("code=\"{code}\"")).await,
             n,
@@ -266,13 +267,13 @@ async fn bad_requests_get_clear_errors_and_write_nothing() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(wait_for_count(&setup.audit_indices(), 8, Duration::from_secs(30)).await, 8);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn without_a_valid_client_certificate_the_handshake_is_refused() {
     require_es().await;
-    let setup = WebhookSetup::new("audit-mtls", "", "");
+    let setup = WebhookSetup::new("audit-mtls");
     let _gw = setup.start();
     let url = setup.url("/audit");
 
@@ -291,7 +292,7 @@ async fn without_a_valid_client_certificate_the_handshake_is_refused() {
     assert_eq!(status, 200);
     assert!(setup.log().contains("TLS handshake refused"), "{}", setup.log());
     assert_eq!(metric(&setup.admin, "klg_tls_handshake_failures_total", "").await, 2.0);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
@@ -300,7 +301,8 @@ async fn bearer_tokens_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "# kube-apiserver\nright-token\n").unwrap();
-    let setup = WebhookSetup::new("audit-token", &format!("  bearer_tokens_file: {}\n", tokens.display()), "");
+    let mut setup = WebhookSetup::new("audit-token");
+    setup.config.server_mut().bearer_tokens_file = Some(tokens);
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), false);
     let url = setup.url("/audit");
@@ -322,7 +324,7 @@ async fn bearer_tokens_are_checked() {
         resp.json_body().await["error"],
         "authentication required: a client certificate or an Authorization: Bearer token"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    setup.wait_for_metric("klg_webhook_requests_total", "code=\"401\"", WAIT, |n| n >= 2.0).await;
     assert_eq!(count(&format!("{}-*", setup.prefix)).await, 0);
 
     let resp = client
@@ -335,7 +337,7 @@ async fn bearer_tokens_are_checked() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(wait_for_count(&setup.audit_indices(), 8, Duration::from_secs(30)).await, 8);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 trait JsonBody {
@@ -351,7 +353,8 @@ impl JsonBody for reqwest::Response {
 #[tokio::test]
 async fn the_client_name_allow_list_refuses_other_certificates_from_the_same_ca() {
     require_es().await;
-    let refused = WebhookSetup::new("audit-allow-no", "    allowed_client_names: [someone-else]\n", "");
+    let mut refused = WebhookSetup::new("audit-allow-no");
+    refused.config.server_mut().allowed_client_names = vec!["someone-else".into()];
     let _gw = refused.start();
     let client = tls_client(&refused.certs(), true);
     let err =
@@ -359,31 +362,28 @@ async fn the_client_name_allow_list_refuses_other_certificates_from_the_same_ca(
     assert!(err.is_err(), "kube-apiserver's certificate is valid but not allowed: {err:?}");
     assert!(refused.log().contains("not in server.tls.allowed_client_names"), "{}", refused.log());
 
-    let allowed =
-        WebhookSetup::new("audit-allow-yes", "    allowed_client_names: [someone-else, kube-apiserver]\n", "");
+    let mut allowed = WebhookSetup::new("audit-allow-yes");
+    allowed.config.server_mut().allowed_client_names = vec!["someone-else".into(), "kube-apiserver".into()];
     let _gw2 = allowed.start();
     let (status, _, _) =
         post_json(&tls_client(&allowed.certs(), true), &allowed.url("/audit"), EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
     assert_eq!(wait_for_count(&allowed.audit_indices(), 8, Duration::from_secs(30)).await, 8);
-    delete_indices(&format!("{}-*", allowed.prefix)).await;
+    allowed.delete_indices().await;
 }
 
 #[tokio::test]
 async fn plain_http_only_when_tls_is_explicitly_disabled_and_with_a_warning() {
     require_es().await;
-    let setup = WebhookSetup::new("audit-plain", "", "");
-    // Replace the TLS block: no TLS, no client CA, tokens not set either.
-    let yaml = std::fs::read_to_string(&setup.config).unwrap();
-    let start = yaml.find("  tls:\n").unwrap();
-    let end = yaml.find("admin:\n").unwrap();
-    let yaml = format!("{}  tls:\n    enabled: false\n  allow_unauthenticated: true\n{}", &yaml[..start], &yaml[end..]);
-    std::fs::write(&setup.config, yaml).unwrap();
+    let mut setup = WebhookSetup::new("audit-plain");
+    // No TLS, no client CA, tokens not set either.
+    setup.config.server_mut().tls_certs = None;
+    setup.config.server_mut().allow_unauthenticated = true;
     let _gw = setup.start();
     assert!(setup.log().contains("server.tls.enabled is false: audit events travel in plain HTTP"), "{}", setup.log());
     let (status, _, body) =
         post_json(&http(), &format!("http://127.0.0.1:{}/audit", setup.port), EVENTLIST.to_string()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(wait_for_count(&setup.audit_indices(), 8, Duration::from_secs(30)).await, 8);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,61 +17,91 @@ const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 
 /// A node's log layout in a temporary directory:
 /// `containers/<pod>_<ns>_<container>-<id>.log` → `pods/<ns>_<pod>_<uid>/<container>/0.log`.
+/// Change `config` before [`Node::start`] to run it differently.
 struct Node {
-    dir: tempfile::TempDir,
-    prefix: String,
-    admin: String,
-    config: PathBuf,
+    home: Home,
+    config: GatewayConfig,
+}
+
+impl Deref for Node {
+    type Target = Home;
+    fn deref(&self) -> &Home {
+        &self.home
+    }
 }
 
 impl Node {
-    fn new(name: &str, extra: &str) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let prefix = unique(name);
-        let admin = format!("127.0.0.1:{}", free_port());
-        std::fs::create_dir_all(dir.path().join("containers")).unwrap();
-        let yaml = format!(
-            "cluster_name: test\n\
-             node_name: node-1\n\
-             data_dir: {data}\n\
-             admin:\n  listen: {admin}\n\
-             sources:\n  containers:\n    paths: [\"{logs}/*.log\"]\n    poll_interval: 100ms\n    rotated_grace: 1s\n{extra}\
-             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    containers: \"{prefix}-containers-%Y.%m.%d\"\n    dead_letter: \"{prefix}-deadletter-%Y.%m.%d\"\n  \
-             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n",
-            data = dir.path().join("data").display(),
-            logs = dir.path().join("containers").display(),
-            es = es_url(),
-        );
-        let config = dir.path().join("node.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        Node { dir, prefix, admin, config }
+    fn new(name: &str) -> Node {
+        let home = Home::new(name);
+        let logs = home.path().join("containers");
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut config = GatewayConfig::for_test(&home.data_dir(), &es_url())
+            .index("containers", &home.index("containers"))
+            .index("dead_letter", &home.index("deadletter"));
+        config.node_name = Some("node-1".into());
+        config.admin = Admin::Listen(home.admin.clone());
+        config.containers = Some(Containers {
+            paths: vec![format!("{}/*.log", logs.display())],
+            poll_interval: "100ms".into(),
+            rotated_grace: "1s".into(),
+            ..Containers::default()
+        });
+        Node { home, config }
     }
 
     fn start(&self) -> Gateway {
-        Gateway::start(&self.config, &self.admin, &self.dir.path().join("gateway.log"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+        self.home.start(&self.config)
     }
 
     fn indices(&self) -> String {
-        format!("{}-containers-*", self.prefix)
+        self.home.indices("containers")
+    }
+
+    fn checkpoints(&self) -> PathBuf {
+        self.data_dir().join("containers/checkpoints.json")
     }
 
     /// Creates the pod directory and the kubelet-style symlink; returns the real file's path.
     fn container(&self, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
-        let real_dir = self.dir.path().join("pods").join(format!("{ns}_{pod}_{uid}")).join(container);
+        let real_dir = self.path().join("pods").join(format!("{ns}_{pod}_{uid}")).join(container);
         std::fs::create_dir_all(&real_dir).unwrap();
         let real = real_dir.join("0.log");
-        let link = self.dir.path().join("containers").join(format!("{pod}_{ns}_{container}-{ID}.log"));
+        let link = self.path().join("containers").join(format!("{pod}_{ns}_{container}-{ID}.log"));
         std::os::unix::fs::symlink(&real, link).unwrap();
         real
     }
+
+    /// Waits until the running gateway has read `bytes` bytes of container
+    /// logs and the sink has finished every message it made of them: then
+    /// nothing more is on its way to Elasticsearch.
+    async fn wait_read_and_delivered(&self, bytes: u64, timeout: Duration) {
+        self.wait_for_metric("klg_containers_bytes_read_total", "", timeout, |n| n >= bytes as f64).await;
+        let messages = self.metric("klg_containers_messages_total", "").await;
+        wait_for(&format!("{messages} messages delivered: {}", self.log()), timeout, || async {
+            documents_finished(&self.admin, "containers").await >= messages
+        })
+        .await;
+    }
 }
 
-fn append(path: &Path, text: &[u8]) {
-    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text).unwrap();
+/// The files under `dir` (a node's `pods/`, where the real files are), recursively.
+fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else {
+            out.push((entry.path(), meta));
+        }
+    }
+    out
+}
+
+/// Bytes in the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    files_under(dir).iter().map(|(_, m)| m.len()).sum()
 }
 
 fn cri(seq: usize) -> String {
@@ -118,7 +149,8 @@ async fn assert_each_line_once(index: &str, n: usize) {
 #[tokio::test]
 async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {
     require_es().await;
-    let node = Node::new("ctr-fields", "    exclude_namespaces: [\"kube-*\"]\n");
+    let mut node = Node::new("ctr-fields");
+    node.config.containers_mut().exclude_namespaces = vec!["kube-*".into()];
     let web = node.container("shop", "web-1", "uid-1", "app");
     let dock = node.container("shop", "web-1", "uid-1", "legacy");
     let excluded = node.container("kube-system", "coredns-1", "uid-2", "coredns");
@@ -135,7 +167,9 @@ async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {
     let _gw = node.start();
     let n = wait_for_count(&node.indices(), 5, Duration::from_secs(60)).await;
     assert_eq!(n, 5, "{}", node.log());
-    assert_eq!(settle(&node.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 5);
+    let included = [&web, &dock].iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    node.wait_read_and_delivered(included, Duration::from_secs(30)).await;
+    assert_eq!(count(&node.indices()).await, 5);
     let docs = search(&node.indices(), json!({ "term": { "kubernetes.container.name": "app" } })).await;
     let by_msg: BTreeMap<&str, &Value> = docs.iter().map(|d| (d["message"].as_str().unwrap(), d)).collect();
     let joined = by_msg["first half, second half"];
@@ -163,14 +197,14 @@ async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {
     assert!(msgs.contains(&"docker \"json\" line"), "{msgs:?}");
     assert!(msgs.contains(&"{\"log\": not json"), "{msgs:?}");
     assert_eq!(count(&format!("{}-deadletter-*", node.prefix)).await, 0);
-    delete_indices(&format!("{}-*", node.prefix)).await;
+    node.delete_indices().await;
 }
 
 #[tokio::test]
 async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
     require_es().await;
     const LINES: usize = 100_000;
-    let node = Node::new("ctr-rotate", "");
+    let node = Node::new("ctr-rotate");
     let real = node.container("shop", "busy-1", "uid-9", "app");
     let _gw = node.start();
     let dir = real.parent().unwrap().to_path_buf();
@@ -201,9 +235,10 @@ async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
     assert_eq!(rotations, 5);
     let got = wait_for_count(&node.indices(), LINES as u64, Duration::from_secs(180)).await;
     assert_eq!(got, LINES as u64, "{}", node.log());
-    assert_eq!(settle(&node.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, LINES as u64);
+    node.wait_read_and_delivered(bytes_under(&node.path().join("pods")), Duration::from_secs(60)).await;
+    assert_eq!(count(&node.indices()).await, LINES as u64);
     assert_each_line_once(&node.indices(), LINES).await;
-    delete_indices(&format!("{}-*", node.prefix)).await;
+    node.delete_indices().await;
 }
 
 /// Every 10th line is written as a `P` piece plus an `F` piece.
@@ -219,10 +254,20 @@ fn docker(seq: usize) -> String {
     format!("{{\"log\":\"line {seq:07} from docker\\n\",\"stream\":\"stdout\",\"time\":\"2026-01-03T00:00:00.{seq:09}Z\"}}\n")
 }
 
+/// Bytes a restarted gateway has to read: every file under `pods/` from the
+/// offset its checkpoint (matched by inode) saved, or from the start.
+fn bytes_after_checkpoint(node: &Node) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let saved: Value = serde_json::from_slice(&std::fs::read(node.checkpoints()).unwrap()).unwrap();
+    let saved = saved["files"].as_array().unwrap();
+    let offset = |ino: u64| saved.iter().find(|f| f["ino"] == ino).map_or(0, |f| f["offset"].as_u64().unwrap());
+    files_under(&node.path().join("pods")).iter().map(|(_, m)| m.len() - offset(m.ino())).sum()
+}
+
 #[tokio::test]
 async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
     require_es().await;
-    let node = Node::new("ctr-kill9", "");
+    let node = Node::new("ctr-kill9");
     let a = node.container("shop", "a-1", "uid-a", "app");
     let b = node.container("shop", "b-1", "uid-b", "app");
     let text: String = (0..40_000).map(cri_split).collect();
@@ -233,10 +278,8 @@ async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
     let mut gw = node.start();
     let seen = wait_for_count(&node.indices(), 15_000, Duration::from_secs(60)).await;
     // At least one checkpoint behind us (they are written at most once a second).
-    let checkpoints = node.dir.path().join("data/containers/checkpoints.json");
-    while !checkpoints.exists() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let checkpoints = node.checkpoints();
+    wait_until("a checkpoint", Duration::from_secs(60), || checkpoints.exists()).await;
     gw.kill9();
     let at_kill = count(&node.indices()).await;
     eprintln!("killed at {seen}..{at_kill} documents");
@@ -247,11 +290,14 @@ async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
     std::fs::rename(&a, a.with_file_name("0.log.20260102-000000")).unwrap();
     let text: String = (70_000..80_000).map(cri_split).collect();
     append(&a, text.as_bytes());
+    // What the restarted gateway has to read: every file from its checkpoint on.
+    let to_read = bytes_after_checkpoint(&node);
     let _gw = node.start();
     let want = 80_000 + interleaved + 2_000;
     let got = wait_for_count(&node.indices(), want, Duration::from_secs(120)).await;
     assert_eq!(got, want, "{}", node.log());
-    assert_eq!(settle(&node.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, want);
+    node.wait_read_and_delivered(to_read, Duration::from_secs(60)).await;
+    assert_eq!(count(&node.indices()).await, want);
     assert!(node.log().contains("reading a file rotated while the gateway was down"), "{}", node.log());
     // The interleaved stderr lines are messages of their own; check the rest line by line.
     let messages = all_messages(&node.indices()).await;
@@ -267,91 +313,81 @@ async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
     assert!(seen.values().all(|c| *c == 1), "some line twice");
     assert_eq!(seen.len(), 80_000, "lines missing");
     assert_eq!(messages.iter().filter(|m| m.starts_with("interleaved")).count() as u64, interleaved + 2_000);
-    delete_indices(&format!("{}-*", node.prefix)).await;
+    node.delete_indices().await;
 }
 
 #[tokio::test]
 async fn elasticsearch_down_while_files_rotate_then_everything_arrives_once() {
     require_es().await;
-    let es = EsInstance::start(9270);
-    let node = Node::new("ctr-esdown", "");
-    let cfg = std::fs::read_to_string(&node.config).unwrap().replace(&es_url(), &es.url());
-    std::fs::write(&node.config, cfg).unwrap();
+    let es = EsInstance::start();
+    let mut node = Node::new("ctr-esdown");
+    node.config.elasticsearch.urls = vec![es.url()];
     let a = node.container("shop", "a-1", "uid-a", "app");
     append(&a, (0..5_000).map(cri_split).collect::<String>().as_bytes());
     let _gw = node.start();
     let index = node.indices();
     let interleaved = |n: usize| (n / 10) as u64; // stderr lines of the P/F pairs
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while count_at(&es.url(), &index).await < 5_000 + interleaved(5_000) {
-        assert!(std::time::Instant::now() < deadline, "{}", node.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let first = 5_000 + interleaved(5_000);
+    assert!(wait_for_count_at(&es.url(), &index, first, Duration::from_secs(60)).await >= first, "{}", node.log());
     es.stop();
     // While Elasticsearch is down: more lines, a rotation, more lines.
     append(&a, (5_000..20_000).map(cri_split).collect::<String>().as_bytes());
     std::fs::rename(&a, a.with_file_name("0.log.20260102-000000")).unwrap();
     append(&a, (20_000..30_000).map(cri_split).collect::<String>().as_bytes());
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Down long enough for the gateway to have failed several times.
+    let failed = "result=\"transport_error\"";
+    node.wait_for_metric("klg_bulk_requests_total", failed, Duration::from_secs(60), |n| n >= 3.0).await;
     es.resume();
+    let written = bytes_under(&node.path().join("pods"));
     let want = 30_000 + interleaved(30_000);
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut got = 0;
-    while got < want && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        got = count_at(&es.url(), &index).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_count_at(&es.url(), &index, want, Duration::from_secs(120)).await;
+    node.wait_read_and_delivered(written, Duration::from_secs(60)).await;
     assert_eq!(count_at(&es.url(), &index).await, want, "{}", node.log());
 }
 
 #[tokio::test]
 async fn sigterm_saves_an_exact_checkpoint_and_a_restart_resends_nothing() {
     require_es().await;
-    let node = Node::new("ctr-term", "");
+    let node = Node::new("ctr-term");
     let a = node.container("shop", "a-1", "uid-a", "app");
     append(&a, (0..20_000).map(cri).collect::<String>().as_bytes());
     let mut gw = node.start();
     assert_eq!(wait_for_count(&node.indices(), 20_000, Duration::from_secs(60)).await, 20_000, "{}", node.log());
     assert!(gw.terminate().success(), "{}", node.log());
-    let saved: Value =
-        serde_json::from_slice(&std::fs::read(node.dir.path().join("data/containers/checkpoints.json")).unwrap())
-            .unwrap();
+    let saved: Value = serde_json::from_slice(&std::fs::read(node.checkpoints()).unwrap()).unwrap();
     assert_eq!(saved["files"][0]["offset"], std::fs::metadata(&a).unwrap().len(), "{saved}");
     append(&a, (20_000..20_010).map(cri).collect::<String>().as_bytes());
     let gw = node.start();
     assert_eq!(wait_for_count(&node.indices(), 20_010, Duration::from_secs(60)).await, 20_010);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let created =
-        metric(&gw.admin.replace("http://", ""), "klg_documents_total", "source=\"containers\",outcome=\"created\"")
-            .await;
-    let duplicates = metric(&gw.admin.replace("http://", ""), "klg_documents_total", "outcome=\"duplicate\"").await;
+    // The sink has finished at least the 10 new lines (all of them, if the restart re-read everything).
+    wait_for("10 documents finished", Duration::from_secs(30), || async {
+        documents_finished(&gw.admin, "containers").await >= 10.0
+    })
+    .await;
+    let created = gw.metric("klg_documents_total", "source=\"containers\",outcome=\"created\"").await;
+    let duplicates = gw.metric("klg_documents_total", "outcome=\"duplicate\"").await;
     assert_eq!((created, duplicates), (10.0, 0.0), "the restart read only the 10 new lines");
     assert_each_line_once(&node.indices(), 20_010).await;
-    delete_indices(&format!("{}-*", node.prefix)).await;
+    node.delete_indices().await;
 }
 
 #[tokio::test]
 async fn inotify_notices_a_new_file_long_before_the_next_poll() {
     require_es().await;
-    let node = Node::new("ctr-inotify", "");
-    let cfg = std::fs::read_to_string(&node.config).unwrap().replace("poll_interval: 100ms", "poll_interval: 60s");
-    std::fs::write(&node.config, cfg).unwrap();
+    let mut node = Node::new("ctr-inotify");
+    node.config.containers_mut().poll_interval = "60s".into();
     let first = node.container("shop", "a-1", "uid-a", "app");
     append(&first, cri(0).as_bytes());
     let _gw = node.start();
     assert_eq!(wait_for_count(&node.indices(), 1, Duration::from_secs(30)).await, 1, "{}", node.log());
     // A new pod's log: the real file first, then the kubelet's symlink (the inotify event).
-    let real_dir = node.dir.path().join("pods/shop_b-1_uid-b/app");
+    let real_dir = node.path().join("pods/shop_b-1_uid-b/app");
     std::fs::create_dir_all(&real_dir).unwrap();
     append(&real_dir.join("0.log"), cri(1).as_bytes());
     let started = std::time::Instant::now();
-    std::os::unix::fs::symlink(
-        real_dir.join("0.log"),
-        node.dir.path().join(format!("containers/b-1_shop_app-{ID}.log")),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(real_dir.join("0.log"), node.path().join(format!("containers/b-1_shop_app-{ID}.log")))
+        .unwrap();
     assert_eq!(wait_for_count(&node.indices(), 2, Duration::from_secs(20)).await, 2, "{}", node.log());
     assert!(started.elapsed() < Duration::from_secs(15), "took {:?} with a 60 s poll", started.elapsed());
-    delete_indices(&format!("{}-*", node.prefix)).await;
+    node.delete_indices().await;
 }

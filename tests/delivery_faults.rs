@@ -21,12 +21,17 @@ fn batches(prefix: &str, count: usize) -> Arc<Vec<String>> {
     Arc::new((0..count).map(|b| sample::event_list(&format!("{prefix}-b{b}"), BATCH, 10, 4096)).collect())
 }
 
+/// Waits until the gateway's spool is empty: every acknowledged batch delivered.
+async fn wait_spool_empty(setup: &WebhookSetup) {
+    setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
+}
+
 #[tokio::test]
 async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
     require_es().await;
     let events: usize = std::env::var("KLG_FAULT_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     let n_batches = events.div_ceil(BATCH);
-    let setup = WebhookSetup::new("kill9", "", "");
+    let setup = WebhookSetup::new("kill9");
     let mut gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let url = setup.url("/audit");
@@ -39,11 +44,10 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
         tokio::spawn(async move { send_all(&client, &url, all, 4, acked, stop).await })
     };
     // Kill the gateway when about half of the batches are acknowledged.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while acked.load(Ordering::SeqCst) < n_batches / 2 {
-        assert!(Instant::now() < deadline, "load too slow: {}", setup.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("half of the batches acknowledged (load too slow?)", Duration::from_secs(300), || {
+        acked.load(Ordering::SeqCst) >= n_batches / 2
+    })
+    .await;
     gw.kill9();
     let acked_at_kill = acked.load(Ordering::SeqCst);
     let in_es_at_kill = count(&setup.audit_indices()).await;
@@ -62,21 +66,23 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
     let got = wait_for_count(&setup.audit_indices(), want, Duration::from_secs(600)).await;
     eprintln!("resent {resent} batches; {got} of {want} events in Elasticsearch");
     assert_eq!(got, want, "every acknowledged event present: {}", setup.log());
-    // Nothing arrives later, and no auditID is there twice.
-    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(60)).await, want);
+    // Nothing arrives later (the spool has nothing left to deliver), and no
+    // auditID is there twice.
+    wait_spool_empty(&setup).await;
+    assert_eq!(count(&setup.audit_indices()).await, want);
     assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowledged_is_lost() {
     require_es().await;
-    let es = EsInstance::start(9250);
-    let setup = WebhookSetup::new("outage", "", "spool:\n  max_bytes: 33554432\n");
+    let es = EsInstance::start();
+    let mut setup = WebhookSetup::new("outage");
+    setup.config.spool_max_bytes = Some(33_554_432);
     // Point this gateway at its own Elasticsearch.
-    let cfg = std::fs::read_to_string(&setup.config).unwrap().replace(&es_url(), &es.url());
-    std::fs::write(&setup.config, cfg).unwrap();
+    setup.config.elasticsearch.urls = vec![es.url()];
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let url = setup.url("/audit");
@@ -131,16 +137,9 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
     es.resume();
     let want = (acked.len() * BATCH) as u64;
     let index = setup.audit_indices();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let n = count_at(&es.url(), &index).await;
-        if n >= want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {n} of {want} after the outage: {}", setup.log());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n = wait_for_count_at(&es.url(), &index, want, Duration::from_secs(300)).await;
+    assert!(n >= want, "only {n} of {want} after the outage: {}", setup.log());
+    wait_spool_empty(&setup).await;
     assert_eq!(count_at(&es.url(), &index).await, want, "exactly the acknowledged events, none twice");
     let (status, _, _) = post_json(&client, &url, batch(first_refused)).await;
     assert_eq!(status, 200);
@@ -149,7 +148,7 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
 #[tokio::test]
 async fn a_document_that_breaks_the_mapping_is_dead_lettered_and_the_rest_delivered() {
     require_es().await;
-    let setup = WebhookSetup::new("poison", "", "");
+    let setup = WebhookSetup::new("poison");
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let good: Vec<String> = (0..3).map(|i| sample::event(&format!("poison-ok-{i}"), i, false, 0)).collect();
@@ -169,13 +168,14 @@ async fn a_document_that_breaks_the_mapping_is_dead_lettered_and_the_rest_delive
     let original: serde_json::Value = serde_json::from_str(dead[0]["event"]["original"].as_str().unwrap()).unwrap();
     assert_eq!(original["kubernetes"]["audit"]["auditID"], "poison-bad");
     assert_eq!(metric(&setup.admin, "klg_documents_total", "outcome=\"dead_lettered\"").await, 1.0);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn per_client_rate_limit_answers_429_with_the_limiters_retry_after() {
     require_es().await;
-    let setup = WebhookSetup::new("ratelimit", "  rate_limit:\n    events_per_second: 200\n    burst: 400\n", "");
+    let mut setup = WebhookSetup::new("ratelimit");
+    setup.config.server_mut().rate_limit = Some((200, 400));
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let url = setup.url("/audit");
@@ -194,16 +194,16 @@ async fn per_client_rate_limit_answers_429_with_the_limiters_retry_after() {
     let (status, _, _) = post_json(&client, &url, batch).await;
     assert_eq!(status, 200);
     assert_eq!(wait_for_count(&setup.audit_indices(), 400, Duration::from_secs(30)).await, 400);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn sigterm_leaves_undelivered_events_in_the_spool_for_the_next_start() {
     require_es().await;
-    let setup = WebhookSetup::new("sigterm", "", "shutdown:\n  grace_period: 2s\n");
-    let real = std::fs::read_to_string(&setup.config).unwrap();
+    let mut setup = WebhookSetup::new("sigterm");
+    setup.config.shutdown_grace_period = Some("2s".into());
     // First run: Elasticsearch unreachable, so everything stays spooled.
-    std::fs::write(&setup.config, real.replace(&es_url(), &format!("http://127.0.0.1:{}", free_port()))).unwrap();
+    setup.config.elasticsearch.urls = vec![format!("http://127.0.0.1:{}", free_port())];
     let mut gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let (status, _, _) = post_json(&client, &setup.url("/audit"), sample::event_list("term", 400, 10, 4096)).await;
@@ -215,9 +215,9 @@ async fn sigterm_leaves_undelivered_events_in_the_spool_for_the_next_start() {
     assert_eq!(count(&setup.audit_indices()).await, 0);
 
     // Second run, Elasticsearch reachable: the spool is replayed.
-    std::fs::write(&setup.config, real).unwrap();
+    setup.config.elasticsearch.urls = vec![es_url()];
     let _gw = setup.start();
     assert_eq!(wait_for_count(&setup.audit_indices(), 400, Duration::from_secs(60)).await, 400);
     assert!(setup.log().contains("replaying"), "{}", setup.log());
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }

@@ -5,7 +5,7 @@
 //! the spool), nothing reaches Elasticsearch, the gateway logs why, and once the
 //! config is fixed and the gateway restarted every document arrives exactly once.
 //!
-//! One secured Elasticsearch (`ES_SECURE=1 scripts/elasticsearch.sh`, port 9280,
+//! One secured Elasticsearch (`ES_SECURE=1 scripts/elasticsearch.sh` on a private port,
 //! wiped at the end) serves every case; the cases run side by side.
 //!
 //! What the integ-test-zip build allows: file-realm users and roles (created by
@@ -20,16 +20,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
-const EVENTLIST: &str = include_str!("fixtures/audit-eventlist.json");
 const EVENTS: u64 = 8;
-const PORT: u16 = 9280;
-const ELASTIC_PASSWORD: &str = "klg-elastic-pw-9280";
+const ELASTIC_PASSWORD: &str = "klg-elastic-pw-secured";
 const KLG_PASSWORD: &str = "klg-writer-secret-1";
 
 /// The gateway's privileges: what a production role needs, nothing more.
@@ -43,122 +40,46 @@ klg_writer:
 
 /// A private Elasticsearch with security on. Drop wipes it.
 struct SecureEs {
+    // First: dropped (wiped) while its TLS and user files still exist.
+    _instance: EsInstance,
     dir: tempfile::TempDir,
-    client: reqwest::Client,
+    /// As the `elastic` superuser.
+    es: Es,
 }
 
 impl SecureEs {
-    fn script(&self, action: &str) -> bool {
-        let d = self.dir.path();
-        Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/elasticsearch.sh"))
-            .arg(action)
-            .env("ES_PORT", PORT.to_string())
-            .env("ES_HEAP", "384m")
-            .env("ES_SECURE", "1")
-            .env("ES_TLS_DIR", d.join("certs"))
-            .env("ES_PASSWORD", ELASTIC_PASSWORD)
-            .env("ES_ROLES_FILE", d.join("roles.yml"))
-            .env("ES_USERS_FILE", d.join("users"))
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-
     fn start() -> SecureEs {
         let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
+        let d = dir.path();
+        let certs = d.join("certs");
         make_certs(&certs);
-        std::fs::write(dir.path().join("roles.yml"), ROLES_YML).unwrap();
-        std::fs::write(dir.path().join("users"), format!("klg:{KLG_PASSWORD}:klg_writer\n")).unwrap();
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let es = SecureEs { dir, client };
-        // A leftover instance on this port (another CA, another password) must not be reused.
-        es.script("wipe");
-        assert!(es.script("start"), "could not start the secured Elasticsearch on port {PORT}");
-        es
+        std::fs::write(d.join("roles.yml"), ROLES_YML).unwrap();
+        std::fs::write(d.join("users"), format!("klg:{KLG_PASSWORD}:klg_writer\n")).unwrap();
+        let env = vec![
+            ("ES_SECURE".to_string(), "1".into()),
+            ("ES_TLS_DIR".to_string(), certs.clone().into_os_string()),
+            ("ES_PASSWORD".to_string(), ELASTIC_PASSWORD.into()),
+            ("ES_ROLES_FILE".to_string(), d.join("roles.yml").into_os_string()),
+            ("ES_USERS_FILE".to_string(), d.join("users").into_os_string()),
+        ];
+        // A leftover instance on its port (another CA, another password) is wiped first.
+        let instance = EsInstance::start_with(env);
+        let url = format!("https://127.0.0.1:{}", instance.port);
+        let es = Es::secured(&url, &certs.join("ca.crt"), "elastic", ELASTIC_PASSWORD);
+        SecureEs { _instance: instance, dir, es }
     }
 
     fn url(&self) -> String {
-        format!("https://127.0.0.1:{PORT}")
+        self.es.url.clone()
     }
 
     fn ca_file(&self) -> PathBuf {
         self.dir.path().join("certs").join("ca.crt")
     }
 
-    /// A request as `user`; status and parsed body.
-    async fn json_as(
-        &self,
-        user: &str,
-        password: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.url())).basic_auth(user, Some(password));
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
-        }
-        let resp = req.send().await.expect("request to the secured Elasticsearch");
-        let status = resp.status().as_u16();
-        (status, serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null))
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.json_as("elastic", ELASTIC_PASSWORD, method, path, body).await
-    }
-
-    async fn count(&self, index: &str) -> u64 {
-        let opts = "ignore_unavailable=true&allow_no_indices=true";
-        // A just-created index answers 503 (no shard available) for a moment.
-        let mut tries = 0;
-        loop {
-            self.json(reqwest::Method::POST, &format!("/{index}/_refresh?{opts}"), None).await;
-            let (status, v) = self.json(reqwest::Method::GET, &format!("/{index}/_count?{opts}"), None).await;
-            if status == 200 {
-                return v["count"].as_u64().unwrap();
-            }
-            tries += 1;
-            assert!(status == 503 && tries < 50, "count {index}: {status} {v}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Polls until `want` documents are in `index`, then waits until nothing more
-    /// arrives for 2 s; returns the final count.
-    async fn wait_settled(&self, index: &str, want: u64, timeout: Duration) -> u64 {
-        let start = Instant::now();
-        let mut n = self.count(index).await;
-        while n < want && start.elapsed() < timeout {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            n = self.count(index).await;
-        }
-        let mut since = Instant::now();
-        while since.elapsed() < Duration::from_secs(2) {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let m = self.count(index).await;
-            if m != n {
-                n = m;
-                since = Instant::now();
-            }
-        }
-        n
-    }
-
     /// Documents per auditID in `index` (exact: one shard).
     async fn per_audit_id(&self, index: &str) -> BTreeMap<String, u64> {
-        let body = json!({"size": 0, "aggs": {"ids": {"terms": {"field": "kubernetes.audit.auditID", "size": 100}}}});
-        let (status, v) = self.json(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
-        assert_eq!(status, 200, "{v}");
-        let buckets = v["aggregations"]["ids"]["buckets"].as_array().unwrap();
+        let buckets = self.es.terms(index, "kubernetes.audit.auditID", 1, 100).await;
         buckets.iter().map(|b| (b["key"].as_str().unwrap().to_string(), b["doc_count"].as_u64().unwrap())).collect()
     }
 }
@@ -173,35 +94,52 @@ fn fixture_per_audit_id() -> BTreeMap<String, u64> {
     m
 }
 
-impl Drop for SecureEs {
-    fn drop(&mut self) {
-        self.script("wipe");
+/// How the gateway reaches the secured Elasticsearch: credentials, the CA it
+/// trusts, whether it installs templates.
+#[derive(Clone, Default)]
+struct EsAccess {
+    auth: Option<EsAuth>,
+    ca_file: Option<PathBuf>,
+    install_templates: Option<bool>,
+}
+
+impl EsAccess {
+    fn auth(auth: EsAuth) -> EsAccess {
+        EsAccess { auth: Some(auth), ..EsAccess::default() }
+    }
+
+    fn trusting(self, ca: &Path) -> EsAccess {
+        EsAccess { ca_file: Some(ca.to_path_buf()), ..self }
     }
 }
 
-/// A gateway whose `elasticsearch` section points at the secured instance,
-/// with `es_yaml` (lines indented by two spaces: `auth:`, `tls:`) added to it.
+/// Basic auth as the gateway's user, with `password`.
+fn klg(password: &str) -> EsAccess {
+    EsAccess::auth(EsAuth::Basic { username: "klg".into(), password: Secret::Inline(password.into()) })
+}
+
+/// A webhook gateway whose `elasticsearch` section points at the secured instance.
 struct SecuredGateway {
     setup: WebhookSetup,
-    base: String,
 }
 
 impl SecuredGateway {
-    fn new(name: &str, es: &SecureEs, es_yaml: &str) -> SecuredGateway {
+    fn new(name: &str, es: &SecureEs, access: EsAccess) -> SecuredGateway {
+        let mut setup = WebhookSetup::new(name);
         // A quick SIGTERM even while Elasticsearch refuses everything: the spool keeps the rest.
-        let setup = WebhookSetup::new(name, "", "shutdown:\n  grace_period: 1s\n");
-        let base = std::fs::read_to_string(&setup.config).unwrap();
-        let from = format!("  urls: [\"{}\"]\n", es_url());
-        assert!(base.contains(&from), "WebhookSetup's config changed shape: {base}");
-        let base = base.replace(&from, &format!("  urls: [\"{}\"]\n@ES@", es.url()));
-        let gw = SecuredGateway { setup, base };
-        gw.configure(es_yaml);
+        setup.config.shutdown_grace_period = Some("1s".into());
+        setup.config.elasticsearch.urls = vec![es.url()];
+        let mut gw = SecuredGateway { setup };
+        gw.configure(access);
         gw
     }
 
-    /// Rewrites the config file with another auth/TLS block.
-    fn configure(&self, es_yaml: &str) {
-        std::fs::write(&self.setup.config, self.base.replace("@ES@", es_yaml)).unwrap();
+    /// Another auth/TLS setting, for the next start.
+    fn configure(&mut self, access: EsAccess) {
+        let es = &mut self.setup.config.elasticsearch;
+        es.auth = access.auth;
+        es.ca_file = access.ca_file;
+        es.install_templates = access.install_templates;
     }
 
     /// Posts the fixture EventList; the gateway must take it (200) whatever
@@ -213,13 +151,9 @@ impl SecuredGateway {
     }
 }
 
-fn tls_yaml(ca: &Path) -> String {
-    format!("  tls:\n    ca_file: {}\n", ca.display())
-}
-
 /// Good credentials: the 8 events arrive, once.
-async fn delivers(es: &SecureEs, name: &str, auth_yaml: String) {
-    let gw = SecuredGateway::new(name, es, &(auth_yaml + &tls_yaml(&es.ca_file())));
+async fn delivers(es: &SecureEs, name: &str, access: EsAccess) {
+    let gw = SecuredGateway::new(name, es, EsAccess { ca_file: Some(es.ca_file()), ..access });
     let _running = gw.setup.start();
     gw.post_eventlist().await;
     assert_delivered_once(es, &gw, name).await;
@@ -227,24 +161,34 @@ async fn delivers(es: &SecureEs, name: &str, auth_yaml: String) {
 
 async fn assert_delivered_once(es: &SecureEs, gw: &SecuredGateway, name: &str) {
     let index = gw.setup.audit_indices();
-    let n = es.wait_settled(&index, EVENTS, Duration::from_secs(60)).await;
+    let n = es.es.wait_for_count(&index, EVENTS, Duration::from_secs(60)).await;
+    if n >= EVENTS {
+        // Nothing more on its way: the spool has nothing left to deliver.
+        gw.setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
+    }
+    let n = es.es.count(&index).await;
     assert_eq!(n, EVENTS, "{name}: every event delivered, once: {}", gw.setup.log());
     assert_eq!(es.per_audit_id(&index).await, fixture_per_audit_id(), "{name}: each event once");
-    assert_eq!(es.count(&gw.setup.dead_letter_indices()).await, 0, "{name}: nothing dead-lettered");
+    assert_eq!(es.es.count(&gw.setup.dead_letter_indices()).await, 0, "{name}: nothing dead-lettered");
 }
 
-/// Elasticsearch refuses the gateway (`bad_yaml`): the webhook still says 200,
+/// Elasticsearch refuses the gateway (`bad`): the webhook still says 200,
 /// nothing is indexed, the log has every string of `log_says`. Then the config
-/// is fixed (`good_yaml`) and the gateway restarted: the spooled events arrive,
+/// is fixed (`good`) and the gateway restarted: the spooled events arrive,
 /// exactly once.
-async fn refused_then_fixed(es: &SecureEs, name: &str, bad_yaml: String, log_says: &[&str], good_yaml: String) {
-    let gw = SecuredGateway::new(name, es, &bad_yaml);
+async fn refused_then_fixed(es: &SecureEs, name: &str, bad: EsAccess, log_says: &[&str], good: EsAccess) {
+    let mut gw = SecuredGateway::new(name, es, bad);
     let mut running = gw.setup.start();
     gw.post_eventlist().await;
-    // Long enough for several attempts (backoff 50 ms .. 1 s) and a refresh.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Until the gateway has tried and logged why Elasticsearch refused it (or
+    // a minute has passed: then the assertions below say what is missing).
+    let logged = || {
+        let log = gw.setup.log();
+        std::future::ready(log_says.iter().all(|s| log.contains(s)))
+    };
+    poll(Duration::from_secs(60), Duration::from_millis(100), logged, |done| *done).await;
     let index = gw.setup.audit_indices();
-    assert_eq!(es.count(&index).await, 0, "{name}: nothing may be indexed with bad credentials");
+    assert_eq!(es.es.count(&index).await, 0, "{name}: nothing may be indexed with bad credentials");
     let log = gw.setup.log();
     let first = log.lines().find(|l| l.contains("ERROR") || l.contains("WARN")).unwrap_or("(no warning or error)");
     eprintln!("{name}: refused as expected; the gateway logged: {first}");
@@ -253,7 +197,7 @@ async fn refused_then_fixed(es: &SecureEs, name: &str, bad_yaml: String, log_say
     }
     running.terminate();
 
-    gw.configure(&good_yaml);
+    gw.configure(good);
     let _running = gw.setup.start();
     assert_delivered_once(es, &gw, name).await;
 }
@@ -265,12 +209,14 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     eprintln!("secured Elasticsearch up in {:?}", t0.elapsed());
 
     // The gateway's user authenticates (file realm) with the role above.
-    let (status, me) = es.json_as("klg", KLG_PASSWORD, reqwest::Method::GET, "/_security/_authenticate", None).await;
+    let (status, me) =
+        es.es.as_user("klg", KLG_PASSWORD).json(reqwest::Method::GET, "/_security/_authenticate", None).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["roles"], json!(["klg_writer"]));
 
     // A bearer token for that user (OAuth2 password grant; the token service).
     let (status, token) = es
+        .es
         .json(
             reqwest::Method::POST,
             "/_security/oauth2/token",
@@ -283,6 +229,7 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     // An API key. The integ-test-zip cannot create the `.security` index that keys live
     // in; anything else going wrong here is a real failure.
     let (status, key) = es
+        .es
         .json(
             reqwest::Method::POST,
             "/_security/api_key",
@@ -311,7 +258,7 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     let basic_file = |gw_dir: &Path| {
         let p = gw_dir.join("es-password");
         std::fs::write(&p, format!("{KLG_PASSWORD}\n")).unwrap();
-        format!("  auth:\n    username: klg\n    password_file: {}\n", p.display())
+        EsAccess::auth(EsAuth::Basic { username: "klg".into(), password: Secret::File(p) })
     };
 
     // Each case is independent (own gateway, own indices): run them side by side.
@@ -323,17 +270,17 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     std::fs::write(&bogus_key_file, "a2xnLW5vLXN1Y2gta2V5Om5vdC1hLXNlY3JldA==\n").unwrap();
 
     let basic = delivers(&es, "basic", basic_file(secrets.path()));
-    let bearer_case = delivers(&es, "bearer", format!("  auth:\n    bearer_token_file: {}\n", bearer_file.display()));
+    let bearer_case = delivers(&es, "bearer", EsAccess::auth(EsAuth::BearerToken(Secret::File(bearer_file.clone()))));
     let api_key_case = async {
         match &api_key {
-            Some(k) => delivers(&es, "apikey", format!("  auth:\n    api_key: \"{k}\"\n")).await,
+            Some(k) => delivers(&es, "apikey", EsAccess::auth(EsAuth::ApiKey(Secret::Inline(k.clone())))).await,
             None => {
                 refused_then_fixed(
                     &es,
                     "apikey",
-                    format!("  auth:\n    api_key_file: {}\n", bogus_key_file.display()) + &tls_yaml(&ca),
+                    EsAccess::auth(EsAuth::ApiKey(Secret::File(bogus_key_file.clone()))).trusting(&ca),
                     &["401", "unable to authenticate"],
-                    format!("  auth:\n    bearer_token: \"{bearer}\"\n") + &tls_yaml(&ca),
+                    EsAccess::auth(EsAuth::BearerToken(Secret::Inline(bearer.clone()))).trusting(&ca),
                 )
                 .await
             }
@@ -342,28 +289,23 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     let wrong_password = refused_then_fixed(
         &es,
         "wrongpw",
-        "  auth:\n    username: klg\n    password: not-the-password\n".to_string() + &tls_yaml(&ca),
+        klg("not-the-password").trusting(&ca),
         &["401", "unable to authenticate user [klg]"],
-        format!("  auth:\n    username: klg\n    password: \"{KLG_PASSWORD}\"\n") + &tls_yaml(&ca),
+        klg(KLG_PASSWORD).trusting(&ca),
     );
-    let untrusted_ca = refused_then_fixed(
-        &es,
-        "noca",
-        format!("  auth:\n    username: klg\n    password: \"{KLG_PASSWORD}\"\n"),
-        // The cause (rustls: invalid peer certificate, UnknownIssuer) is not in the log:
-        // the client's error text stops at reqwest's "error sending request".
-        &["cannot install index templates yet", "transport error", "https://127.0.0.1:9280/"],
-        format!("  auth:\n    username: klg\n    password: \"{KLG_PASSWORD}\"\n") + &tls_yaml(&ca),
-    );
+    // The cause (rustls: invalid peer certificate, UnknownIssuer) is not in the log:
+    // the client's error text stops at reqwest's "error sending request".
+    let secured_url = format!("{}/", es.url());
+    let noca_says = ["cannot install index templates yet", "transport error", secured_url.as_str()];
+    let untrusted_ca = refused_then_fixed(&es, "noca", klg(KLG_PASSWORD), &noca_says, klg(KLG_PASSWORD).trusting(&ca));
     // Credentials that stop working after the templates are in (a rotated password):
     // the bulk requests themselves get the 401, and are retried, not dead-lettered.
     let wrong_password_at_bulk = refused_then_fixed(
         &es,
         "bulk401",
-        "  install_templates: false\n  auth:\n    username: klg\n    password: not-the-password\n".to_string()
-            + &tls_yaml(&ca),
+        EsAccess { install_templates: Some(false), ..klg("not-the-password").trusting(&ca) },
         &["bulk request failed, will retry: HTTP 401", "unable to authenticate user [klg]"],
-        format!("  auth:\n    username: klg\n    password: \"{KLG_PASSWORD}\"\n") + &tls_yaml(&ca),
+        klg(KLG_PASSWORD).trusting(&ca),
     );
     tokio::join!(basic, bearer_case, api_key_case, wrong_password, wrong_password_at_bulk, untrusted_ca);
     eprintln!("all cases done in {:?}", t0.elapsed());

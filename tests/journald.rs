@@ -5,17 +5,21 @@
 
 mod common;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use kube_log_gateway::config::Config;
+use kube_log_gateway::document::index_pattern::IndexPattern;
+use kube_log_gateway::serve::start_sink;
 use kube_log_gateway::shutdown::Shutdown;
 use kube_log_gateway::sources::journald::config::StartAt;
 use kube_log_gateway::sources::journald::cursor::CursorFile;
 use kube_log_gateway::sources::journald::document::JournaldNormalizer;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
 use kube_log_gateway::sources::journald::reader::{current_boot_id, JournalReader, StartedFrom};
+use kube_log_gateway::sources::journald::spawn as spawn_journald;
 use kube_log_gateway::telemetry;
 use serde_json::{json, Value};
 
@@ -26,24 +30,25 @@ const T0: u64 = 1_762_668_882_535_854;
 
 /// A journal directory, a data_dir and unique indices for one test.
 struct Fixture {
-    root: tempfile::TempDir,
-    prefix: String,
-    admin: String,
+    home: Home,
+}
+
+impl Deref for Fixture {
+    type Target = Home;
+    fn deref(&self) -> &Home {
+        &self.home
+    }
 }
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("journal")).unwrap();
-        Fixture { root, prefix: unique(name), admin: format!("127.0.0.1:{}", free_port()) }
+        let home = Home::new(name);
+        std::fs::create_dir_all(home.path().join("journal")).unwrap();
+        Fixture { home }
     }
 
     fn journal_dir(&self) -> PathBuf {
-        self.root.path().join("journal")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.path().join("journal")
     }
 
     /// Writes `entries` into `<journal dir>/<file>.journal` with journal-remote.
@@ -52,43 +57,33 @@ impl Fixture {
     }
 
     fn indices(&self) -> String {
-        format!("{}-kubelet-*", self.prefix)
+        self.home.indices("kubelet")
     }
 
     fn cursor(&self) -> Option<String> {
         CursorFile::for_directory(&self.data_dir(), &self.journal_dir()).load().unwrap()
     }
 
-    /// The gateway config (YAML), node role only. `journald_extra` lines go
-    /// under `sources.journald`, `es_extra` under `elasticsearch`. In-process
-    /// runs have no admin listener.
-    fn config(&self, es: &str, journald_extra: &str, es_extra: &str, admin: bool) -> PathBuf {
-        let admin = if admin { self.admin.as_str() } else { "null" };
-        let yaml = format!(
-            "cluster_name: test\n\
-             node_name: node-a\n\
-             data_dir: {data}\n\
-             admin:\n  listen: {admin}\n\
-             sources:\n  journald:\n    directories: [{journal}, /nonexistent/run/log/journal]\n    start_at: head\n{journald_extra}\
-             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    kubelet: \"{p}-kubelet-%Y.%m.%d\"\n    dead_letter: \"{p}-deadletter-%Y.%m.%d\"\n    \
-             audit: \"{p}-audit-%Y.%m.%d\"\n  \
-             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n\
-             {es_extra}",
-            data = self.data_dir().display(),
-            journal = self.journal_dir().display(),
-            p = self.prefix,
-        );
-        let path = self.root.path().join("gateway.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        path
+    /// The gateway config, node role only, on the Elasticsearch at `es`.
+    /// In-process runs have no admin listener: set `admin` to run the binary.
+    fn config(&self, es: &str) -> GatewayConfig {
+        let mut config = GatewayConfig::for_test(&self.data_dir(), es)
+            .index("kubelet", &self.index("kubelet"))
+            .index("dead_letter", &self.index("deadletter"))
+            .index("audit", &self.index("audit"));
+        config.node_name = Some("node-a".into());
+        config.admin = Admin::Off;
+        config.journald = Some(Journald {
+            directories: vec![self.journal_dir(), "/nonexistent/run/log/journal".into()],
+            start_at: "head".into(),
+            ..Journald::default()
+        });
+        config
     }
 
-    fn load(&self, es: &str, journald_extra: &str) -> Config {
-        Config::load_with_env(&self.config(es, journald_extra, "", false), []).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("gateway.log")).unwrap_or_default()
+    /// Writes `config` and loads it as the gateway would.
+    fn load(&self, config: &GatewayConfig) -> Config {
+        Config::load_with_env(&self.write_config(config), []).unwrap()
     }
 }
 
@@ -124,10 +119,10 @@ struct InProcess {
 impl InProcess {
     fn start(cfg: &Config) -> InProcess {
         let shutdown = Shutdown::new();
-        let (sink, sink_task) = kube_log_gateway::serve::start_sink(cfg, shutdown.clone()).unwrap();
+        let (sink, sink_task) = start_sink(cfg, shutdown.clone()).unwrap();
         let ctx = cfg.source_context(&cfg.index_patterns().kubelet);
         let jcfg = cfg.sources.journald.as_ref().unwrap();
-        let source = kube_log_gateway::sources::journald::spawn(jcfg, &ctx, sink, shutdown.clone()).unwrap();
+        let source = spawn_journald(jcfg, &ctx, sink, shutdown.clone()).unwrap();
         InProcess { shutdown, source, sink: sink_task }
     }
 
@@ -136,25 +131,6 @@ impl InProcess {
         self.shutdown.begin();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.source).await.expect("source stops");
         let _ = tokio::time::timeout(Duration::from_secs(30), self.sink).await.expect("sink stops");
-    }
-}
-
-async fn wait_count_at(es: &str, index: &str, want: u64, timeout: Duration) -> u64 {
-    let start = Instant::now();
-    loop {
-        let n = count_at(es, index).await;
-        if n >= want || start.elapsed() > timeout {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -172,11 +148,7 @@ fn cursors(dir: &Path, units: &[&str]) -> Vec<String> {
 }
 
 fn normalizer() -> JournaldNormalizer {
-    JournaldNormalizer::new(
-        "c".into(),
-        "n".into(),
-        kube_log_gateway::document::index_pattern::IndexPattern::parse("k-%Y.%m.%d").unwrap(),
-    )
+    JournaldNormalizer::new("c".into(), "n".into(), IndexPattern::parse("k-%Y.%m.%d").unwrap())
 }
 
 /// Messages of what a reader positioned at `start` returns.
@@ -223,9 +195,11 @@ async fn kubelet_entries_are_shipped_with_their_fields_and_appended_entries_foll
             unit_entry(5, "sshd.service", T0 + 5),
         ],
     );
-    let cfg = f.load(&es_url(), "    identifiers: [node-problem-detector]\n");
+    let mut config = f.config(&es_url());
+    config.journald_mut().identifiers = vec!["node-problem-detector".into()];
+    let cfg = f.load(&config);
     let run = InProcess::start(&cfg);
-    assert_eq!(wait_count_at(&es_url(), &f.indices(), 4, Duration::from_secs(60)).await, 4);
+    assert_eq!(wait_for_count(&f.indices(), 4, Duration::from_secs(60)).await, 4);
 
     // Appended while running, into a new file in the same directory.
     f.write(
@@ -235,12 +209,13 @@ async fn kubelet_entries_are_shipped_with_their_fields_and_appended_entries_foll
             .chain([unit_entry(20, "containerd.service", T0 + 40)])
             .collect(),
     );
-    assert_eq!(wait_count_at(&es_url(), &f.indices(), 9, Duration::from_secs(60)).await, 9);
+    assert_eq!(wait_for_count(&f.indices(), 9, Duration::from_secs(60)).await, 9);
     // And appended to an existing file.
     f.write("a", vec![kubelet(30, OLD_BOOT, T0 + 50)]);
-    assert_eq!(wait_count_at(&es_url(), &f.indices(), 10, Duration::from_secs(60)).await, 10);
+    assert_eq!(wait_for_count(&f.indices(), 10, Duration::from_secs(60)).await, 10);
+    // Stopped gracefully: everything read was delivered; nothing more can arrive.
     run.stop().await;
-    assert_eq!(settle(&f.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 10);
+    assert_eq!(count(&f.indices()).await, 10);
 
     let docs = search(&f.indices(), json!({"match_all": {}})).await;
     let first = &docs[0];
@@ -290,7 +265,7 @@ async fn kubelet_entries_are_shipped_with_their_fields_and_appended_entries_foll
 
     // Stopped gracefully: the cursor is the last shipped kubelet entry.
     assert_eq!(f.cursor().as_deref(), Some(all_cursors.last().unwrap().as_str()));
-    delete_indices(&format!("{}-*", f.prefix)).await;
+    f.delete_indices().await;
 }
 
 #[test]
@@ -364,9 +339,9 @@ async fn a_vacuumed_cursor_restarts_at_the_oldest_entry_and_is_counted() {
     let f = Fixture::new("jvacuum");
     f.write("a", (0..5).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
     f.write("b", (5..10).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
-    let cfg = f.load(&es_url(), "");
+    let cfg = f.load(&f.config(&es_url()));
     let run = InProcess::start(&cfg);
-    assert_eq!(wait_count_at(&es_url(), &f.indices(), 10, Duration::from_secs(60)).await, 10);
+    assert_eq!(wait_for_count(&f.indices(), 10, Duration::from_secs(60)).await, 10);
     run.stop().await;
     let saved = f.cursor().expect("cursor saved");
     assert_eq!(saved, cursors(&f.journal_dir(), &["kubelet.service"])[9]);
@@ -377,41 +352,51 @@ async fn a_vacuumed_cursor_restarts_at_the_oldest_entry_and_is_counted() {
     f.write("c", (10..14).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
     let lost_before = lost_cursors();
     let run = InProcess::start(&cfg);
-    assert_eq!(wait_count_at(&es_url(), &f.indices(), 14, Duration::from_secs(60)).await, 14);
+    assert_eq!(wait_for_count(&f.indices(), 14, Duration::from_secs(60)).await, 14);
     run.stop().await;
-    assert_eq!(settle(&f.indices(), Duration::from_secs(2), Duration::from_secs(30)).await, 14);
+    assert_eq!(count(&f.indices()).await, 14);
     assert_eq!(lost_cursors() - lost_before, 1.0);
     assert_eq!(f.cursor().unwrap(), *cursors(&f.journal_dir(), &["kubelet.service"]).last().unwrap());
-    delete_indices(&format!("{}-*", f.prefix)).await;
+    f.delete_indices().await;
+}
+
+/// This process's metrics (in-process runs have no admin listener).
+fn own_metric(name: &str, labels: &str) -> f64 {
+    metric_in(&telemetry::encode(), name, labels)
 }
 
 fn lost_cursors() -> f64 {
-    telemetry::encode()
-        .lines()
-        .find(|l| l.starts_with("klg_journald_cursors_lost_total "))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    own_metric("klg_journald_cursors_lost_total", "")
 }
 
 #[tokio::test]
 async fn elasticsearch_down_nothing_lost_and_the_cursor_waits() {
     require_es().await;
-    let es = EsInstance::start(9260);
+    let es = EsInstance::start();
     let f = Fixture::new("jdown");
     f.write("a", (0..20).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
-    let cfg = f.load(&es.url(), "    checkpoint_interval: 100ms\n");
+    let mut config = f.config(&es.url());
+    config.journald_mut().checkpoint_interval = Some("100ms".into());
+    let cfg = f.load(&config);
     let run = InProcess::start(&cfg);
-    assert_eq!(wait_count_at(&es.url(), &f.indices(), 20, Duration::from_secs(120)).await, 20);
+    assert_eq!(wait_for_count_at(&es.url(), &f.indices(), 20, Duration::from_secs(120)).await, 20);
     let first = cursors(&f.journal_dir(), &["kubelet.service"]);
     wait_until("the cursor of entry 20", Duration::from_secs(10), || f.cursor().as_deref() == Some(&first[19])).await;
 
     es.stop();
+    // Only this test's Elasticsearch goes down in this process: its failed
+    // bulk requests are the attempts to deliver the new entries.
+    let failed = || own_metric("klg_bulk_requests_total", "result=\"transport_error\"");
+    let failed_before = failed();
     f.write("b", (20..50).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    wait_until("several failed attempts to deliver the new entries", Duration::from_secs(60), || {
+        failed() >= failed_before + 3.0
+    })
+    .await;
     assert_eq!(f.cursor().as_deref(), Some(first[19].as_str()), "the cursor moved while Elasticsearch was down");
 
     es.resume();
-    assert_eq!(wait_count_at(&es.url(), &f.indices(), 50, Duration::from_secs(180)).await, 50);
+    assert_eq!(wait_for_count_at(&es.url(), &f.indices(), 50, Duration::from_secs(180)).await, 50);
     let all = cursors(&f.journal_dir(), &["kubelet.service"]);
     wait_until("the cursor of entry 50", Duration::from_secs(10), || f.cursor().as_deref() == Some(&all[49])).await;
     run.stop().await;
@@ -437,15 +422,13 @@ async fn kill_9_mid_stream_then_restart_ships_every_entry_exactly_once() {
             })
             .collect(),
     );
-    let config = f.config(
-        &es_url(),
-        "    batch_size: 250\n    checkpoint_interval: 200ms\n",
-        "  documents_per_second: 2500\n",
-        true,
-    );
-    let log = f.root.path().join("gateway.log");
+    let mut config = f.config(&es_url());
+    config.admin = Admin::Listen(f.admin.clone());
+    config.journald_mut().batch_size = Some(250);
+    config.journald_mut().checkpoint_interval = Some("200ms".into());
+    config.elasticsearch.documents_per_second = Some(2500);
 
-    let mut gw = Gateway::start(&config, &f.admin, &log);
+    let mut gw = f.start(&config);
     let at_kill = wait_for_count(&f.indices(), 5_000, Duration::from_secs(120)).await;
     gw.kill9();
     let at_kill = at_kill.max(count(&f.indices()).await);
@@ -453,19 +436,20 @@ async fn kill_9_mid_stream_then_restart_ships_every_entry_exactly_once() {
     let saved = f.cursor().expect("a cursor was saved before the kill");
     eprintln!("killed with {at_kill} entries in Elasticsearch; cursor {saved}");
 
-    let gw = Gateway::start(&config, &f.admin, &log);
+    let gw = f.start(&config);
     let got = wait_for_count(&f.indices(), N, Duration::from_secs(120)).await;
     assert_eq!(got, N, "{}", f.log());
-    assert_eq!(settle(&f.indices(), Duration::from_secs(3), Duration::from_secs(60)).await, N);
+    // The cursor only moves past delivered entries: at the last one, nothing more is on its way.
+    let last = cursors(&f.journal_dir(), &["kubelet.service"]).pop().unwrap();
+    wait_until("the final cursor", Duration::from_secs(60), || f.cursor().as_deref() == Some(last.as_str())).await;
+    assert_eq!(count(&f.indices()).await, N);
     // Resumed from the cursor, not from the start: only the last unsaved
     // stretch before the kill was read again (as 409 duplicates).
     let duplicates = metric(&f.admin, "klg_documents_total", "outcome=\"duplicate\"").await;
     eprintln!("after restart: {duplicates} duplicates (409)");
     assert!(duplicates < 2_000.0, "re-read {duplicates} entries");
-    let last = cursors(&f.journal_dir(), &["kubelet.service"]).pop().unwrap();
-    wait_until("the final cursor", Duration::from_secs(10), || f.cursor().as_deref() == Some(last.as_str())).await;
     drop(gw);
     assert_eq!(count(&f.indices()).await, N);
     assert_eq!(count(&format!("{}-deadletter-*", f.prefix)).await, 0);
-    delete_indices(&format!("{}-*", f.prefix)).await;
+    f.delete_indices().await;
 }

@@ -3,6 +3,8 @@
 //! a dead node. These faults are hard to provoke on demand in a real cluster;
 //! the real-cluster behaviour is covered by tests/delivery_faults.rs.
 
+mod common;
+
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::Router;
+use common::{free_port, wait_until, GatewayConfig};
 use kube_log_gateway::config::Config;
 use kube_log_gateway::document::{Document, SourceKind};
 use kube_log_gateway::shutdown::Shutdown;
@@ -95,13 +98,8 @@ async fn start_fake(script: impl Fn(usize, &[Item]) -> (u16, Value) + Send + Syn
 }
 
 fn config(urls: &[String], data_dir: &std::path::Path) -> Config {
-    let yaml = format!(
-        "data_dir: {}\nelasticsearch:\n  urls: {:?}\n  batch:\n    linger: 10ms\n  retry:\n    initial_backoff: 10ms\n    max_backoff: 50ms\n",
-        data_dir.display(),
-        urls
-    );
     let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::fs::write(f.path(), yaml).unwrap();
+    std::fs::write(f.path(), GatewayConfig::sink_only(data_dir, urls).to_yaml()).unwrap();
     Config::load_with_env(f.path(), []).unwrap()
 }
 
@@ -195,10 +193,7 @@ async fn refused_dead_letters_are_appended_to_a_file() {
 
 #[tokio::test]
 async fn a_dead_node_and_a_503_are_retried_on_the_next_url() {
-    let dead = format!("http://127.0.0.1:{}", {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    });
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let (url, fake) = start_fake(|n, items| match n {
         0 => (503, json!({"error": "unavailable"})),
         _ => items_response(items, |_, _| 201),
@@ -223,13 +218,14 @@ async fn too_large_requests_are_split() {
 
 #[tokio::test]
 async fn shutdown_cancels_instead_of_acknowledging() {
-    let (url, _fake) = start_fake(|_, _| (503, json!({"error": "down"}))).await;
+    let (url, fake) = start_fake(|_, _| (503, json!({"error": "down"}))).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&[url], dir.path());
     let shutdown = Shutdown::new();
     let (sink, task) = kube_log_gateway::serve::start_sink(&cfg, shutdown.clone()).unwrap();
     let pending = tokio::spawn(async move { sink.deliver(docs(2)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Abort while the sink is retrying the 503s.
+    wait_until("a first attempt", Duration::from_secs(10), || !fake.requests.lock().unwrap().is_empty()).await;
     shutdown.abort();
     let result = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
     assert_eq!(result, Err(Cancelled));

@@ -1,0 +1,298 @@
+//! The one way tests write a gateway config: a typed description rendered to
+//! YAML. Tests change a field (`config.elasticsearch.urls = …`) instead of
+//! editing YAML text.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// A gateway config. `None` / empty fields are left out (the gateway's default).
+#[derive(Clone, Debug, Default)]
+pub struct GatewayConfig {
+    pub cluster_name: Option<String>,
+    pub node_name: Option<String>,
+    pub data_dir: PathBuf,
+    pub server: Option<Server>,
+    pub admin: Admin,
+    pub containers: Option<Containers>,
+    pub journald: Option<Journald>,
+    pub elasticsearch: Elasticsearch,
+    pub spool_max_bytes: Option<u64>,
+    pub shutdown_grace_period: Option<String>,
+}
+
+/// `admin.listen`.
+#[derive(Clone, Debug, Default)]
+pub enum Admin {
+    /// Not set: the gateway's default.
+    #[default]
+    Default,
+    /// `null`: no admin listener (in-process runs).
+    Off,
+    /// `host:port`.
+    Listen(String),
+}
+
+/// The audit webhook (`server:`).
+#[derive(Clone, Debug, Default)]
+pub struct Server {
+    pub listen: String,
+    /// mTLS with the certificates in this directory (`kube-log-gateway certs`);
+    /// `None`: `tls.enabled: false`.
+    pub tls_certs: Option<PathBuf>,
+    pub allowed_client_names: Vec<String>,
+    pub allow_unauthenticated: bool,
+    pub bearer_tokens_file: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+    /// `(events_per_second, burst)`.
+    pub rate_limit: Option<(u32, u32)>,
+}
+
+/// `sources.containers`.
+#[derive(Clone, Debug, Default)]
+pub struct Containers {
+    pub paths: Vec<String>,
+    pub poll_interval: String,
+    pub rotated_grace: String,
+    pub exclude_namespaces: Vec<String>,
+}
+
+/// `sources.journald`.
+#[derive(Clone, Debug, Default)]
+pub struct Journald {
+    pub directories: Vec<PathBuf>,
+    pub start_at: String,
+    pub identifiers: Vec<String>,
+    pub batch_size: Option<u32>,
+    pub checkpoint_interval: Option<String>,
+}
+
+/// `elasticsearch:`.
+#[derive(Clone, Debug, Default)]
+pub struct Elasticsearch {
+    pub urls: Vec<String>,
+    /// `(kind, pattern)`: `("audit", "<prefix>-audit-%Y.%m.%d")`.
+    pub indices: Vec<(String, String)>,
+    pub install_templates: Option<bool>,
+    pub auth: Option<EsAuth>,
+    pub ca_file: Option<PathBuf>,
+    /// `template: {number_of_replicas: 0, refresh_interval: 1s}`: one node, documents searchable soon.
+    pub test_template: bool,
+    pub linger: Option<String>,
+    /// `(initial_backoff, max_backoff)`.
+    pub retry: Option<(String, String)>,
+    pub documents_per_second: Option<u32>,
+}
+
+/// `elasticsearch.auth`.
+#[derive(Clone, Debug)]
+pub enum EsAuth {
+    Basic { username: String, password: Secret },
+    BearerToken(Secret),
+    ApiKey(Secret),
+}
+
+/// A credential, in the config or in a file.
+#[derive(Clone, Debug)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl GatewayConfig {
+    /// What every end-to-end test runs with: cluster `test`, the suite's
+    /// Elasticsearch at `es`, quick batches and retries, one replica-less shard.
+    pub fn for_test(data_dir: &Path, es: &str) -> GatewayConfig {
+        GatewayConfig {
+            cluster_name: Some("test".into()),
+            data_dir: data_dir.to_path_buf(),
+            elasticsearch: Elasticsearch {
+                urls: vec![es.to_string()],
+                test_template: true,
+                linger: Some("50ms".into()),
+                retry: Some(("50ms".into(), "1s".into())),
+                ..Elasticsearch::default()
+            },
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// Only the sink: `data_dir` and `urls`, with very short linger and retries.
+    pub fn sink_only(data_dir: &Path, urls: &[String]) -> GatewayConfig {
+        GatewayConfig {
+            data_dir: data_dir.to_path_buf(),
+            elasticsearch: Elasticsearch {
+                urls: urls.to_vec(),
+                linger: Some("10ms".into()),
+                retry: Some(("10ms".into(), "50ms".into())),
+                ..Elasticsearch::default()
+            },
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// Adds an index pattern (`kind`: audit, kubelet, containers, dead_letter).
+    pub fn index(mut self, kind: &str, pattern: &str) -> GatewayConfig {
+        self.elasticsearch.indices.push((kind.into(), pattern.into()));
+        self
+    }
+
+    pub fn server_mut(&mut self) -> &mut Server {
+        self.server.as_mut().expect("a config with server:")
+    }
+
+    pub fn containers_mut(&mut self) -> &mut Containers {
+        self.containers.as_mut().expect("a config with sources.containers")
+    }
+
+    pub fn journald_mut(&mut self) -> &mut Journald {
+        self.journald.as_mut().expect("a config with sources.journald")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        let mut y = String::new();
+        if let Some(c) = &self.cluster_name {
+            line(&mut y, 0, "cluster_name", &q(c));
+        }
+        if let Some(n) = &self.node_name {
+            line(&mut y, 0, "node_name", &q(n));
+        }
+        line(&mut y, 0, "data_dir", &p(&self.data_dir));
+        if let Some(s) = &self.server {
+            y.push_str("server:\n");
+            line(&mut y, 1, "listen", &q(&s.listen));
+            y.push_str("  tls:\n");
+            match &s.tls_certs {
+                Some(c) => {
+                    line(&mut y, 2, "cert_file", &p(&c.join("server.crt")));
+                    line(&mut y, 2, "key_file", &p(&c.join("server.key")));
+                    line(&mut y, 2, "client_ca_file", &p(&c.join("ca.crt")));
+                }
+                None => line(&mut y, 2, "enabled", "false"),
+            }
+            if !s.allowed_client_names.is_empty() {
+                line(&mut y, 2, "allowed_client_names", &list(&s.allowed_client_names));
+            }
+            if s.allow_unauthenticated {
+                line(&mut y, 1, "allow_unauthenticated", "true");
+            }
+            if let Some(f) = &s.bearer_tokens_file {
+                line(&mut y, 1, "bearer_tokens_file", &p(f));
+            }
+            if let Some(n) = s.max_body_bytes {
+                line(&mut y, 1, "max_body_bytes", &n.to_string());
+            }
+            if let Some((rate, burst)) = s.rate_limit {
+                y.push_str("  rate_limit:\n");
+                line(&mut y, 2, "events_per_second", &rate.to_string());
+                line(&mut y, 2, "burst", &burst.to_string());
+            }
+        }
+        match &self.admin {
+            Admin::Default => {}
+            Admin::Off => y.push_str("admin:\n  listen: null\n"),
+            Admin::Listen(a) => {
+                y.push_str("admin:\n");
+                line(&mut y, 1, "listen", &q(a));
+            }
+        }
+        if self.containers.is_some() || self.journald.is_some() {
+            y.push_str("sources:\n");
+        }
+        if let Some(c) = &self.containers {
+            y.push_str("  containers:\n");
+            line(&mut y, 2, "paths", &list(&c.paths));
+            line(&mut y, 2, "poll_interval", &q(&c.poll_interval));
+            line(&mut y, 2, "rotated_grace", &q(&c.rotated_grace));
+            if !c.exclude_namespaces.is_empty() {
+                line(&mut y, 2, "exclude_namespaces", &list(&c.exclude_namespaces));
+            }
+        }
+        if let Some(j) = &self.journald {
+            y.push_str("  journald:\n");
+            let dirs: Vec<String> = j.directories.iter().map(|d| d.display().to_string()).collect();
+            line(&mut y, 2, "directories", &list(&dirs));
+            line(&mut y, 2, "start_at", &q(&j.start_at));
+            if !j.identifiers.is_empty() {
+                line(&mut y, 2, "identifiers", &list(&j.identifiers));
+            }
+            if let Some(n) = j.batch_size {
+                line(&mut y, 2, "batch_size", &n.to_string());
+            }
+            if let Some(i) = &j.checkpoint_interval {
+                line(&mut y, 2, "checkpoint_interval", &q(i));
+            }
+        }
+        let es = &self.elasticsearch;
+        y.push_str("elasticsearch:\n");
+        line(&mut y, 1, "urls", &list(&es.urls));
+        if !es.indices.is_empty() {
+            y.push_str("  indices:\n");
+            for (kind, pattern) in &es.indices {
+                line(&mut y, 2, kind, &q(pattern));
+            }
+        }
+        if let Some(b) = es.install_templates {
+            line(&mut y, 1, "install_templates", &b.to_string());
+        }
+        if let Some(auth) = &es.auth {
+            y.push_str("  auth:\n");
+            let secret = |y: &mut String, key: &str, s: &Secret| match s {
+                Secret::Inline(v) => line(y, 2, key, &q(v)),
+                Secret::File(f) => line(y, 2, &format!("{key}_file"), &p(f)),
+            };
+            match auth {
+                EsAuth::Basic { username, password } => {
+                    line(&mut y, 2, "username", &q(username));
+                    secret(&mut y, "password", password);
+                }
+                EsAuth::BearerToken(s) => secret(&mut y, "bearer_token", s),
+                EsAuth::ApiKey(s) => secret(&mut y, "api_key", s),
+            }
+        }
+        if let Some(ca) = &es.ca_file {
+            y.push_str("  tls:\n");
+            line(&mut y, 2, "ca_file", &p(ca));
+        }
+        if es.test_template {
+            y.push_str("  template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n");
+        }
+        if let Some(l) = &es.linger {
+            y.push_str("  batch:\n");
+            line(&mut y, 2, "linger", &q(l));
+        }
+        if let Some((initial, max)) = &es.retry {
+            y.push_str("  retry:\n");
+            line(&mut y, 2, "initial_backoff", &q(initial));
+            line(&mut y, 2, "max_backoff", &q(max));
+        }
+        if let Some(n) = es.documents_per_second {
+            line(&mut y, 1, "documents_per_second", &n.to_string());
+        }
+        if let Some(n) = self.spool_max_bytes {
+            y.push_str("spool:\n");
+            line(&mut y, 1, "max_bytes", &n.to_string());
+        }
+        if let Some(g) = &self.shutdown_grace_period {
+            y.push_str("shutdown:\n");
+            line(&mut y, 1, "grace_period", &q(g));
+        }
+        y
+    }
+}
+
+fn line(y: &mut String, depth: usize, key: &str, value: &str) {
+    writeln!(y, "{}{key}: {value}", "  ".repeat(depth)).unwrap();
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+fn p(path: &Path) -> String {
+    q(&path.display().to_string())
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "))
+}

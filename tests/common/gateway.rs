@@ -1,0 +1,165 @@
+//! A gateway under test: its home directory (config, data, log, unique index
+//! prefix, admin port) and the binary run as a child process (so that tests
+//! can kill -9 it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::config::GatewayConfig;
+use super::es::delete_indices;
+use super::files::read_or_empty;
+use super::metrics::{metric, wait_for_metric};
+use super::{free_port, unique};
+
+/// A temporary directory for one gateway: `gateway.yaml`, `data/`,
+/// `gateway.log`; indices `<prefix>-<kind>-*`; an admin listener address.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    /// `127.0.0.1:<port>` of the admin listener (/readyz, /metrics).
+    pub admin: String,
+}
+
+impl Home {
+    pub fn new(name: &str) -> Home {
+        Home { dir: tempfile::tempdir().unwrap(), prefix: unique(name), admin: format!("127.0.0.1:{}", free_port()) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("gateway.yaml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.path().join("gateway.log")
+    }
+
+    /// What the gateway logged so far (all runs).
+    pub fn log(&self) -> String {
+        read_or_empty(&self.log_path())
+    }
+
+    /// The index pattern for a kind (`audit`, `containers`, …): `<prefix>-<kind>-%Y.%m.%d`.
+    pub fn index(&self, kind: &str) -> String {
+        format!("{}-{kind}-%Y.%m.%d", self.prefix)
+    }
+
+    /// Every index of a kind: `<prefix>-<kind>-*`.
+    pub fn indices(&self, kind: &str) -> String {
+        format!("{}-{kind}-*", self.prefix)
+    }
+
+    /// Writes `config` to `gateway.yaml`; returns its path.
+    pub fn write_config(&self, config: &GatewayConfig) -> PathBuf {
+        let path = self.config_path();
+        std::fs::write(&path, config.to_yaml()).unwrap();
+        path
+    }
+
+    /// Writes `config` and starts the gateway with it (its admin listener must
+    /// be this home's `admin`).
+    pub fn start(&self, config: &GatewayConfig) -> Gateway {
+        Gateway::start(&self.write_config(config), &self.admin, &self.log_path())
+    }
+
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        metric(&self.admin, name, labels).await
+    }
+
+    /// Waits until the running gateway's metric satisfies `done`; returns it.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        labels: &str,
+        timeout: Duration,
+        done: impl Fn(f64) -> bool,
+    ) -> f64 {
+        wait_for_metric(&self.admin, name, labels, timeout, done).await
+    }
+
+    /// Deletes every index of this home (`<prefix>-*`).
+    pub async fn delete_indices(&self) {
+        delete_indices(&format!("{}-*", self.prefix)).await;
+    }
+}
+
+/// The gateway binary under test, running as a child process.
+pub struct Gateway {
+    pub child: Child,
+    /// `127.0.0.1:<port>` of its admin listener.
+    pub admin: String,
+}
+
+impl Gateway {
+    /// Starts `kube-log-gateway serve --config <config>` and waits for /readyz.
+    /// The config must set `admin.listen` to `admin_addr`.
+    pub fn start(config: &Path, admin_addr: &str, log: &Path) -> Gateway {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start the gateway");
+        let mut gw = Gateway { child, admin: admin_addr.to_string() };
+        gw.wait_ready(log);
+        gw
+    }
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.admin) else { return false };
+        let mut buf = String::new();
+        let answered = s.set_read_timeout(Some(Duration::from_secs(2))).is_ok()
+            && s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").is_ok()
+            && s.read_to_string(&mut buf).is_ok();
+        answered && (buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200"))
+    }
+
+    fn wait_ready(&mut self, log: &Path) {
+        let start = Instant::now();
+        while !self.ready() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited with {status}: {}", read_or_empty(log));
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!("gateway not ready after 60 s: {}", read_or_empty(log));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        metric(&self.admin, name, labels).await
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
