@@ -173,11 +173,15 @@ find_go() {
   die "no Go 1.$GO_MIN_MINOR or newer found (k8s.io/kubernetes $KUBE_VERSION needs it); install Go 1.$GO_MIN_MINOR+ (e.g. /usr/local/go) or put it on PATH"
 }
 
+# The version as Kubernetes' own build stamps it (hack/lib/version.sh): into
+# component-base (--version, /version) and client-go (kubectl's User-Agent and version).
 ldflags() {
-  local p=k8s.io/component-base/version
-  printf '%s ' -s -w \
-    "-X $p.gitVersion=$KUBE_VERSION" "-X $p.gitMajor=1" "-X $p.gitMinor=$KUBE_MINOR" \
-    "-X $p.gitTreeState=clean" "-X $p.gitCommit=unknown" "-X $p.buildDate=1970-01-01T00:00:00Z"
+  local p
+  printf '%s ' -s -w
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    printf '%s ' "-X $p.gitVersion=$KUBE_VERSION" "-X $p.gitMajor=1" "-X $p.gitMinor=$KUBE_MINOR" \
+      "-X $p.gitTreeState=clean" "-X $p.gitCommit=unknown" "-X $p.buildDate=1970-01-01T00:00:00Z"
+  done
 }
 
 build_stamp() {
@@ -301,7 +305,7 @@ write_webhook_kubeconfig() {
     -e "s#client-certificate: /etc/kubernetes/audit/client.crt#client-certificate: $KLG_WEBHOOK_CERT#" \
     -e "s#client-key: /etc/kubernetes/audit/client.key#client-key: $KLG_WEBHOOK_KEY#" \
     "$src" >"$out"
-  grep -q "/etc/kubernetes/audit/" "$out" && die "$src changed shape: not every path was replaced in $out"
+  grep -v '^[[:space:]]*#' "$out" | grep -q "/etc/kubernetes/audit/" && die "$src changed shape: not every path was replaced in $out"
   grep -qF "server: $KLG_WEBHOOK_URL" "$out" || die "$src changed shape: no cluster server line replaced"
   echo "$out"
 }
@@ -346,6 +350,12 @@ do_start() {
   done
   KUBE_URL="https://127.0.0.1:$port"
 
+  # The audit files first: a bad one must not leave etcd running.
+  local policy="${KLG_AUDIT_POLICY:-$REPO_DIR/deploy/kube-apiserver/audit-policy.yaml}" webhook=()
+  [[ -r "$policy" ]] || die "audit policy $policy not readable"
+  if [[ -n "${KLG_WEBHOOK_URL:-}" ]]; then
+    webhook=(--audit-webhook-config-file="$(write_webhook_kubeconfig)" --audit-webhook-batch-max-wait=1s)
+  fi
   # etcd: one member, loopback only, its own data dir (kept across restarts).
   mkdir -p "$KUBE_DIR/etcd"
   chmod 700 "$KUBE_DIR/etcd"
@@ -353,7 +363,7 @@ do_start() {
   setsid etcd --name klg-test --data-dir "$KUBE_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "klg-test=http://127.0.0.1:$peer_port" --log-level warn \
+    --initial-cluster "klg-test=http://127.0.0.1:$peer_port" --logger zap --log-level warn \
     </dev/null >"$KUBE_DIR/etcd.log" 2>&1 {INSTANCE_LOCK_FD}>&- &
   epid=$!
   echo "$epid" >"$KUBE_DIR/etcd.pid"
@@ -367,11 +377,6 @@ do_start() {
     sleep 0.2
   done
 
-  local policy="${KLG_AUDIT_POLICY:-$REPO_DIR/deploy/kube-apiserver/audit-policy.yaml}" webhook=()
-  [[ -r "$policy" ]] || die "audit policy $policy not readable"
-  if [[ -n "${KLG_WEBHOOK_URL:-}" ]]; then
-    webhook=(--audit-webhook-config-file="$(write_webhook_kubeconfig)" --audit-webhook-batch-max-wait=1s)
-  fi
   local pki="$KUBE_DIR/pki"
   log "starting kube-apiserver $KUBE_VERSION on $KUBE_URL${KLG_WEBHOOK_URL:+ (audit webhook: $KLG_WEBHOOK_URL)}"
   mkdir -p "$KUBE_DIR/cert-dir"

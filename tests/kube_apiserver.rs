@@ -347,6 +347,8 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
         es.len(),
         dropped.len()
     );
+    let errors = api.webhook_error_lines();
+    eprintln!("kube-apiserver's webhook reported {} errors, e.g. {:?}", errors.len(), errors.first());
     // Everything that arrived before the kill is still there, and more came after it.
     assert!(es.len() > in_es_before);
     assert_eq!(log.len() - (dropped.len() - dropped_but_stored), es.len());
