@@ -29,6 +29,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export ES_PORT="${ES_PORT:-9200}"
 export KLG_TEST_ES_URL="http://127.0.0.1:$ES_PORT"
+# Every fault test appends its counts here (tests/common/reliability.rs); printed at the end.
+export KLG_RELIABILITY_LOG="${KLG_RELIABILITY_LOG:-$(pwd)/target/reliability.ndjson}"
+mkdir -p target
+: >"$KLG_RELIABILITY_LOG"
 
 current_step=""
 step_start=$SECONDS
@@ -114,12 +118,27 @@ if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   cargo test --no-run --test containers --test journald --test delivery_faults 2>&1 | tail -1
   pressure_start=$SECONDS
   bash scripts/pressure.sh start
+  export KLG_PRESSURE=1
   # Test names are filters: each matches the reliability tests of one or more binaries.
   cargo test --test containers --test journald --test delivery_faults -- --test-threads=1 \
     rotated_five_times kill_9 elasticsearch_down_while_files_rotate elasticsearch_stopped_for_30s \
     2>&1 | tee -a "$test_log"
   bash scripts/pressure.sh stop
+  unset KLG_PRESSURE
   printf 'pressure step: %d s\n' "$((SECONDS - pressure_start))"
+fi
+
+# The reliability table: fault → sent → acknowledged → stored → set aside → lost → duplicated.
+if [[ -s "$KLG_RELIABILITY_LOG" ]]; then
+  printf '\n==> reliability (load average %s)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  python3 - "$KLG_RELIABILITY_LOG" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| fault | CPU saturated | sent | acknowledged | stored | set aside (counted) | lost | duplicated |")
+print("|---|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['fault']} | {'yes' if r['pressure'] else 'no'} | {r['sent']:,} | {r['acknowledged']:,} | {r['stored']:,} | {r['set_aside']:,} | {r['lost']:,} | {r['duplicated']:,} |")
+PY
 fi
 
 # One total over every test binary, as the last line: "tests: N passed, M failed".

@@ -9,6 +9,7 @@
 //! - [`certs`]: certificates and TLS clients;
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
+//! - [`reliability`]: each fault test's counts, for the reliability table;
 //! - [`wait`]: waiting on a condition (the only place that polls).
 #![allow(dead_code, unused_imports)]
 
@@ -18,6 +19,7 @@ pub mod es;
 pub mod files;
 pub mod gateway;
 pub mod metrics;
+pub mod reliability;
 pub mod wait;
 pub mod webhook;
 
@@ -27,6 +29,7 @@ pub use es::*;
 pub use files::*;
 pub use gateway::*;
 pub use metrics::*;
+pub use reliability::*;
 pub use wait::*;
 pub use webhook::*;
 
