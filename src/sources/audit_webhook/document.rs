@@ -9,19 +9,19 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::event::{parse_event, AuditEvent, RawObject};
+use super::event::{parse_event, AuditEvent, RawObject, Unknown, UserInfo};
 use super::secrets;
 use crate::document::dead_letter::{dead_letter_document, Rejection};
 use crate::document::ecs::{Named, Orchestrator};
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
-use crate::document::time::ingested_now;
+use crate::document::time::{ingested_now, rfc3339_micros};
 use crate::document::{json as json_writer, Document, SourceKind};
 
 pub struct AuditNormalizer {
@@ -52,6 +52,8 @@ struct AuditDocument<'e, 'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     http: Option<Http>,
     kubernetes: Kubernetes<'e, 'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kube_log_gateway: Option<GatewayFields<'e, 'a>>,
 }
 
 #[derive(Serialize)]
@@ -103,28 +105,69 @@ impl AuditNormalizer {
     /// One event → one document, or the reason it is not a valid event.
     pub fn normalize(&self, raw: &RawValue) -> Result<Document, String> {
         let mut event = parse_event(raw)?;
-        let time = DateTime::parse_from_rfc3339(&event.stage_timestamp)
-            .map_err(|e| format!("field `stageTimestamp` {:?} is not an RFC 3339 time: {e}", event.stage_timestamp))?
-            .with_timezone(&Utc);
-        if let Some(received) = &event.request_received_timestamp {
-            DateTime::parse_from_rfc3339(received)
-                .map_err(|e| format!("field `requestReceivedTimestamp` {received:?} is not an RFC 3339 time: {e}"))?;
-        }
+        let sent_stage = event.stage_timestamp.take().expect("parse_event requires stageTimestamp");
+        let stage = stamp("stageTimestamp", &sent_stage)?;
+        let received = match &event.request_received_timestamp {
+            Some(r) => Some(stamp("requestReceivedTimestamp", r)?),
+            None => None,
+        };
+        // From the strings as sent, before any normalization: a resend maps to
+        // the same `_id` whatever this version makes of its times.
         let id = document_id(&[
             self.cluster.as_bytes(),
             event.audit_id.as_bytes(),
             event.stage.as_bytes(),
-            event.stage_timestamp.as_bytes(),
+            sent_stage.as_bytes(),
             event.request_uri.as_deref().unwrap_or("").as_bytes(),
             event.verb.as_deref().unwrap_or("").as_bytes(),
         ]);
-        undot_keys(&mut event.annotations);
-        undot_keys(&mut event.user.extra);
-        if let Some(imp) = &mut event.impersonated_user {
-            undot_keys(&mut imp.extra);
+        let mut flags = Flags::default();
+        let mut original = OriginalTimes::default();
+        let time = match stage {
+            Stamp::AsSent(time) => {
+                event.stage_timestamp = Some(sent_stage);
+                time
+            }
+            Stamp::Normalized(time, text) => {
+                flags.push("timestamp_normalized");
+                original.stage_timestamp = Some(sent_stage);
+                event.stage_timestamp = Some(Cow::Owned(text));
+                time
+            }
+            Stamp::OutOfRange => {
+                flags.push("timestamp_out_of_range");
+                original.stage_timestamp = Some(sent_stage);
+                Utc::now()
+            }
+        };
+        match received {
+            None | Some(Stamp::AsSent(_)) => {}
+            Some(Stamp::Normalized(_, text)) => {
+                flags.push("request_received_timestamp_normalized");
+                original.request_received_timestamp = event.request_received_timestamp.replace(Cow::Owned(text));
+            }
+            Some(Stamp::OutOfRange) => {
+                flags.push("request_received_timestamp_out_of_range");
+                original.request_received_timestamp = event.request_received_timestamp.take();
+            }
         }
-        if self.redact_secrets {
-            redact_event(&mut event);
+        sanitize_keys(&mut event.annotations);
+        sanitize_user(&mut event.user);
+        if let Some(imp) = &mut event.impersonated_user {
+            sanitize_user(imp);
+        }
+        sanitize_unknown(&mut event.unknown);
+        if let Some(r) = &mut event.object_ref {
+            sanitize_unknown(&mut r.unknown);
+        }
+        if let Some(r) = &mut event.response_status {
+            sanitize_unknown(&mut r.unknown);
+        }
+        if self.redact_secrets && redact_event(&mut event) {
+            flags.push("redacted_unparsable_object");
+        }
+        if flatten_deep_objects(&mut event) {
+            flags.push("nested_too_deep");
         }
         let ingested = ingested_now();
         let code = event.response_status.as_ref().and_then(|s| s.code);
@@ -135,8 +178,18 @@ impl AuditNormalizer {
             (_, Some(_)) => "failure",
             (_, None) => "unknown",
         };
+        let gateway = (!flags.0.is_empty()).then(|| GatewayFields {
+            flags: &flags.0,
+            original: (original.stage_timestamp.is_some() || original.request_received_timestamp.is_some())
+                .then_some(&original),
+        });
+        let timestamp = match &event.stage_timestamp {
+            Some(t) => Cow::Borrowed(t.as_ref()),
+            // Out of range: when the gateway received it.
+            None => Cow::Owned(rfc3339_micros(time)),
+        };
         let doc = AuditDocument {
-            timestamp: &event.stage_timestamp,
+            timestamp: &timestamp,
             event: EventFields {
                 dataset: "kubernetes.audit",
                 kind: "event",
@@ -154,6 +207,7 @@ impl AuditNormalizer {
             url: event.request_uri.as_deref().map(|original| Original { original }),
             http: code.map(|status_code| Http { response: HttpResponse { status_code } }),
             kubernetes: Kubernetes { node: Named { name: &self.node }, audit: &event },
+            kube_log_gateway: gateway,
         };
         let mut body = Vec::with_capacity(raw.get().len() + 768);
         json_writer::write(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
@@ -161,14 +215,21 @@ impl AuditNormalizer {
     }
 
     /// The dead-letter document for an event the gateway refused. Its Secret
-    /// values are redacted too, on a best-effort parse.
+    /// values are redacted too, on a best-effort parse; an item that looks like
+    /// a Secret but cannot be parsed is not kept at all, only the reason.
     pub fn rejected(&self, raw: &RawValue, reason: &str) -> Document {
         let mut original = Cow::Borrowed(raw.get());
         if self.redact_secrets && looks_like_secret(raw.get()) {
-            if let Ok(mut v) = serde_json::from_str::<Value>(raw.get()) {
-                secrets::redact(&mut v);
-                original = Cow::Owned(v.to_string());
-            }
+            original = match serde_json::from_str::<Value>(raw.get()) {
+                Ok(mut v) => {
+                    secrets::redact(&mut v);
+                    Cow::Owned(v.to_string())
+                }
+                Err(e) => Cow::Owned(format!(
+                    "{}: the item looks like a Secret and cannot be parsed to redact it ({e})",
+                    secrets::REDACTED
+                )),
+            };
         }
         let id = document_id(&[self.cluster.as_bytes(), b"rejected", raw.get().as_bytes()]);
         dead_letter_document(
@@ -182,17 +243,151 @@ impl AuditNormalizer {
     }
 }
 
-/// Elasticsearch reads dots in field names as object paths; annotation and
-/// `user.extra` keys (`authorization.k8s.io/decision`) would become deep,
-/// conflicting objects. Dots become underscores.
-fn undot_keys<V>(map: &mut BTreeMap<Cow<'_, str>, V>) {
-    if !map.keys().any(|k| k.contains('.')) {
+/// `kube_log_gateway.flags`: what the gateway changed or could not keep.
+#[derive(Default)]
+struct Flags(Vec<&'static str>);
+
+impl Flags {
+    fn push(&mut self, flag: &'static str) {
+        self.0.push(flag);
+    }
+}
+
+/// What became of a timestamp on its way to a `date_nanos` field.
+enum Stamp {
+    /// Elasticsearch reads it as sent.
+    AsSent(DateTime<Utc>),
+    /// Valid RFC 3339 that Elasticsearch would refuse (`t`, `z`, a space for
+    /// `T`, a leap second, more than 9 fractional digits): rewritten in UTC.
+    Normalized(DateTime<Utc>, String),
+    /// Outside what `date_nanos` holds (1970 to 2262-04-11).
+    OutOfRange,
+}
+
+/// Parses an RFC 3339 time and decides how Elasticsearch can take it; an error
+/// names the field when it is not a time at all.
+fn stamp(field: &str, sent: &str) -> Result<Stamp, String> {
+    let not_a_time = |e: &dyn std::fmt::Display| format!("field `{field}` {sent:?} is not an RFC 3339 time: {e}");
+    // RFC 3339 §5.6 allows `t`/`z` and (NOTE) a space for `T`; chrono may not.
+    let canonical: Cow<str> = match sent.as_bytes() {
+        [.., b'z'] | [_, _, _, _, _, _, _, _, _, _, b't' | b' ', ..] => {
+            let mut b = sent.as_bytes().to_vec();
+            if b.len() > 10 && matches!(b[10], b't' | b' ') {
+                b[10] = b'T';
+            }
+            if let Some(last @ b'z') = b.last_mut() {
+                *last = b'Z';
+            }
+            Cow::Owned(String::from_utf8(b).map_err(|e| not_a_time(&e))?)
+        }
+        _ => Cow::Borrowed(sent),
+    };
+    let mut time = DateTime::parse_from_rfc3339(&canonical).map_err(|e| not_a_time(&e))?.with_timezone(&Utc);
+    // chrono keeps a leap second (`:60`) as a nanosecond count past 10⁹;
+    // Elasticsearch has no leap seconds. It becomes the last instant of `:59`.
+    let leap = time.nanosecond() >= 1_000_000_000;
+    if leap {
+        time = time.with_nanosecond(999_999_999).expect("999999999 ns is a valid time");
+    }
+    if time.timestamp_nanos_opt().is_none_or(|n| n < 0) {
+        return Ok(Stamp::OutOfRange);
+    }
+    if !leap && matches!(canonical, Cow::Borrowed(_)) && at_most_nanos(sent) {
+        return Ok(Stamp::AsSent(time));
+    }
+    Ok(Stamp::Normalized(time, time.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
+}
+
+/// Whether a parsed RFC 3339 time has at most 9 fractional digits (what
+/// `date_nanos` parses).
+fn at_most_nanos(s: &str) -> bool {
+    match s.as_bytes().get(19) {
+        Some(b'.') => s.as_bytes()[20..].iter().take_while(|b| b.is_ascii_digit()).count() <= 9,
+        _ => true,
+    }
+}
+
+/// The original timestamps the gateway had to rewrite or drop.
+#[derive(Default, Serialize)]
+struct OriginalTimes<'a> {
+    #[serde(rename = "stageTimestamp", skip_serializing_if = "Option::is_none")]
+    stage_timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "requestReceivedTimestamp", skip_serializing_if = "Option::is_none")]
+    request_received_timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct GatewayFields<'e, 'a> {
+    flags: &'e [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    original: Option<&'e OriginalTimes<'a>>,
+}
+
+/// A key Elasticsearch cannot take as a field name, or would read as a path:
+/// empty, only whitespace (as Java sees it), or with dots.
+fn needs_new_name(key: &str) -> bool {
+    key.is_empty() || key.contains('.') || key.chars().all(java_whitespace)
+}
+
+/// `Character.isWhitespace` is what Elasticsearch checks a blank name with; it
+/// includes U+001C–U+001F, which `char::is_whitespace` does not. (The union is
+/// a little wider than Java's; a key renamed for nothing is harmless.)
+fn java_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// The name a key gets (docs/fields.md, "Keys"): dots become `_`, an empty key
+/// `_empty_`, a key of only whitespace `_blank_`; `taken` says which names are
+/// in use, and a clash gets `~2`, `~3`, … so that no value is lost.
+fn new_name(key: &str, taken: impl Fn(&str) -> bool) -> String {
+    let base = if key.is_empty() {
+        "_empty_".to_string()
+    } else if key.chars().all(java_whitespace) {
+        "_blank_".to_string()
+    } else {
+        key.replace('.', "_")
+    };
+    if !taken(&base) {
+        return base;
+    }
+    (2u32..).map(|n| format!("{base}~{n}")).find(|k| !taken(k)).expect("some suffix is free")
+}
+
+/// Renames the keys of a map (annotations, `extra`) that Elasticsearch cannot
+/// take. Keys that need no change keep their names; the others are renamed in
+/// sorted order, so the result is deterministic.
+fn sanitize_keys<V>(map: &mut BTreeMap<Cow<'_, str>, V>) {
+    if !map.keys().any(|k| needs_new_name(k)) {
         return;
     }
-    let old = std::mem::take(map);
-    for (k, v) in old {
-        let k = if k.contains('.') { Cow::Owned(k.replace('.', "_")) } else { k };
-        map.insert(k, v);
+    let mut renamed = Vec::new();
+    for (k, v) in std::mem::take(map) {
+        if needs_new_name(&k) {
+            renamed.push((k, v));
+        } else {
+            map.insert(k, v);
+        }
+    }
+    for (k, v) in renamed {
+        let name = new_name(&k, |n| map.contains_key(n));
+        map.insert(Cow::Owned(name), v);
+    }
+}
+
+fn sanitize_user(user: &mut UserInfo<'_>) {
+    sanitize_keys(&mut user.extra);
+    sanitize_unknown(&mut user.unknown);
+}
+
+/// The same for the names of unknown fields. A renamed one can clash with
+/// another unknown field, never with a known one (those have no `_` or `~`).
+fn sanitize_unknown(unknown: &mut Unknown<'_>) {
+    let fields = &mut unknown.0;
+    for i in 0..fields.len() {
+        if needs_new_name(&fields[i].0) {
+            let name = new_name(&fields[i].0, |n| fields.iter().any(|(k, _)| k == n));
+            fields[i].0 = Cow::Owned(name);
+        }
     }
 }
 
@@ -200,22 +395,101 @@ fn looks_like_secret(text: &str) -> bool {
     text.contains("\"secrets\"") || text.contains("\"Secret\"") || text.contains("\"SecretList\"")
 }
 
-fn redact_event(event: &mut AuditEvent<'_>) {
+/// Redacts Secret values in the embedded objects. An object that has to be
+/// redacted but cannot be parsed (serde_json stops at 128 levels) is replaced
+/// whole by `"[REDACTED]"`; returns whether that happened.
+fn redact_event(event: &mut AuditEvent<'_>) -> bool {
     let is_secret_resource = event
         .object_ref
         .as_ref()
         .is_some_and(|r| r.resource.as_deref() == Some("secrets") && r.api_group.as_deref().unwrap_or("").is_empty());
+    let mut unparsable = false;
     for object in [&mut event.request_object, &mut event.response_object].into_iter().flatten() {
         if !is_secret_resource && !looks_like_secret(object.get()) {
             continue;
         }
-        if let Ok(mut v) = serde_json::from_str::<Value>(object.get()) {
-            if secrets::redact(&mut v) {
-                let text = v.to_string();
-                *object = RawObject::Owned(RawValue::from_string(text).expect("re-serialized JSON is valid"));
+        match serde_json::from_str::<Value>(object.get()) {
+            Ok(mut v) => {
+                if secrets::redact(&mut v) {
+                    *object = RawObject::owned(v.to_string());
+                }
+            }
+            Err(_) => {
+                *object = RawObject::owned(format!("\"{}\"", secrets::REDACTED));
+                unparsable = true;
             }
         }
     }
+    unparsable
+}
+
+/// Elasticsearch refuses a document nested deeper than 1000 levels; the event
+/// itself takes up to 4 (`kubernetes.audit.objectRef.<field>`).
+pub const MAX_OBJECT_DEPTH: usize = 990;
+
+/// Replaces every raw value (embedded objects, unknown fields) nested deeper
+/// than [`MAX_OBJECT_DEPTH`] by its JSON text as a string: stored whole, never
+/// parsed by Elasticsearch. Returns whether any was.
+fn flatten_deep_objects(event: &mut AuditEvent<'_>) -> bool {
+    let mut changed = false;
+    let mut fix = |object: &mut RawObject<'_>| {
+        if nests_deeper_than(object.get(), MAX_OBJECT_DEPTH) {
+            let text = serde_json::to_string(object.get()).expect("a string serializes");
+            *object = RawObject::owned(text);
+            changed = true;
+        }
+    };
+    for object in [&mut event.request_object, &mut event.response_object].into_iter().flatten() {
+        fix(object);
+    }
+    if let Some(status) = &mut event.response_status {
+        for object in [&mut status.metadata, &mut status.details].into_iter().flatten() {
+            fix(object);
+        }
+        status.unknown.0.iter_mut().for_each(|(_, v)| fix(v));
+    }
+    let users = std::iter::once(&mut event.user).chain(event.impersonated_user.as_mut());
+    for unknown in users.map(|u| &mut u.unknown).chain(event.object_ref.as_mut().map(|r| &mut r.unknown)) {
+        unknown.0.iter_mut().for_each(|(_, v)| fix(v));
+    }
+    event.unknown.0.iter_mut().for_each(|(_, v)| fix(v));
+    changed
+}
+
+/// Whether valid JSON `text` nests arrays/objects more than `limit` deep.
+fn nests_deeper_than(text: &str, limit: usize) -> bool {
+    // Every level takes an opening and a closing bracket.
+    if text.len() < 2 * (limit + 1) {
+        return false;
+    }
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string: to the next unescaped quote.
+                i += 1;
+                while let Some(j) = memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    i += j;
+                    if bytes[i] == b'\\' {
+                        i += 2;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The audit index mapping: the audit document's own fields (docs/fields.md)
@@ -265,6 +539,9 @@ fn mapping_properties() -> Value {
             "requestReceivedTimestamp": { "type": "date_nanos" },
             "stageTimestamp": { "type": "date_nanos" },
             "annotations": { "type": "object", "dynamic": true }
+        }}}},
+        "kube_log_gateway": { "properties": { "original": { "properties": {
+            "stageTimestamp": kw, "requestReceivedTimestamp": kw
         }}}}
     })
 }
@@ -363,6 +640,163 @@ mod tests {
     fn bad_times_are_refused_with_the_field_name() {
         let err = normalize(&DELETE.replace("2026-11-09T06:14:42.541203Z", "yesterday")).unwrap_err();
         assert!(err.starts_with("field `stageTimestamp` \"yesterday\" is not an RFC 3339 time"), "{err}");
+    }
+
+    fn flags(v: &Value) -> Vec<&str> {
+        v["kube_log_gateway"]["flags"].as_array().map_or(vec![], |f| f.iter().map(|f| f.as_str().unwrap()).collect())
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_raw_beside_the_known_ones() {
+        let future = DELETE
+            .replace(r#""level":"Metadata","#, r#""level":"Metadata","futureField":{"a":[1,2]},"kind":"Event","#)
+            .replace(r#""resource":"deployments","#, r#""resource":"deployments","newRefField":"x","#)
+            .replace(r#""uid":"u-1","#, r#""uid":"u-1","fingerprint":{"alg":"sha256"},"#)
+            .replace(r#""status":"Success","#, r#""status":"Success","kind":"Status","#);
+        let (doc, v) = normalize(&future).unwrap();
+        let audit = &v["kubernetes"]["audit"];
+        assert_eq!(audit["futureField"], json!({"a": [1, 2]}));
+        assert_eq!(audit["objectRef"]["newRefField"], "x");
+        assert_eq!(audit["objectRef"]["resource"], "deployments");
+        assert_eq!(audit["user"]["fingerprint"]["alg"], "sha256");
+        assert_eq!(audit["responseStatus"]["kind"], "Status");
+        assert!(audit.get("kind").is_none(), "the event's own kind is not kept");
+        assert!(flags(&v).is_empty());
+        // The same `_id` as without them: unknown fields are not part of it.
+        assert_eq!(doc.id, normalize(DELETE).unwrap().0.id);
+        // Two fields of one name would make Elasticsearch refuse the document.
+        let twice = DELETE.replace(r#""level":"Metadata","#, r#""x":1,"level":"Metadata","x":2,"#);
+        assert_eq!(normalize(&twice).unwrap_err(), "duplicate field `x`");
+        let twice = DELETE.replace(r#""level":"Metadata","#, r#""verb":"get","#);
+        assert_eq!(normalize(&twice).unwrap_err(), "duplicate field `verb`");
+    }
+
+    #[test]
+    fn keys_elasticsearch_cannot_take_are_renamed_and_stay_distinct() {
+        let odd = DELETE.replace(
+            r#""annotations":{"#,
+            r#""annotations":{"":"empty"," ":"blank","\u001f":"unit separator",".":"dot","..":"dots","_":"underscore","a.b":"dotted","a_b":"plain","#,
+        )
+        .replace(r#""extra":{"#, r#""extra":{"":["e"],".":["d"],"#)
+        .replace(r#""level":"Metadata","#, r#""level":"Metadata","":1,"new.field":2,"#);
+        let (_, v) = normalize(&odd).unwrap();
+        let a = &v["kubernetes"]["audit"]["annotations"];
+        assert_eq!(a["_empty_"], "empty");
+        // Renamed in the order of the original keys: U+001F sorts before " ".
+        assert_eq!(a["_blank_"], "unit separator");
+        assert_eq!(a["_blank_~2"], "blank");
+        assert_eq!(a["_"], "underscore");
+        assert_eq!(a["_~2"], "dot");
+        assert_eq!(a["__"], "dots");
+        assert_eq!(a["a_b"], "plain");
+        assert_eq!(a["a_b~2"], "dotted");
+        assert_eq!(a["authorization_k8s_io/decision"], "allow");
+        assert_eq!(a.as_object().unwrap().len(), 10);
+        let extra = &v["kubernetes"]["audit"]["user"]["extra"];
+        assert_eq!(extra["_empty_"], json!(["e"]));
+        assert_eq!(extra["_"], json!(["d"]));
+        assert_eq!(extra["authentication_kubernetes_io/credential-id"], json!(["X509SHA256=ab"]));
+        assert_eq!(v["kubernetes"]["audit"]["_empty_"], 1);
+        assert_eq!(v["kubernetes"]["audit"]["new_field"], 2);
+        assert_eq!(v["event"]["outcome"], "success");
+    }
+
+    fn with_stage_time(t: &str) -> String {
+        DELETE.replace("2026-11-09T06:14:42.541203Z", t)
+    }
+
+    #[test]
+    fn timestamps_elasticsearch_would_refuse_are_normalized() {
+        for (sent, want) in [
+            ("2026-11-09t06:14:42.541203Z", "2026-11-09T06:14:42.541203Z"),
+            ("2026-11-09T06:14:42.541203z", "2026-11-09T06:14:42.541203Z"),
+            ("2026-11-09 06:14:42.541203Z", "2026-11-09T06:14:42.541203Z"),
+            ("2026-11-09T06:14:42.5412031234Z", "2026-11-09T06:14:42.541203123Z"),
+            ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999999Z"),
+            ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999999Z"),
+        ] {
+            let (doc, v) = normalize(&with_stage_time(sent)).unwrap();
+            assert_eq!(v["@timestamp"], want, "{sent}");
+            assert_eq!(v["kubernetes"]["audit"]["stageTimestamp"], want, "{sent}");
+            assert_eq!(v["kube_log_gateway"]["original"]["stageTimestamp"], sent);
+            assert_eq!(flags(&v), ["timestamp_normalized"], "{sent}");
+            assert_eq!(doc.index, format!("audit-{}", want[..10].replace('-', ".")));
+            // The `_id` comes from the string as sent.
+            assert_ne!(doc.id, normalize(&with_stage_time(want)).unwrap().0.id);
+            assert_eq!(doc.id, normalize(&with_stage_time(sent)).unwrap().0.id);
+        }
+        // What Elasticsearch reads as is stays as is, offsets included.
+        for sent in ["2026-11-09T06:14:42Z", "2026-11-09T08:14:42.123456789+02:00", "1970-01-01T00:00:00Z"] {
+            let (_, v) = normalize(&with_stage_time(sent)).unwrap();
+            assert_eq!(v["@timestamp"], sent);
+            assert!(v.get("kube_log_gateway").is_none(), "{sent}: {v}");
+        }
+    }
+
+    #[test]
+    fn timestamps_outside_date_nanos_fall_back_to_the_receive_time() {
+        for sent in ["9999-12-31T23:59:59Z", "1969-12-31T23:59:59.999999Z", "2262-04-11T23:47:16.854775808Z"] {
+            let before = Utc::now();
+            let (doc, v) = normalize(&with_stage_time(sent)).unwrap();
+            let at: DateTime<Utc> = v["@timestamp"].as_str().unwrap().parse().unwrap();
+            assert!(at >= before - chrono::Duration::microseconds(1) && at <= Utc::now(), "{sent}: {at}");
+            assert_eq!(flags(&v), ["timestamp_out_of_range"]);
+            assert_eq!(v["kube_log_gateway"]["original"]["stageTimestamp"], sent);
+            assert!(v["kubernetes"]["audit"].get("stageTimestamp").is_none());
+            assert_eq!(doc.index, format!("audit-{}", at.format("%Y.%m.%d")));
+        }
+        let received = DELETE.replace("2026-11-09T06:14:42.535854Z", "0001-01-01T00:00:00Z");
+        let (_, v) = normalize(&received).unwrap();
+        assert_eq!(v["@timestamp"], "2026-11-09T06:14:42.541203Z");
+        assert_eq!(flags(&v), ["request_received_timestamp_out_of_range"]);
+        assert!(v["kubernetes"]["audit"].get("requestReceivedTimestamp").is_none());
+        assert_eq!(v["kube_log_gateway"]["original"]["requestReceivedTimestamp"], "0001-01-01T00:00:00Z");
+        let received = DELETE.replace("2026-11-09T06:14:42.535854Z", "2026-11-09 06:14:42.535854z");
+        let (_, v) = normalize(&received).unwrap();
+        assert_eq!(flags(&v), ["request_received_timestamp_normalized"]);
+        assert_eq!(v["kubernetes"]["audit"]["requestReceivedTimestamp"], "2026-11-09T06:14:42.535854Z");
+    }
+
+    #[test]
+    fn objects_too_deep_for_elasticsearch_are_kept_as_text() {
+        let deep = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        // serde_json::Value cannot hold these (128 levels at most): read the text.
+        let body = |json: &str| {
+            let raw: &RawValue = serde_json::from_str(json).unwrap();
+            String::from_utf8(normalizer().normalize(raw).unwrap().body.to_vec()).unwrap()
+        };
+        let ok = DELETE.replace(r#""level":"Metadata","#, &format!(r#""requestObject":{},"#, deep(MAX_OBJECT_DEPTH)));
+        let text = body(&ok);
+        assert!(text.contains(&format!(r#""requestObject":{}"#, deep(MAX_OBJECT_DEPTH))));
+        assert!(!text.contains("kube_log_gateway"));
+        let object = deep(100_000);
+        let too_deep = DELETE
+            .replace(r#""level":"Metadata","#, &format!(r#""requestObject":{object},"future":[{object}],"#))
+            .replace(r#""name":"web","#, &format!(r#""name":"web","later":{object},"#));
+        let text = body(&too_deep);
+        let quoted = serde_json::to_string(&object).unwrap();
+        assert!(text.contains(&format!(r#""requestObject":{quoted}"#)));
+        assert!(text.contains(&format!(r#""later":{quoted}"#)));
+        assert!(text.contains(&format!(r#""future":{}"#, serde_json::to_string(&format!("[{object}]")).unwrap())));
+        assert!(text.contains(r#""flags":["nested_too_deep"]"#));
+        assert!(!nests_deeper_than(&text, 20));
+        assert!(nests_deeper_than(r#"[[[["]]]]]]]]]]]]]\"]"]]]]"#, 3));
+        assert!(!nests_deeper_than(r#"[[["[[[[[[[[[[[\"[[["]]]"#, 3));
+    }
+
+    #[test]
+    fn a_secret_too_deep_to_redact_is_dropped_whole() {
+        let nested = format!("{}\"c2VjcmV0\"{}", r#"{"x":"#.repeat(200), "}".repeat(200));
+        let update = format!(
+            r#"{{"level":"Request","auditID":"s2","stage":"ResponseComplete","objectRef":{{"resource":"secrets","name":"db"}},"requestObject":{{"kind":"Secret","data":{nested}}},"stageTimestamp":"2026-11-09T06:14:42.541203Z"}}"#
+        );
+        let (doc, v) = normalize(&update).unwrap();
+        assert!(!std::str::from_utf8(&doc.body).unwrap().contains("c2VjcmV0"));
+        assert_eq!(v["kubernetes"]["audit"]["requestObject"], "[REDACTED]");
+        assert_eq!(flags(&v), ["redacted_unparsable_object"]);
+        let raw: &RawValue = serde_json::from_str(&update).unwrap();
+        let dead = normalizer().rejected(raw, "test");
+        assert!(!std::str::from_utf8(&dead.body).unwrap().contains("c2VjcmV0"));
     }
 
     #[test]
