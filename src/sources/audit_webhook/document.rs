@@ -136,8 +136,9 @@ impl AuditNormalizer {
             }
             Stamp::OutOfRange => {
                 flags.push("timestamp_out_of_range");
+                let time = in_range_stand_in(&sent_stage, received.as_ref());
                 original.stage_timestamp = Some(sent_stage);
-                Utc::now()
+                time
             }
         };
         match received {
@@ -254,6 +255,25 @@ impl Flags {
 }
 
 /// What became of a timestamp on its way to a `date_nanos` field.
+/// `@timestamp` for an event whose `stageTimestamp` is outside `date_nanos`. It
+/// must depend on the event alone, never on when it arrived: the index is chosen
+/// from it, and a resend on another day must land in the same index to be a 409.
+/// The event's own `requestReceivedTimestamp` when that one is usable, else the
+/// nearest end of the range (1970-01-01 or 2262-04-11).
+fn in_range_stand_in(sent: &str, received: Option<&Stamp>) -> DateTime<Utc> {
+    match received {
+        Some(Stamp::AsSent(t) | Stamp::Normalized(t, _)) => *t,
+        _ => {
+            let before_1970 = sent.get(..4).and_then(|y| y.parse::<u32>().ok()).is_some_and(|y| y < 1970);
+            if before_1970 {
+                DateTime::UNIX_EPOCH
+            } else {
+                DateTime::from_timestamp_nanos(i64::MAX)
+            }
+        }
+    }
+}
+
 enum Stamp {
     /// Elasticsearch reads it as sent.
     AsSent(DateTime<Utc>),
@@ -734,16 +754,29 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_outside_date_nanos_fall_back_to_the_receive_time() {
+    fn timestamps_outside_date_nanos_fall_back_to_the_events_own_receive_time_or_the_range_end() {
+        // requestReceivedTimestamp of DELETE is usable: it stands in, and so decides the index.
         for sent in ["9999-12-31T23:59:59Z", "1969-12-31T23:59:59.999999Z", "2262-04-11T23:47:16.854775808Z"] {
-            let before = Utc::now();
             let (doc, v) = normalize(&with_stage_time(sent)).unwrap();
-            let at: DateTime<Utc> = v["@timestamp"].as_str().unwrap().parse().unwrap();
-            assert!(at >= before - chrono::Duration::microseconds(1) && at <= Utc::now(), "{sent}: {at}");
+            assert_eq!(v["@timestamp"], "2026-11-09T06:14:42.535854Z", "{sent}");
             assert_eq!(flags(&v), ["timestamp_out_of_range"]);
             assert_eq!(v["kube_log_gateway"]["original"]["stageTimestamp"], sent);
             assert!(v["kubernetes"]["audit"].get("stageTimestamp").is_none());
-            assert_eq!(doc.index, format!("audit-{}", at.format("%Y.%m.%d")));
+            assert_eq!(doc.index, "audit-2026.11.09");
+            // A resend, whenever it comes, has the same _id in the same index.
+            let again = normalize(&with_stage_time(sent)).unwrap().0;
+            assert_eq!((again.index, again.id), (doc.index.clone(), doc.id.clone()));
+        }
+        // Both out of range: the nearest end of what date_nanos holds.
+        for (sent, want, index) in [
+            ("9999-12-31T23:59:59Z", "2262-04-11T23:47:16.854775Z", "audit-2262.04.11"),
+            ("0001-01-01T00:00:00Z", "1970-01-01T00:00:00.000000Z", "audit-1970.01.01"),
+        ] {
+            let both = with_stage_time(sent).replace("2026-11-09T06:14:42.535854Z", sent);
+            let (doc, v) = normalize(&both).unwrap();
+            assert_eq!(v["@timestamp"], want, "{sent}");
+            assert_eq!(doc.index, index);
+            assert_eq!(flags(&v), ["timestamp_out_of_range", "request_received_timestamp_out_of_range"]);
         }
         let received = DELETE.replace("2026-11-09T06:14:42.535854Z", "0001-01-01T00:00:00Z");
         let (_, v) = normalize(&received).unwrap();
