@@ -70,12 +70,28 @@ fn parse_certs(key: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<Certifi
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| TlsError::Pem {
         key,
         path: path.display().to_string(),
-        message: e.to_string(),
+        message: pem_message(&e),
     })?;
     if certs.is_empty() {
         return Err(TlsError::Empty { key, path: path.display().to_string(), what: "PEM certificate" });
     }
     Ok(certs)
+}
+
+/// A PEM parse error in words (rustls prints the markers as byte lists).
+fn pem_message(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "not valid PEM: no \"-----END {}-----\" line (cut short, or still being written)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("not valid PEM: malformed line {:?}", String::from_utf8_lossy(line))
+        }
+        Error::Base64Decode(e) => format!("not valid PEM: the base64 does not decode: {e}"),
+        e => format!("not valid PEM: {e}"),
+    }
 }
 
 /// Reads the TLS files and builds the configuration (start-up, `check-config`).
@@ -96,7 +112,7 @@ pub fn build(s: &ServerSettings, files: &TlsFiles) -> Result<ServerConfig, TlsEr
         e => TlsError::Pem {
             key: "server.tls.key_file",
             path: s.tls.key_file.display().to_string(),
-            message: e.to_string(),
+            message: pem_message(&e),
         },
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
