@@ -71,14 +71,15 @@ impl ReloadingTls {
 pub fn start(settings: &ServerSettings, shutdown: Shutdown) -> Result<Arc<ReloadingTls>, TlsError> {
     let files = TlsFiles::read(settings)?;
     let config = tls::build(settings, &files)?;
-    log_certificate("webhook TLS certificate loaded", &files, "");
+    log_certificate("webhook TLS certificate loaded", &files, None);
     let shared = Arc::new(ReloadingTls { current: RwLock::new(Arc::new(config)) });
     let metrics = crate::telemetry::metrics();
     for result in [ReloadResult::ok, ReloadResult::error] {
         // Exported as 0 from the start, not only after the first reload.
         let _ = metrics.tls_reloads.get_or_create(&ReloadLabels { result });
     }
-    let reloader = Reloader { settings: settings.clone(), shared: shared.clone(), last: Ok(files) };
+    let reloader =
+        Reloader { settings: settings.clone(), shared: shared.clone(), in_use: files.clone(), last: Ok(files) };
     tokio::spawn(reloader.run(shutdown));
     Ok(shared)
 }
@@ -86,6 +87,8 @@ pub fn start(settings: &ServerSettings, shutdown: Shutdown) -> Result<Arc<Reload
 struct Reloader {
     settings: ServerSettings,
     shared: Arc<ReloadingTls>,
+    /// The files the configuration in use was built from.
+    in_use: TlsFiles,
     /// What the files held at the last look (or why they could not be read):
     /// a look that finds the same does nothing.
     last: Result<TlsFiles, String>,
@@ -144,7 +147,7 @@ impl Reloader {
         if now == self.last {
             return;
         }
-        let changed = changed_files(&self.last, &now);
+        let changed = changed_files(&self.in_use, &now);
         self.last = now.clone();
         let built = now.and_then(|files| match tls::build(&self.settings, &files) {
             Ok(config) => Ok((files, config)),
@@ -153,25 +156,27 @@ impl Reloader {
         let metrics = crate::telemetry::metrics();
         match built {
             Ok((files, config)) => {
+                // In use before it is counted: whoever sees the count gets the new config.
                 self.shared.replace(Arc::new(config));
+                log_certificate("webhook TLS files changed: new handshakes use them", &files, Some(&changed));
+                self.in_use = files;
                 metrics.tls_reloads.get_or_create(&ReloadLabels { result: ReloadResult::ok }).inc();
-                log_certificate("webhook TLS files changed: new handshakes use them", &files, &changed);
             }
             Err(e) => {
-                metrics.tls_reloads.get_or_create(&ReloadLabels { result: ReloadResult::error }).inc();
                 tracing::error!(
                     changed,
                     "webhook TLS files changed but were refused, still serving the previous certificate and CA: {e}"
                 );
+                metrics.tls_reloads.get_or_create(&ReloadLabels { result: ReloadResult::error }).inc();
             }
         }
     }
 }
 
-/// Which of cert_file, key_file, client_ca_file differ between two looks
-/// (all of them if either look could not read the files).
-fn changed_files(before: &Result<TlsFiles, String>, now: &Result<TlsFiles, String>) -> String {
-    let (Ok(b), Ok(n)) = (before, now) else { return "cert_file,key_file,client_ca_file".into() };
+/// Which of cert_file, key_file, client_ca_file differ from the files in use
+/// (all of them if the files could not be read).
+fn changed_files(b: &TlsFiles, now: &Result<TlsFiles, String>) -> String {
+    let Ok(n) = now else { return "cert_file,key_file,client_ca_file".into() };
     let mut changed = Vec::new();
     if b.cert != n.cert {
         changed.push("cert_file");
@@ -185,7 +190,9 @@ fn changed_files(before: &Result<TlsFiles, String>, now: &Result<TlsFiles, Strin
     changed.join(",")
 }
 
-fn log_certificate(message: &str, files: &TlsFiles, changed: &str) {
+/// Logs `message` at info with the certificate's subject and not-after (and
+/// which files changed, for a reload).
+fn log_certificate(message: &str, files: &TlsFiles, changed: Option<&str>) {
     match tls::describe_certificate(&files.cert) {
         Some((subject, not_after)) => tracing::info!(%subject, %not_after, changed, "{message}"),
         None => tracing::info!(changed, "{message}"),
@@ -230,7 +237,7 @@ mod tests {
 
     #[test]
     fn changed_files_names_what_differs() {
-        let a = Ok(files("c1", "k1", Some("ca1")));
+        let a = files("c1", "k1", Some("ca1"));
         assert_eq!(changed_files(&a, &Ok(files("c2", "k2", Some("ca1")))), "cert_file,key_file");
         assert_eq!(changed_files(&a, &Ok(files("c1", "k1", Some("ca2")))), "client_ca_file");
         assert_eq!(changed_files(&a, &Err("gone".into())), "cert_file,key_file,client_ca_file");
