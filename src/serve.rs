@@ -25,6 +25,7 @@ use crate::sink::Sink;
 use crate::sources::audit_webhook::document::AuditNormalizer;
 use crate::sources::audit_webhook::handler::{self, Webhook};
 use crate::sources::audit_webhook::limits::ClientLimiter;
+use crate::sources::audit_webhook::tls_reload;
 use crate::sources::{containers, journald};
 use crate::spool::{drain, Spool};
 
@@ -104,7 +105,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             })
             .layer(axum::middleware::from_fn_with_state(settings.retry_after_seconds, handler::transient_retry_after))
             .layer(axum::middleware::from_fn(handler::count_responses));
-        let tls = files.tls;
+        // `files.tls` proved the files build; the reloader reads them again
+        // and keeps them current from here on (certificate rotation).
+        let tls: Option<Arc<dyn server::TlsConfigSource>> = match files.tls {
+            Some(_) => Some(tls_reload::start(settings, shutdown.clone()).map_err(|e| anyhow::anyhow!("{e}"))?),
+            None => None,
+        };
         if tls.is_none() {
             tracing::warn!("server.tls.enabled is false: audit events travel in plain HTTP");
         }

@@ -115,6 +115,21 @@ pub struct EventLabels {
     pub result: EventResult,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum ReloadResult {
+    /// The new files were taken: new handshakes use them.
+    ok,
+    /// The new files were refused (unreadable, not PEM, key not the certificate's,
+    /// no CA): the previous configuration stays in use.
+    error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: ReloadResult,
+}
+
 pub struct Metrics {
     pub webhook_requests: Family<CodeLabels, Counter>,
     pub webhook_request_seconds: Histogram,
@@ -130,6 +145,7 @@ pub struct Metrics {
     pub index_blocked: Family<BlockLabels, Counter>,
     pub documents_too_large: Counter,
     pub tls_handshake_failures: Counter,
+    pub tls_reloads: Family<ReloadLabels, Counter>,
 }
 
 struct Global {
@@ -156,6 +172,7 @@ fn global() -> &'static Global {
             index_blocked: Family::default(),
             documents_too_large: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            tls_reloads: Family::default(),
         }));
         let mut r = Registry::with_prefix("klg");
         r.register("webhook_requests", "Webhook HTTP responses by status code", metrics.webhook_requests.clone());
@@ -203,6 +220,11 @@ fn global() -> &'static Global {
             "tls_handshake_failures",
             "TLS handshakes refused or timed out (no or untrusted client certificate, wrong protocol)",
             metrics.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Changed webhook TLS files (certificate, key, client CA) taken (ok) or refused, keeping the previous ones (error)",
+            metrics.tls_reloads.clone(),
         );
         Global { metrics, registry: Mutex::new(r) }
     })

@@ -110,11 +110,20 @@ fn connection_metrics() -> &'static ConnectionMetrics {
     })
 }
 
+/// Where a TLS listener gets the configuration for a connection. It is asked
+/// once per accepted connection, so a configuration that is replaced (the
+/// webhook's, when its certificate files rotate: see
+/// `sources::audit_webhook::tls_reload`) reaches every new handshake, while a
+/// connection already open keeps the one it was accepted with.
+pub trait TlsConfigSource: Send + Sync {
+    fn current(&self) -> Arc<rustls::ServerConfig>;
+}
+
 /// Serves `router` on `listener` with the admin listener's [`Limits`].
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<dyn TlsConfigSource>>,
     router: Router,
     request_timeout: Duration,
     shutdown: Shutdown,
@@ -127,12 +136,11 @@ pub async fn serve(
 pub async fn serve_with(
     name: &'static str,
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<dyn TlsConfigSource>>,
     router: Router,
     limits: Limits,
     shutdown: Shutdown,
 ) {
-    let acceptor = tls.map(TlsAcceptor::from);
     let limits = Arc::new(limits);
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
@@ -171,7 +179,8 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let acceptor = acceptor.clone();
+        // The configuration current at accept: this connection keeps it.
+        let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.current()));
         let limits = limits.clone();
         let shutdown = shutdown.clone();
         let open = metrics.open.get_or_create(&labels).clone();

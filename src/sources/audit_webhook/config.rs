@@ -71,6 +71,11 @@ pub struct TlsConfig {
     /// If not empty, a client certificate's CN or a DNS/URI SAN must be in this list.
     #[serde(default, deserialize_with = "crate::setting::list")]
     pub allowed_client_names: Vec<String>,
+    /// How often the certificate, key and client CA files are read to see if
+    /// they changed (besides watching their directories): a rotated Secret is
+    /// taken at the latest this long after the kubelet swaps it in.
+    #[serde(default = "defaults::reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
 }
 
 impl Default for TlsConfig {
@@ -81,6 +86,7 @@ impl Default for TlsConfig {
             key_file: defaults::key_file(),
             client_ca_file: None,
             allowed_client_names: Vec::new(),
+            reload_interval: defaults::reload_interval(),
         }
     }
 }
@@ -143,6 +149,9 @@ impl ServerConfig {
             readable("server.tls.key_file", &self.tls.key_file)?;
             if let Some(ca) = &self.tls.client_ca_file {
                 readable("server.tls.client_ca_file", ca)?;
+            }
+            if self.tls.reload_interval.is_zero() {
+                return Err(key_error("server.tls.reload_interval", "must be more than 0"));
             }
             if !self.tls.allowed_client_names.is_empty() && self.tls.client_ca_file.is_none() {
                 return Err(key_error(
@@ -228,6 +237,9 @@ mod defaults {
     }
     pub fn key_file() -> PathBuf {
         "/etc/kube-log-gateway/tls/tls.key".into()
+    }
+    pub fn reload_interval() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn max_body_bytes() -> u64 {
         32 * 1024 * 1024

@@ -3,7 +3,8 @@
 //! committed to the spool, and only then acknowledged.
 //!
 //! * [`config`] — `server` and `audit`.
-//! * [`tls`], [`auth`] — who may post: client certificates, bearer tokens.
+//! * [`tls`], [`auth`] — who may post: client certificates, bearer tokens;
+//!   [`tls_reload`] takes a rotated certificate or CA without a restart.
 //! * [`body`] — Content-Type, size limits, gzip.
 //! * [`event`] — EventList / Event / array → typed [`event::AuditEvent`]s.
 //! * [`document`] — one event → one document (and the audit index mapping);
@@ -20,3 +21,4 @@ pub mod handler;
 pub mod limits;
 pub mod secrets;
 pub mod tls;
+pub mod tls_reload;

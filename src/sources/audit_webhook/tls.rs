@@ -34,20 +34,76 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn load_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Pem { key, path: path.display().to_string(), message: e.to_string() })?
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Pem { key, path: path.display().to_string(), message: e.to_string() })?;
+/// The bytes of the TLS files, read once: what [`build`] makes a configuration
+/// of, and what the reloader compares to notice a change
+/// ([`super::tls_reload`]). Reading everything first and building from the
+/// bytes means the configuration in use is exactly the content that was
+/// checked, even if a file changes again while it is being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl TlsFiles {
+    pub fn read(s: &ServerSettings) -> Result<TlsFiles, TlsError> {
+        let read = |key: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::Pem {
+                key,
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        Ok(TlsFiles {
+            cert: read("server.tls.cert_file", &s.tls.cert_file)?,
+            key: read("server.tls.key_file", &s.tls.key_file)?,
+            client_ca: match &s.tls.client_ca_file {
+                Some(ca) => Some(read("server.tls.client_ca_file", ca)?),
+                None => None,
+            },
+        })
+    }
+}
+
+fn parse_certs(key: &'static str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| TlsError::Pem {
+        key,
+        path: path.display().to_string(),
+        message: pem_message(&e),
+    })?;
     if certs.is_empty() {
         return Err(TlsError::Empty { key, path: path.display().to_string(), what: "PEM certificate" });
     }
     Ok(certs)
 }
 
+/// A PEM parse error in words (rustls prints the markers as byte lists).
+fn pem_message(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "not valid PEM: no \"-----END {}-----\" line (cut short, or still being written)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("not valid PEM: malformed line {:?}", String::from_utf8_lossy(line))
+        }
+        Error::Base64Decode(e) => format!("not valid PEM: the base64 does not decode: {e}"),
+        e => format!("not valid PEM: {e}"),
+    }
+}
+
+/// Reads the TLS files and builds the configuration (start-up, `check-config`).
 pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
-    let certs = load_certs("server.tls.cert_file", &s.tls.cert_file)?;
-    let key = PrivateKeyDer::from_pem_file(&s.tls.key_file).map_err(|e| match e {
+    build(s, &TlsFiles::read(s)?)
+}
+
+/// Builds the configuration from the files' bytes: a certificate chain, the
+/// key that belongs to it, and (if `client_ca_file` is set) at least one CA.
+pub fn build(s: &ServerSettings, files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    let certs = parse_certs("server.tls.cert_file", &s.tls.cert_file, &files.cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
             key: "server.tls.key_file",
             path: s.tls.key_file.display().to_string(),
@@ -56,16 +112,16 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
         e => TlsError::Pem {
             key: "server.tls.key_file",
             path: s.tls.key_file.display().to_string(),
-            message: e.to_string(),
+            message: pem_message(&e),
         },
     })?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match &s.tls.client_ca_file {
-        Some(ca) => {
+    let builder = match (&s.tls.client_ca_file, &files.client_ca) {
+        (Some(ca), Some(ca_pem)) => {
             let mut roots = RootCertStore::empty();
-            for cert in load_certs("server.tls.client_ca_file", ca)? {
+            for cert in parse_certs("server.tls.client_ca_file", ca, ca_pem)? {
                 roots.add(cert).map_err(|e| TlsError::Config(format!("client_ca_file {}: {e}", ca.display())))?;
             }
             if roots.is_empty() {
@@ -87,7 +143,10 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
             };
             builder.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
+        (Some(ca), None) => {
+            return Err(TlsError::Config(format!("client_ca_file {} was not read", ca.display())));
+        }
+        (None, _) => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         TlsError::Config(format!(
@@ -98,6 +157,16 @@ pub fn server_config(s: &ServerSettings) -> Result<ServerConfig, TlsError> {
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The subject and not-after (RFC 3339) of the first certificate in `pem`,
+/// for the log; `None` if it does not parse.
+pub fn describe_certificate(pem: &[u8]) -> Option<(String, String)> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let not_after = chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)?
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Some((cert.subject().to_string(), not_after))
 }
 
 #[derive(Debug)]
