@@ -40,6 +40,26 @@ async fn audit_ids(index: &str) -> Vec<String> {
     ids
 }
 
+/// `prefix-0` … `prefix-<n-1>`, sorted like [`audit_ids`].
+fn sorted_ids(prefix: &str, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until `n` attempts on `index` were refused for `reason` (the label
+/// of `klg_index_blocked_total`) and a THROTTLED warning about it, saying
+/// `logged_as`, is in the log.
+async fn wait_blocked_and_logged(setup: &WebhookSetup, index: &str, reason: &str, logged_as: &str, n: usize) {
+    let label = format!("reason=\"{reason}\"");
+    setup.wait_for_metric("klg_index_blocked_total", &label, Duration::from_secs(60), |v| v >= n as f64).await;
+    setup
+        .wait_for_log_line(&format!("THROTTLED about {index}"), Duration::from_secs(60), |l| {
+            l.contains("THROTTLED") && l.contains(index) && l.contains(logged_as)
+        })
+        .await;
+}
+
 /// Creates the day's audit index before the gateway writes to it, so the
 /// test can close or block it (the gateway installed the template already).
 async fn create_index(index: &str) {
@@ -154,15 +174,9 @@ async fn a_closed_index_is_retried_until_it_is_opened_never_dead_lettered() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], N, "{body}");
 
-    let blocked = "reason=\"index_closed\"";
-    setup.wait_for_metric("klg_index_blocked_total", blocked, Duration::from_secs(60), |n| n >= N as f64).await;
+    wait_blocked_and_logged(&setup, &index, "index_closed", "index_closed", N).await;
     setup
         .wait_for_metric("klg_documents_total", "outcome=\"retried\"", Duration::from_secs(60), |n| n >= N as f64)
-        .await;
-    setup
-        .wait_for_log_line("THROTTLED about the closed index", Duration::from_secs(30), |l| {
-            l.contains("THROTTLED") && l.contains(&index) && l.contains("index_closed")
-        })
         .await;
     assert_eq!(count(&setup.dead_letter_indices()).await, 0, "a closed index is not poison");
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"dead_lettered\"").await, 0.0);
@@ -172,12 +186,7 @@ async fn a_closed_index_is_retried_until_it_is_opened_never_dead_lettered() {
     assert_eq!(status, 200, "open: {v}");
     setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
     assert_eq!(count(&index).await, N as u64);
-    let want: Vec<String> = {
-        let mut w: Vec<String> = (0..N).map(|i| format!("closed-{i}")).collect();
-        w.sort();
-        w
-    };
-    assert_eq!(audit_ids(&index).await, want, "exactly N, each once");
+    assert_eq!(audit_ids(&index).await, sorted_ids("closed", N), "exactly N, each once");
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"created\"").await, N as f64);
     setup.delete_indices().await;
@@ -200,14 +209,7 @@ async fn a_write_block_is_logged_and_retried_until_it_is_lifted() {
         post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(&events("blocked", N))).await;
     assert_eq!(status, 200, "{body}");
 
-    setup
-        .wait_for_metric("klg_index_blocked_total", "reason=\"write\"", Duration::from_secs(60), |n| n >= N as f64)
-        .await;
-    setup
-        .wait_for_log_line("THROTTLED about the write block", Duration::from_secs(60), |l| {
-            l.contains("THROTTLED") && l.contains(&index) && l.contains("index write (api)")
-        })
-        .await;
+    wait_blocked_and_logged(&setup, &index, "write", "index write (api)", N).await;
     // Throttled: one line per dead_letter_log_interval, not one per attempt.
     // A rate, so measured over a fixed window of 5 s.
     let warnings = || setup.log().lines().filter(|l| l.contains("THROTTLED")).count();
@@ -224,9 +226,7 @@ async fn a_write_block_is_logged_and_retried_until_it_is_lifted() {
     let (status, v) = es_json(Method::PUT, &format!("/{index}/_settings"), Some(block(false))).await;
     assert_eq!(status, 200, "unblock: {v}");
     setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
-    let mut want: Vec<String> = (0..N).map(|i| format!("blocked-{i}")).collect();
-    want.sort();
-    assert_eq!(audit_ids(&index).await, want, "exactly N, each once");
+    assert_eq!(audit_ids(&index).await, sorted_ids("blocked", N), "exactly N, each once");
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
     setup.delete_indices().await;
 }
