@@ -11,7 +11,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use common::*;
 use serde_json::{json, Value};
 
@@ -66,7 +65,7 @@ fn flags(doc: &Value) -> Vec<&str> {
 #[tokio::test]
 async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
     require_es().await;
-    let setup = WebhookSetup::new("hostile-fields", "", "");
+    let setup = WebhookSetup::new("hostile-fields");
     let gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     const T: &str = "2026-11-09T06:00:01.000002Z";
@@ -103,13 +102,12 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
     items.push(received);
     let n = items.len() as u64;
 
-    let before = Utc::now();
     let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(items)).await;
-    let after = Utc::now();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"accepted": n, "rejected": 0}));
     assert_eq!(wait_for_count(&setup.audit_indices(), n, Duration::from_secs(60)).await, n, "{}", setup.log());
-    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(2), Duration::from_secs(30)).await, n);
+    setup.wait_spool_empty(Duration::from_secs(30)).await;
+    assert_eq!(count(&setup.audit_indices()).await, n);
     assert_eq!(count(&setup.dead_letter_indices()).await, 0, "nothing dead-lettered");
     assert_healthy(&setup).await;
     let docs = by_audit_id(&setup.audit_indices(), json!({"match_all": {}})).await;
@@ -205,7 +203,9 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
 async fn hostile_bodies_get_clear_answers_and_the_gateway_stays_up() {
     require_es().await;
     // Room for the 50 MB item, and time for it in a debug build on a busy machine.
-    let setup = WebhookSetup::new("hostile-bodies", "  max_body_bytes: 67108864\n  request_timeout: 180s\n", "");
+    let mut setup = WebhookSetup::new("hostile-bodies");
+    setup.config.server_mut().max_body_bytes = Some(64 * 1024 * 1024);
+    setup.config.server_mut().request_timeout = Some("180s".into());
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let url = setup.url("/audit");
@@ -296,7 +296,8 @@ async fn one_hundred_thousand_items_in_one_list_land_exactly_once() {
     require_es().await;
     // This is about "all, exactly once", not speed: a debug build on a busy
     // machine can take longer than the 20 s default to normalize and spool them.
-    let setup = WebhookSetup::new("hostile-many", "  request_timeout: 180s\n", "");
+    let mut setup = WebhookSetup::new("hostile-many");
+    setup.config.server_mut().request_timeout = Some("180s".into());
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     const N: u64 = 100_000;
@@ -318,7 +319,8 @@ async fn one_hundred_thousand_items_in_one_list_land_exactly_once() {
     assert_eq!(resp, json!({"accepted": N, "rejected": 0}));
     assert_healthy(&setup).await;
     assert_eq!(wait_for_count(&setup.audit_indices(), N, Duration::from_secs(300)).await, N, "{}", setup.log());
-    assert_eq!(settle(&setup.audit_indices(), Duration::from_secs(3), Duration::from_secs(60)).await, N);
+    setup.wait_spool_empty(Duration::from_secs(60)).await;
+    assert_eq!(count(&setup.audit_indices()).await, N);
     assert!(duplicated_ids(&setup.audit_indices()).await.is_empty());
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
     eprintln!("100,000 documents in Elasticsearch after {:?}", started.elapsed());

@@ -377,7 +377,7 @@ async fn plain_http_only_when_tls_is_explicitly_disabled_and_with_a_warning() {
     require_es().await;
     let mut setup = WebhookSetup::new("audit-plain");
     // No TLS, no client CA, tokens not set either.
-    setup.config.server_mut().tls_certs = None;
+    setup.config.server_mut().tls = None;
     setup.config.server_mut().allow_unauthenticated = true;
     let _gw = setup.start();
     assert!(setup.log().contains("server.tls.enabled is false: audit events travel in plain HTTP"), "{}", setup.log());

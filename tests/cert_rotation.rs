@@ -75,7 +75,7 @@ fn files_of(certs: &Path) -> Vec<(&'static str, Vec<u8>)> {
 fn setup_with_volume(name: &str) -> (WebhookSetup, SecretVolume) {
     let mut setup = WebhookSetup::new(name);
     let volume = SecretVolume::mount(&setup.path().join("secret"), &setup.certs());
-    setup.config.server_mut().tls_certs = Some(volume.dir.clone());
+    setup.config.server_mut().tls = Some(TlsFiles::in_dir(&volume.dir));
     (setup, volume)
 }
 

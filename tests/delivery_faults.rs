@@ -21,11 +21,6 @@ fn batches(prefix: &str, count: usize) -> Arc<Vec<String>> {
     Arc::new((0..count).map(|b| sample::event_list(&format!("{prefix}-b{b}"), BATCH, 10, 4096)).collect())
 }
 
-/// Waits until the gateway's spool is empty: every acknowledged batch delivered.
-async fn wait_spool_empty(setup: &WebhookSetup) {
-    setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
-}
-
 #[tokio::test]
 async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
     require_es().await;
@@ -68,7 +63,7 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
     assert_eq!(got, want, "every acknowledged event present: {}", setup.log());
     // Nothing arrives later (the spool has nothing left to deliver), and no
     // auditID is there twice.
-    wait_spool_empty(&setup).await;
+    setup.wait_spool_empty(Duration::from_secs(60)).await;
     assert_eq!(count(&setup.audit_indices()).await, want);
     assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
@@ -139,7 +134,7 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
     let index = setup.audit_indices();
     let n = wait_for_count_at(&es.url(), &index, want, Duration::from_secs(300)).await;
     assert!(n >= want, "only {n} of {want} after the outage: {}", setup.log());
-    wait_spool_empty(&setup).await;
+    setup.wait_spool_empty(Duration::from_secs(60)).await;
     assert_eq!(count_at(&es.url(), &index).await, want, "exactly the acknowledged events, none twice");
     let (status, _, _) = post_json(&client, &url, batch(first_refused)).await;
     assert_eq!(status, 200);
@@ -203,7 +198,7 @@ async fn sigterm_leaves_undelivered_events_in_the_spool_for_the_next_start() {
     let mut setup = WebhookSetup::new("sigterm");
     setup.config.shutdown_grace_period = Some("2s".into());
     // First run: Elasticsearch unreachable, so everything stays spooled.
-    setup.config.elasticsearch.urls = vec![format!("http://127.0.0.1:{}", free_port())];
+    setup.config.elasticsearch.urls = vec![closed_port_url()];
     let mut gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let (status, _, _) = post_json(&client, &setup.url("/audit"), sample::event_list("term", 400, 10, 4096)).await;

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -17,132 +16,9 @@ use serde_json::{json, Value};
 /// The day the sample events are from, so the day's audit index is known.
 const DAY: &str = "2026.11.09";
 
-/// A gateway for one test: certificates, config, data dir, ports, log file.
-struct Setup {
-    dir: tempfile::TempDir,
-    prefix: String,
-    port: u16,
-    admin: String,
-    config: std::path::PathBuf,
-}
-
-impl Setup {
-    /// mTLS, indices `<prefix>-audit-*` / `<prefix>-deadletter-*`, fast
-    /// retries; `server_extra` goes into `server:`, `es_extra` into
-    /// `elasticsearch:` (both indented already).
-    fn new(name: &str, server_extra: &str, es_extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let prefix = format!("t{}{}-{name}", std::process::id(), nanos % 100_000).to_lowercase();
-        let port = free_port();
-        let admin = format!("127.0.0.1:{}", free_port());
-        let certs = dir.path().join("certs");
-        make_certs(&certs);
-        let c = certs.display();
-        let yaml = format!(
-            "cluster_name: test\n\
-             data_dir: {data}\n\
-             server:\n  listen: 127.0.0.1:{port}\n  tls:\n    cert_file: {c}/server.crt\n    key_file: {c}/server.key\n    client_ca_file: {c}/ca.crt\n{server_extra}\
-             admin:\n  listen: {admin}\n\
-             elasticsearch:\n  urls: [\"{es}\"]\n  indices:\n    audit: \"{prefix}-audit-%Y.%m.%d\"\n    dead_letter: \"{prefix}-deadletter-%Y.%m.%d\"\n  \
-             template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n  batch:\n    linger: 50ms\n  retry:\n    initial_backoff: 50ms\n    max_backoff: 1s\n{es_extra}",
-            data = dir.path().join("data").display(),
-            es = es_url(),
-        );
-        let config = dir.path().join("gateway.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        Setup { dir, prefix, port, admin, config }
-    }
-
-    fn log_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("gateway.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Runs the gateway binary, stdout and stderr to the log file, and waits
-    /// for /readyz.
-    async fn start(&self) -> Gateway {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the gateway");
-        let mut gw = Gateway(child);
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = gw.0.try_wait() {
-                panic!("gateway exited with {status}: {}", self.log());
-            }
-            let ready = reqwest::get(format!("http://{}/readyz", self.admin)).await.is_ok_and(|r| r.status() == 200);
-            if ready {
-                return gw;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "not ready after 60 s: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://localhost:{}/audit", self.port)
-    }
-
-    fn client(&self) -> reqwest::Client {
-        tls_client(&self.dir.path().join("certs"), true)
-    }
-
-    /// The day's audit index, where every sample event goes.
-    fn audit_index(&self) -> String {
-        format!("{}-audit-{DAY}", self.prefix)
-    }
-
-    fn dead_letter_indices(&self) -> String {
-        format!("{}-deadletter-*", self.prefix)
-    }
-
-    async fn metric(&self, name: &str, labels: &str) -> f64 {
-        metric(&self.admin, name, labels).await
-    }
-
-    /// Polls until `check` holds; panics with the log after `timeout`.
-    async fn wait_until<F: std::future::Future<Output = bool>>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut() -> F,
-    ) {
-        let started = Instant::now();
-        while !check().await {
-            assert!(started.elapsed() < timeout, "{what}: not within {timeout:?}: {}", self.log());
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn cleanup(&self) {
-        es_json(
-            Method::DELETE,
-            &format!("/{}-*?ignore_unavailable=true&allow_no_indices=true&expand_wildcards=all", self.prefix),
-            None,
-        )
-        .await;
-    }
-}
-
-/// The gateway process; killed when dropped.
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The day's audit index, where every sample event goes.
+fn audit_index(setup: &WebhookSetup) -> String {
+    format!("{}-audit-{DAY}", setup.prefix)
 }
 
 fn event_list(events: &[String]) -> String {
@@ -153,28 +29,35 @@ fn events(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| sample::event(&format!("{prefix}-{i}"), i as u32, false, 0)).collect()
 }
 
-/// `_source` of every document in `index`.
-async fn sources(index: &str) -> Vec<Value> {
-    refresh(index).await;
-    let (status, v) = es_json(
-        Method::POST,
-        &format!("/{index}/_search?ignore_unavailable=true&allow_no_indices=true"),
-        Some(json!({"size": 1000, "query": {"match_all": {}}})),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    v["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
-}
-
 /// Every auditID in `index`, sorted; a duplicate would show twice.
 async fn audit_ids(index: &str) -> Vec<String> {
-    let mut ids: Vec<String> = sources(index)
+    let mut ids: Vec<String> = search(index, json!({"match_all": {}}))
         .await
         .iter()
         .map(|s| s["kubernetes"]["audit"]["auditID"].as_str().unwrap().to_string())
         .collect();
     ids.sort();
     ids
+}
+
+/// `prefix-0` … `prefix-<n-1>`, sorted like [`audit_ids`].
+fn sorted_ids(prefix: &str, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until `n` attempts on `index` were refused for `reason` (the label
+/// of `klg_index_blocked_total`) and a THROTTLED warning about it, saying
+/// `logged_as`, is in the log.
+async fn wait_blocked_and_logged(setup: &WebhookSetup, index: &str, reason: &str, logged_as: &str, n: usize) {
+    let label = format!("reason=\"{reason}\"");
+    setup.wait_for_metric("klg_index_blocked_total", &label, Duration::from_secs(60), |v| v >= n as f64).await;
+    setup
+        .wait_for_log_line(&format!("THROTTLED about {index}"), Duration::from_secs(60), |l| {
+            l.contains("THROTTLED") && l.contains(index) && l.contains(logged_as)
+        })
+        .await;
 }
 
 /// Creates the day's audit index before the gateway writes to it, so the
@@ -204,9 +87,11 @@ async fn a_document_too_large_for_elasticsearch_is_dead_lettered_not_retried_for
     // The webhook takes a 64 MiB body; bulk bodies are not gzipped, because
     // gzip of 60 MiB in a debug build takes longer than the rest of the test
     // (Elasticsearch counts the inflated bytes: the 429 is the same).
-    let setup = Setup::new("toolarge", "  max_body_bytes: 67108864\n", "  compression: false\n");
-    let _gw = setup.start().await;
-    let client = setup.client();
+    let mut setup = WebhookSetup::new("toolarge");
+    setup.config.server_mut().max_body_bytes = Some(64 * 1024 * 1024);
+    setup.config.elasticsearch.compression = Some(false);
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
 
     let mut items = events("small", 4);
     let big = sample::event("big-one", 7, false, 0).replacen(
@@ -216,33 +101,31 @@ async fn a_document_too_large_for_elasticsearch_is_dead_lettered_not_retried_for
     );
     items.insert(2, big);
     let started = Instant::now();
-    let (status, _, body) = post_json(&client, &setup.url(), event_list(&items)).await;
+    let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(&items)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 5, "{body}");
-    let (status, _, body) = post_json(&client, &setup.url(), event_list(&events("after", 3))).await;
+    let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(&events("after", 3))).await;
     assert_eq!(status, 200, "{body}");
 
     // Within a bounded time: the spool drains, the small ones arrive, the big
     // one is a dead letter — not a request retried every few seconds forever.
     setup
-        .wait_until("spool drained", Duration::from_secs(180), || async {
-            setup.metric("klg_spool_entries", "").await == 0.0
-                && setup.metric("klg_documents_total", "outcome=\"dead_lettered\"").await == 1.0
-        })
+        .wait_for_metric("klg_documents_total", "outcome=\"dead_lettered\"", Duration::from_secs(180), |n| n == 1.0)
         .await;
+    setup.wait_spool_empty(Duration::from_secs(180)).await;
     eprintln!("drained in {:?}", started.elapsed());
-    assert_eq!(count(&setup.audit_index()).await, 7);
+    assert_eq!(count(&audit_index(&setup)).await, 7);
     let mut want: Vec<String> =
         (0..4).map(|i| format!("small-{i}")).chain((0..3).map(|i| format!("after-{i}"))).collect();
     want.sort();
-    assert_eq!(audit_ids(&setup.audit_index()).await, want, "each small event once");
+    assert_eq!(audit_ids(&audit_index(&setup)).await, want, "each small event once");
 
-    let dead = sources(&setup.dead_letter_indices()).await;
+    let dead = search(&setup.dead_letter_indices(), json!({"match_all": {}})).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d = &dead[0];
     assert_eq!(d["error"]["type"], "es_rejected_execution_exception");
     assert_eq!(d["dead_letter"]["status"], 429);
-    assert_eq!(d["dead_letter"]["index"], setup.audit_index());
+    assert_eq!(d["dead_letter"]["index"], audit_index(&setup));
     let message = d["error"]["message"].as_str().unwrap();
     eprintln!("dead letter: {}", &message[..message.len().min(600)]);
     assert!(message.contains("indexing pressure limit"), "{message}");
@@ -253,7 +136,7 @@ async fn a_document_too_large_for_elasticsearch_is_dead_lettered_not_retried_for
     assert!(original.starts_with('{'), "the start of the document: {}", &original[..200]);
 
     // The whole document is in the fsynced dead-letter file.
-    let file = std::fs::read_to_string(setup.dir.path().join("data/dead-letter.ndjson")).unwrap();
+    let file = std::fs::read_to_string(setup.data_dir().join("dead-letter.ndjson")).unwrap();
     let lines: Vec<Value> = file.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1);
     let whole: Value = serde_json::from_str(lines[0]["document"]["event"]["original"].as_str().unwrap()).unwrap();
@@ -268,38 +151,32 @@ async fn a_document_too_large_for_elasticsearch_is_dead_lettered_not_retried_for
     assert_eq!(setup.metric("klg_documents_too_large_total", "").await, 1.0);
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"created\"").await, 7.0);
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"dead_letter_file\"").await, 0.0);
-    // Still nothing more after a while: the spool is empty and stays so.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(count(&setup.audit_index()).await, 7);
+    // Nothing more arrives: the spool is still empty.
+    setup.wait_spool_empty(Duration::from_secs(30)).await;
+    assert_eq!(count(&audit_index(&setup)).await, 7);
     assert_eq!(count(&setup.dead_letter_indices()).await, 1);
-    setup.cleanup().await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn a_closed_index_is_retried_until_it_is_opened_never_dead_lettered() {
     require_es().await;
     const N: usize = 25;
-    let setup = Setup::new("closed", "", "");
-    let _gw = setup.start().await;
-    let index = setup.audit_index();
+    let setup = WebhookSetup::new("closed");
+    let _gw = setup.start();
+    let index = audit_index(&setup);
     create_index(&index).await;
     let (status, v) = es_json(Method::POST, &format!("/{index}/_close"), None).await;
     assert_eq!(status, 200, "close: {v}");
 
-    let (status, _, body) = post_json(&setup.client(), &setup.url(), event_list(&events("closed", N))).await;
+    let (status, _, body) =
+        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(&events("closed", N))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], N, "{body}");
 
+    wait_blocked_and_logged(&setup, &index, "index_closed", "index_closed", N).await;
     setup
-        .wait_until("retries of the closed index", Duration::from_secs(60), || async {
-            setup.metric("klg_index_blocked_total", "reason=\"index_closed\"").await >= N as f64
-                && setup.metric("klg_documents_total", "outcome=\"retried\"").await >= N as f64
-        })
-        .await;
-    setup
-        .wait_until("the THROTTLED warning", Duration::from_secs(30), || async {
-            setup.log().lines().any(|l| l.contains("THROTTLED") && l.contains(&index) && l.contains("index_closed"))
-        })
+        .wait_for_metric("klg_documents_total", "outcome=\"retried\"", Duration::from_secs(60), |n| n >= N as f64)
         .await;
     assert_eq!(count(&setup.dead_letter_indices()).await, 0, "a closed index is not poison");
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"dead_lettered\"").await, 0.0);
@@ -307,48 +184,34 @@ async fn a_closed_index_is_retried_until_it_is_opened_never_dead_lettered() {
 
     let (status, v) = es_json(Method::POST, &format!("/{index}/_open?wait_for_active_shards=1"), None).await;
     assert_eq!(status, 200, "open: {v}");
-    setup
-        .wait_until("all delivered", Duration::from_secs(60), || async {
-            setup.metric("klg_spool_entries", "").await == 0.0
-        })
-        .await;
+    setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
     assert_eq!(count(&index).await, N as u64);
-    let want: Vec<String> = {
-        let mut w: Vec<String> = (0..N).map(|i| format!("closed-{i}")).collect();
-        w.sort();
-        w
-    };
-    assert_eq!(audit_ids(&index).await, want, "exactly N, each once");
+    assert_eq!(audit_ids(&index).await, sorted_ids("closed", N), "exactly N, each once");
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
     assert_eq!(setup.metric("klg_documents_total", "outcome=\"created\"").await, N as f64);
-    setup.cleanup().await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn a_write_block_is_logged_and_retried_until_it_is_lifted() {
     require_es().await;
     const N: usize = 25;
-    let setup = Setup::new("wblock", "", "  dead_letter_log_interval: 2s\n");
-    let _gw = setup.start().await;
-    let index = setup.audit_index();
+    let mut setup = WebhookSetup::new("wblock");
+    setup.config.elasticsearch.dead_letter_log_interval = Some("2s".into());
+    let _gw = setup.start();
+    let index = audit_index(&setup);
     create_index(&index).await;
     let block = |on: bool| json!({"index.blocks.write": if on { json!(true) } else { Value::Null }});
     let (status, v) = es_json(Method::PUT, &format!("/{index}/_settings"), Some(block(true))).await;
     assert_eq!(status, 200, "block: {v}");
 
-    let (status, _, body) = post_json(&setup.client(), &setup.url(), event_list(&events("blocked", N))).await;
+    let (status, _, body) =
+        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(&events("blocked", N))).await;
     assert_eq!(status, 200, "{body}");
 
-    setup
-        .wait_until("the blocked-write warning and metric", Duration::from_secs(60), || async {
-            setup.metric("klg_index_blocked_total", "reason=\"write\"").await >= N as f64
-                && setup
-                    .log()
-                    .lines()
-                    .any(|l| l.contains("THROTTLED") && l.contains(&index) && l.contains("index write (api)"))
-        })
-        .await;
+    wait_blocked_and_logged(&setup, &index, "write", "index write (api)", N).await;
     // Throttled: one line per dead_letter_log_interval, not one per attempt.
+    // A rate, so measured over a fixed window of 5 s.
     let warnings = || setup.log().lines().filter(|l| l.contains("THROTTLED")).count();
     let attempts_before = setup.metric("klg_index_blocked_total", "reason=\"write\"").await;
     let lines_before = warnings();
@@ -362,14 +225,8 @@ async fn a_write_block_is_logged_and_retried_until_it_is_lifted() {
 
     let (status, v) = es_json(Method::PUT, &format!("/{index}/_settings"), Some(block(false))).await;
     assert_eq!(status, 200, "unblock: {v}");
-    setup
-        .wait_until("all delivered", Duration::from_secs(60), || async {
-            setup.metric("klg_spool_entries", "").await == 0.0
-        })
-        .await;
-    let mut want: Vec<String> = (0..N).map(|i| format!("blocked-{i}")).collect();
-    want.sort();
-    assert_eq!(audit_ids(&index).await, want, "exactly N, each once");
+    setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
+    assert_eq!(audit_ids(&index).await, sorted_ids("blocked", N), "exactly N, each once");
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
-    setup.cleanup().await;
+    setup.delete_indices().await;
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::Router;
-use common::{free_port, wait_until, GatewayConfig};
+use common::{closed_port_url, wait_until, GatewayConfig};
 use kube_log_gateway::config::Config;
 use kube_log_gateway::document::{Document, SourceKind};
 use kube_log_gateway::shutdown::Shutdown;
@@ -98,8 +98,13 @@ async fn start_fake(script: impl Fn(usize, &[Item]) -> (u16, Value) + Send + Syn
 }
 
 fn config(urls: &[String], data_dir: &std::path::Path) -> Config {
+    load(&GatewayConfig::sink_only(data_dir, urls))
+}
+
+/// The gateway's own `Config` of a test config, as `serve` would load it.
+fn load(config: &GatewayConfig) -> Config {
     let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::fs::write(f.path(), GatewayConfig::sink_only(data_dir, urls).to_yaml()).unwrap();
+    std::fs::write(f.path(), config.to_yaml()).unwrap();
     Config::load_with_env(f.path(), []).unwrap()
 }
 
@@ -193,7 +198,7 @@ async fn refused_dead_letters_are_appended_to_a_file() {
 
 #[tokio::test]
 async fn a_dead_node_and_a_503_are_retried_on_the_next_url() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = closed_port_url();
     let (url, fake) = start_fake(|n, items| match n {
         0 => (503, json!({"error": "unavailable"})),
         _ => items_response(items, |_, _| 201),
@@ -236,13 +241,11 @@ async fn shutdown_cancels_instead_of_acknowledging() {
 async fn a_document_over_max_document_bytes_is_dead_lettered_truncated_without_being_sent() {
     let (url, fake) = start_fake(|_, items| items_response(items, |_, _| 201)).await;
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "data_dir: {}\nelasticsearch:\n  urls: [{url:?}]\n  max_document_bytes: 4096\n  dead_letter_max_original_bytes: 1024\n  batch:\n    linger: 10ms\n",
-        dir.path().display()
-    );
-    let f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
-    std::fs::write(f.path(), yaml).unwrap();
-    let cfg = Config::load_with_env(f.path(), []).unwrap();
+    let mut config = GatewayConfig::sink_only(dir.path(), &[url]);
+    config.elasticsearch.max_document_bytes = Some(4096);
+    config.elasticsearch.dead_letter_max_original_bytes = Some(1024);
+    config.elasticsearch.retry = None;
+    let cfg = load(&config);
     let (sink, _task) = kube_log_gateway::serve::start_sink(&cfg, Shutdown::new()).unwrap();
     let mut batch = docs(2);
     batch[1].body = Bytes::from(format!("{{\"n\":\"{}\"}}", "y".repeat(8000)));

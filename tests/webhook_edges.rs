@@ -14,45 +14,16 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
-const EVENTLIST: &str = include_str!("fixtures/audit-eventlist.json");
 const BIG: usize = 400 * 1024;
+/// The webhook's connection metrics' label.
+const WEBHOOK: &str = "listener=\"webhook\"";
 
 // ---------------------------------------------------------------- helpers
-
-/// A rustls client trusting `certs/ca.crt`, presenting `certs/client.*` if
-/// `with_cert`, offering `alpn`.
-fn client_config(certs: &Path, with_cert: bool, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = if with_cert {
-        let chain: Vec<_> =
-            CertificateDer::pem_file_iter(certs.join("client.crt")).unwrap().map(Result::unwrap).collect();
-        builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(certs.join("client.key")).unwrap()).unwrap()
-    } else {
-        builder.with_no_client_auth()
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(config)
-}
-
-async fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp).await
-}
 
 /// Waits until the server closes `stream` (EOF or an error on read); returns
 /// how long that took, or `None` after `limit`.
@@ -136,7 +107,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ResetSniffer<T>
 struct H2Answer {
     status: u16,
     body: String,
-    /// RST_STREAM frames the server sent, up to 500 ms after the answer.
+    /// RST_STREAM frames the server sent until the connection ended.
     resets: Vec<(u32, u32)>,
 }
 
@@ -149,13 +120,13 @@ async fn h2_post(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> H2Answer {
-    let tls = connect(port, client_config(certs, with_cert, &[b"h2"])).await.expect("TLS handshake");
+    let tls = tls_connect(port, rustls_client_config(certs, with_cert, &[b"h2"])).await.expect("TLS handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the gateway must speak HTTP/2");
     let resets = Arc::new(std::sync::Mutex::new(Vec::new()));
     let io = ResetSniffer { inner: tls, pending: Vec::new(), resets: resets.clone() };
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await.expect("h2 handshake");
-    tokio::spawn(conn);
+    let conn = tokio::spawn(conn);
     let mut req = axum::http::Request::post(format!("https://localhost:{port}{path}"))
         .header("content-length", body.len().to_string());
     for (k, v) in headers {
@@ -164,7 +135,12 @@ async fn h2_post(
     let resp = sender.send_request(req.body(Full::new(Bytes::from(body))).unwrap()).await.expect("h2 response");
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("h2 response body").to_bytes();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Done with the connection: it ends once the stream is closed on both
+    // sides — the whole request body sent, or the stream reset by the server —
+    // so every RST_STREAM frame for it has been read by then.
+    drop(sender);
+    let ended = tokio::time::timeout(Duration::from_secs(30), conn).await;
+    assert!(ended.is_ok(), "the HTTP/2 connection did not end within 30 s of the answer");
     let resets = resets.lock().unwrap().clone();
     H2Answer { status, body: String::from_utf8_lossy(&body).into_owned(), resets }
 }
@@ -224,19 +200,20 @@ fn refusals() -> [(&'static str, bool, &'static str, u16, &'static str); 4] {
     ]
 }
 
-fn refusal_setup(name: &str) -> (tempfile::TempDir, WebhookSetup) {
-    let tokens = tempfile::tempdir().unwrap();
-    let file = tokens.path().join("tokens");
-    std::fs::write(&file, "the-token\n").unwrap();
-    let setup =
-        WebhookSetup::new(name, &format!("  max_body_bytes: 65536\n  bearer_tokens_file: {}\n", file.display()), "");
-    (tokens, setup)
+fn refusal_setup(name: &str) -> WebhookSetup {
+    let mut setup = WebhookSetup::new(name);
+    let tokens = setup.path().join("tokens");
+    std::fs::write(&tokens, "the-token\n").unwrap();
+    let server = setup.config.server_mut();
+    server.max_body_bytes = Some(65536);
+    server.bearer_tokens_file = Some(tokens);
+    setup
 }
 
 #[tokio::test]
 async fn early_refusals_reach_an_http1_client_still_sending_its_body() {
     require_es().await;
-    let (_tokens, setup) = refusal_setup("edge-refuse-h1");
+    let setup = refusal_setup("edge-refuse-h1");
     let _gw = setup.start();
     for (path, with_cert, content_type, status, message) in refusals() {
         let port = setup.port;
@@ -252,13 +229,13 @@ async fn early_refusals_reach_an_http1_client_still_sending_its_body() {
     let client = tls_client(&setup.certs(), true);
     let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn early_refusals_reach_an_http2_client_still_sending_its_body() {
     require_es().await;
-    let (_tokens, setup) = refusal_setup("edge-refuse-h2");
+    let setup = refusal_setup("edge-refuse-h2");
     let _gw = setup.start();
     for (path, with_cert, content_type, status, message) in refusals() {
         let got =
@@ -269,7 +246,7 @@ async fn early_refusals_reach_an_http2_client_still_sending_its_body() {
         // The stream ends cleanly: the body was read, not cut off with RST_STREAM.
         assert_eq!(got.resets, [], "{path} {content_type}: the server reset the stream");
     }
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 // ---------------------------------------------------------------- 2. idle connections and the cap
@@ -277,34 +254,29 @@ async fn early_refusals_reach_an_http2_client_still_sending_its_body() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_idle_timeout() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-idle", "  idle_timeout: 1s\n", "");
+    let mut setup = WebhookSetup::new("edge-idle");
+    setup.config.server_mut().idle_timeout = Some("1s".into());
     let _gw = setup.start();
     let certs = setup.certs();
 
     // TLS handshake done, never a byte of HTTP: HTTP/1 and HTTP/2 by ALPN.
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
-        let mut silent = connect(setup.port, client_config(&certs, true, &[alpn])).await.unwrap();
+        let mut silent = tls_connect(setup.port, rustls_client_config(&certs, true, &[alpn])).await.unwrap();
         let took = wait_closed(&mut silent, Duration::from_secs(15)).await;
         let took = took.unwrap_or_else(|| panic!("silent {alpn:?} connection still open after 15 s"));
         assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
     }
 
     // HTTP/1.1 keep-alive after one answered request.
-    let mut h1 = connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
-    let body = EVENTLIST.as_bytes();
-    let head = format!(
-        "POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    h1.write_all(head.as_bytes()).await.unwrap();
-    h1.write_all(body).await.unwrap();
+    let mut h1 = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
+    write_post(&mut h1, "/audit", EVENTLIST.as_bytes()).await;
     let mut buf = vec![0u8; 4096];
     let n = h1.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
     assert!(wait_closed(&mut h1, Duration::from_secs(15)).await.is_some(), "idle HTTP/1.1 keep-alive still open");
 
     // HTTP/2 after one answered request: the client sees the connection end.
-    let tls = connect(setup.port, client_config(&certs, true, &[b"h2"])).await.unwrap();
+    let tls = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"h2"])).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
     let conn = tokio::spawn(conn);
@@ -314,13 +286,14 @@ async fn idle_connections_are_closed_after_idle_timeout() {
         .unwrap();
     assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
     tokio::time::timeout(Duration::from_secs(15), conn).await.expect("idle HTTP/2 connection still open").unwrap().ok();
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_keep_working() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-cap", "  max_connections: 5\n", "");
+    let mut setup = WebhookSetup::new("edge-cap");
+    setup.config.server_mut().max_connections = Some(5);
     let _gw = setup.start();
     let certs = setup.certs();
     let client = tls_client(&certs, true);
@@ -330,18 +303,15 @@ async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_kee
     // The real client holds one connection; four idle ones fill the cap.
     let mut idle = Vec::new();
     for _ in 0..4 {
-        idle.push(connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.unwrap());
+        idle.push(tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.unwrap());
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await < 5.0 {
-        assert!(Instant::now() < deadline, "the gateway does not see 5 connections");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The gateway sees 5 connections.
+    setup.wait_for_metric("klg_connections_open", WEBHOOK, Duration::from_secs(10), |n| n >= 5.0).await;
 
     // The sixth is closed at accept.
-    let sixth = connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await;
+    let sixth = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await;
     assert!(sixth.is_err(), "a sixth connection got through the cap");
-    assert!(metric(&setup.admin, "klg_connections_refused_total", "listener=\"webhook\"").await >= 1.0);
+    assert!(setup.metric("klg_connections_refused_total", WEBHOOK).await >= 1.0);
     assert!(setup.log().contains("max_connections"), "no warning logged: {}", setup.log());
 
     // The open client still gets answers on its connection.
@@ -354,41 +324,35 @@ async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_kee
 
     // One idle connection leaves: there is room again.
     drop(idle.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if connect(setup.port, client_config(&certs, true, &[b"http/1.1"])).await.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "a slot was not freed when a connection closed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    wait_for("a slot freed when a connection closed", Duration::from_secs(10), || async {
+        tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.is_ok()
+    })
+    .await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn two_thousand_idle_connections_do_not_slow_a_real_client() {
     require_es().await;
     const IDLE: usize = 2000;
-    let setup = WebhookSetup::new("edge-2000", "  idle_timeout: 5m\n", "");
+    let mut setup = WebhookSetup::new("edge-2000");
+    setup.config.server_mut().idle_timeout = Some("5m".into());
     let _gw = setup.start();
     let certs = setup.certs();
-    let config = client_config(&certs, true, &[b"http/1.1"]);
+    let config = rustls_client_config(&certs, true, &[b"http/1.1"]);
     let port = setup.port;
     use futures::StreamExt;
     let idle: Vec<_> = futures::stream::iter(0..IDLE)
         .map(|_| {
             let config = config.clone();
-            async move { connect(port, config).await.expect("idle TLS connection") }
+            async move { tls_connect(port, config).await.expect("idle TLS connection") }
         })
         .buffer_unordered(32)
         .collect()
         .await;
     assert_eq!(idle.len(), IDLE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await < IDLE as f64 {
-        assert!(Instant::now() < deadline, "the gateway does not hold {IDLE} connections");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The gateway holds them all.
+    setup.wait_for_metric("klg_connections_open", WEBHOOK, Duration::from_secs(30), |n| n >= IDLE as f64).await;
 
     let client = tls_client(&certs, true);
     for _ in 0..20 {
@@ -398,10 +362,10 @@ async fn two_thousand_idle_connections_do_not_slow_a_real_client() {
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "a request took {took:?} beside {IDLE} idle connections");
     }
-    assert!(metric(&setup.admin, "klg_connections_open", "listener=\"webhook\"").await > IDLE as f64);
-    assert_eq!(metric(&setup.admin, "klg_connections_refused_total", "").await, 0.0);
+    assert!(setup.metric("klg_connections_open", WEBHOOK).await > IDLE as f64);
+    assert_eq!(setup.metric("klg_connections_refused_total", "").await, 0.0);
     drop(idle);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 // ---------------------------------------------------------------- 3. expired client certificate
@@ -447,7 +411,7 @@ fn certs_with_an_expired_client(dir: &Path) {
 #[tokio::test]
 async fn an_expired_client_certificate_is_refused_in_the_handshake() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-old-cert", "", "");
+    let setup = WebhookSetup::new("edge-old-cert");
     certs_with_an_expired_client(&setup.certs());
     let _gw = setup.start();
 
@@ -455,26 +419,25 @@ async fn an_expired_client_certificate_is_refused_in_the_handshake() {
     let refused =
         expired.post(setup.url("/audit")).header("content-type", "application/json").body(EVENTLIST).send().await;
     assert!(refused.is_err(), "an expired client certificate was accepted: {:?}", refused.map(|r| r.status()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let refusal = loop {
-        if let Some(line) = setup.log().lines().find(|l| l.contains("TLS handshake refused")) {
-            break line.to_string();
-        }
-        assert!(Instant::now() < deadline, "no log line about the refused handshake: {}", setup.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refusal = setup
+        .wait_for_log_line("about the refused handshake", Duration::from_secs(5), |l| {
+            l.contains("TLS handshake refused")
+        })
+        .await;
     assert!(refusal.to_lowercase().contains("expired"), "{refusal}");
-    assert!(metric(&setup.admin, "klg_tls_handshake_failures_total", "").await >= 1.0);
+    assert!(setup.metric("klg_tls_handshake_failures_total", "").await >= 1.0);
 
     // Same CA, in date: accepted.
     let valid = tls_client(&setup.certs(), true);
     let (status, _, _) = post_json(&valid, &setup.url("/audit"), EVENTLIST.to_string()).await;
     assert_eq!(status, 200);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 // ---------------------------------------------------------------- 4. check-config
 
+/// A config for `check-config` and `serve` to refuse: certificates in
+/// `certs/`, data in `data/`, everything else valid.
 struct Case {
     dir: tempfile::TempDir,
     certs: PathBuf,
@@ -488,34 +451,43 @@ impl Case {
         Case { dir, certs }
     }
 
-    /// A config file with these files and data_dir; `extra` goes under `server:`.
-    fn config(&self, cert: &Path, key: &Path, ca: &Path, data_dir: &Path, extra: &str) -> PathBuf {
-        let path = self.dir.path().join("gateway.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "cluster_name: test\ndata_dir: {}\nadmin:\n  listen: null\nserver:\n  listen: 127.0.0.1:{}\n  tls:\n    \
-                 cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n{extra}elasticsearch:\n  urls: [\"{}\"]\n",
-                data_dir.display(),
-                free_port(),
-                cert.display(),
-                key.display(),
-                ca.display(),
-                es_url()
-            ),
-        )
-        .unwrap();
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A valid config: mTLS with `certs/`, no admin listener.
+    fn good(&self) -> GatewayConfig {
+        GatewayConfig {
+            cluster_name: Some("test".into()),
+            data_dir: self.path().join("data"),
+            admin: Admin::Off,
+            server: Some(Server {
+                listen: format!("127.0.0.1:{}", free_port()),
+                tls: Some(TlsFiles::in_dir(&self.certs)),
+                ..Server::default()
+            }),
+            elasticsearch: Elasticsearch { urls: vec![es_url()], ..Elasticsearch::default() },
+            ..GatewayConfig::default()
+        }
+    }
+
+    /// Writes `config`; returns its path.
+    fn write(&self, config: &GatewayConfig) -> PathBuf {
+        let path = self.path().join("gateway.yaml");
+        std::fs::write(&path, config.to_yaml()).unwrap();
         path
     }
 
-    fn good(&self, extra: &str) -> PathBuf {
-        self.config(
-            &self.certs.join("server.crt"),
-            &self.certs.join("server.key"),
-            &self.certs.join("ca.crt"),
-            &self.dir.path().join("data"),
-            extra,
-        )
+    /// The valid config with these TLS files.
+    fn with_tls(&self, cert_file: PathBuf, key_file: PathBuf, client_ca_file: PathBuf) -> PathBuf {
+        let mut config = self.good();
+        config.server_mut().tls = Some(TlsFiles { cert_file, key_file, client_ca_file });
+        self.write(&config)
+    }
+
+    /// The valid config with this data_dir.
+    fn with_data_dir(&self, data_dir: &Path) -> PathBuf {
+        self.write(&GatewayConfig { data_dir: data_dir.to_path_buf(), ..self.good() })
     }
 }
 
@@ -565,46 +537,38 @@ fn assert_refused(config: &Path, wants: &[&str]) {
 fn check_config_refuses_what_serve_refuses() {
     let case = Case::new();
     let c = &case.certs;
-    let (ok, stderr) = check_config(&case.good(""));
+    let (ok, stderr) = check_config(&case.write(&case.good()));
     assert!(ok, "{stderr}");
     assert!(stderr.trim_end().ends_with("OK"), "{stderr}");
 
     // Certificate and key swapped.
-    let swapped =
-        case.config(&c.join("server.key"), &c.join("server.crt"), &c.join("ca.crt"), &case.dir.path().join("data"), "");
+    let swapped = case.with_tls(c.join("server.key"), c.join("server.crt"), c.join("ca.crt"));
     assert_refused(
         &swapped,
         &["server.tls.cert_file", &c.join("server.key").display().to_string(), "no PEM certificate"],
     );
 
     // A CA file with no certificate in it.
-    let empty_ca = case.dir.path().join("empty-ca.crt");
+    let empty_ca = case.path().join("empty-ca.crt");
     std::fs::write(&empty_ca, "# the CA goes here\n").unwrap();
-    let no_ca = case.config(&c.join("server.crt"), &c.join("server.key"), &empty_ca, &case.dir.path().join("data"), "");
+    let no_ca = case.with_tls(c.join("server.crt"), c.join("server.key"), empty_ca.clone());
     assert_refused(&no_ca, &["server.tls.client_ca_file", &empty_ca.display().to_string(), "no PEM certificate"]);
 
     // A key that is not the certificate's.
-    let other = case.dir.path().join("other");
+    let other = case.path().join("other");
     make_certs(&other);
-    let mismatch = case.config(
-        &c.join("server.crt"),
-        &other.join("server.key"),
-        &c.join("ca.crt"),
-        &case.dir.path().join("data"),
-        "",
-    );
+    let mismatch = case.with_tls(c.join("server.crt"), other.join("server.key"), c.join("ca.crt"));
     assert_refused(
         &mismatch,
         &["server.tls", &other.join("server.key").display().to_string(), &c.join("server.crt").display().to_string()],
     );
 
     // data_dir is a file, or below one.
-    let file = case.dir.path().join("a-file");
+    let file = case.path().join("a-file");
     std::fs::write(&file, "").unwrap();
-    let at_file = case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &file, "");
+    let at_file = case.with_data_dir(&file);
     assert_refused(&at_file, &["data_dir", &file.display().to_string(), "not a directory"]);
-    let below_file =
-        case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &file.join("data"), "");
+    let below_file = case.with_data_dir(&file.join("data"));
     assert_refused(&below_file, &["data_dir", &file.display().to_string(), "not a directory"]);
 
     // data_dir cannot be written. Root ignores permission bits, so as root a
@@ -614,21 +578,22 @@ fn check_config_refuses_what_serve_refuses() {
     let locked = if root {
         PathBuf::from("/sys/kernel")
     } else {
-        let d = case.dir.path().join("locked");
+        let d = case.path().join("locked");
         std::fs::create_dir(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
         d
     };
-    let unwritable = case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &locked, "");
+    let unwritable = case.with_data_dir(&locked);
     assert_refused(&unwritable, &["data_dir", &locked.display().to_string(), "not writable"]);
-    let uncreatable =
-        case.config(&c.join("server.crt"), &c.join("server.key"), &c.join("ca.crt"), &locked.join("data"), "");
+    let uncreatable = case.with_data_dir(&locked.join("data"));
     assert_refused(&uncreatable, &["data_dir", &locked.join("data").display().to_string(), "not writable"]);
 
     // A bearer tokens file without a token.
-    let tokens = case.dir.path().join("tokens");
+    let tokens = case.path().join("tokens");
     std::fs::write(&tokens, "# none yet\n").unwrap();
-    let no_tokens = case.good(&format!("  bearer_tokens_file: {}\n", tokens.display()));
+    let mut no_tokens = case.good();
+    no_tokens.server_mut().bearer_tokens_file = Some(tokens.clone());
+    let no_tokens = case.write(&no_tokens);
     assert_refused(&no_tokens, &["server.bearer_tokens_file", &tokens.display().to_string(), "no tokens"]);
 }
 
@@ -647,7 +612,8 @@ fn retry_after(headers: &axum::http::HeaderMap) -> u64 {
 #[tokio::test]
 async fn a_rate_limited_batch_gets_429_with_retry_after() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-429-rate", "  rate_limit:\n    events_per_second: 1\n    burst: 1\n", "");
+    let mut setup = WebhookSetup::new("edge-429-rate");
+    setup.config.server_mut().rate_limit = Some((1, 1));
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let (status, _, _) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
@@ -655,7 +621,7 @@ async fn a_rate_limited_batch_gets_429_with_retry_after() {
     let (status, headers, body) = post_json(&client, &setup.url("/audit"), EVENTLIST.to_string()).await;
     assert_eq!(status, 429, "{body}");
     assert!(retry_after(&headers) >= 1);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 /// An EventList of `n` valid events carrying `junk` bytes of random hex each:
@@ -686,7 +652,9 @@ fn incompressible_eventlist(n: usize, junk: usize) -> String {
 #[tokio::test]
 async fn a_full_spool_gets_429_with_retry_after() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-429-spool", "  retry_after_seconds: 3\n", "spool:\n  max_bytes: 1048576\n");
+    let mut setup = WebhookSetup::new("edge-429-spool");
+    setup.config.server_mut().retry_after_seconds = Some(3);
+    setup.config.spool_max_bytes = Some(1024 * 1024);
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let (status, headers, body) =
@@ -694,16 +662,18 @@ async fn a_full_spool_gets_429_with_retry_after() {
     assert_eq!(status, 429, "{body}");
     assert!(body["error"].as_str().unwrap().starts_with("spool is full"), "{body}");
     assert_eq!(retry_after(&headers), 3);
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test]
 async fn a_request_not_completed_in_time_gets_408_with_retry_after() {
     require_es().await;
-    let setup = WebhookSetup::new("edge-408", "  request_timeout: 1s\n  retry_after_seconds: 4\n", "");
+    let mut setup = WebhookSetup::new("edge-408");
+    setup.config.server_mut().request_timeout = Some("1s".into());
+    setup.config.server_mut().retry_after_seconds = Some(4);
     let _gw = setup.start();
     // Headers complete, the body stalls after 10 of 1000 bytes.
-    let mut tls = connect(setup.port, client_config(&setup.certs(), true, &[b"http/1.1"])).await.unwrap();
+    let mut tls = tls_connect(setup.port, rustls_client_config(&setup.certs(), true, &[b"http/1.1"])).await.unwrap();
     tls.write_all(b"POST /audit HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\":\"E")
         .await
         .unwrap();
@@ -721,5 +691,5 @@ async fn a_request_not_completed_in_time_gets_408_with_retry_after() {
     let text = String::from_utf8_lossy(&answer).to_lowercase();
     assert!(text.starts_with("http/1.1 408"), "{text}");
     assert!(text.contains("\r\nretry-after: 4\r\n"), "{text}");
-    delete_indices(&format!("{}-*", setup.prefix)).await;
+    setup.delete_indices().await;
 }

@@ -36,15 +36,39 @@ pub enum Admin {
 #[derive(Clone, Debug, Default)]
 pub struct Server {
     pub listen: String,
-    /// mTLS with the certificates in this directory (`kube-log-gateway certs`);
-    /// `None`: `tls.enabled: false`.
-    pub tls_certs: Option<PathBuf>,
+    /// mTLS with these files; `None`: `tls.enabled: false`.
+    pub tls: Option<TlsFiles>,
     pub allowed_client_names: Vec<String>,
     pub allow_unauthenticated: bool,
     pub bearer_tokens_file: Option<PathBuf>,
     pub max_body_bytes: Option<u64>,
     /// `(events_per_second, burst)`.
     pub rate_limit: Option<(u32, u32)>,
+    pub idle_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_connections: Option<u32>,
+    pub refusal_drain_bytes: Option<u64>,
+    pub refusal_drain_timeout: Option<String>,
+    pub retry_after_seconds: Option<u32>,
+}
+
+/// `server.tls`: the webhook's certificate, key and the CA its clients' certificates are checked against.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: PathBuf,
+}
+
+impl TlsFiles {
+    /// `server.crt`, `server.key` and `ca.crt` in `dir` (`kube-log-gateway certs --out dir`).
+    pub fn in_dir(dir: &Path) -> TlsFiles {
+        TlsFiles {
+            cert_file: dir.join("server.crt"),
+            key_file: dir.join("server.key"),
+            client_ca_file: dir.join("ca.crt"),
+        }
+    }
 }
 
 /// `sources.containers`.
@@ -81,6 +105,11 @@ pub struct Elasticsearch {
     /// `(initial_backoff, max_backoff)`.
     pub retry: Option<(String, String)>,
     pub documents_per_second: Option<u32>,
+    /// `compression`: gzip bulk bodies (the gateway's default: on).
+    pub compression: Option<bool>,
+    pub max_document_bytes: Option<u64>,
+    pub dead_letter_max_original_bytes: Option<u64>,
+    pub dead_letter_log_interval: Option<String>,
 }
 
 /// `elasticsearch.auth`.
@@ -161,11 +190,11 @@ impl GatewayConfig {
             y.push_str("server:\n");
             line(&mut y, 1, "listen", &q(&s.listen));
             y.push_str("  tls:\n");
-            match &s.tls_certs {
-                Some(c) => {
-                    line(&mut y, 2, "cert_file", &p(&c.join("server.crt")));
-                    line(&mut y, 2, "key_file", &p(&c.join("server.key")));
-                    line(&mut y, 2, "client_ca_file", &p(&c.join("ca.crt")));
+            match &s.tls {
+                Some(t) => {
+                    line(&mut y, 2, "cert_file", &p(&t.cert_file));
+                    line(&mut y, 2, "key_file", &p(&t.key_file));
+                    line(&mut y, 2, "client_ca_file", &p(&t.client_ca_file));
                 }
                 None => line(&mut y, 2, "enabled", "false"),
             }
@@ -185,6 +214,24 @@ impl GatewayConfig {
                 y.push_str("  rate_limit:\n");
                 line(&mut y, 2, "events_per_second", &rate.to_string());
                 line(&mut y, 2, "burst", &burst.to_string());
+            }
+            if let Some(t) = &s.idle_timeout {
+                line(&mut y, 1, "idle_timeout", &q(t));
+            }
+            if let Some(t) = &s.request_timeout {
+                line(&mut y, 1, "request_timeout", &q(t));
+            }
+            if let Some(n) = s.max_connections {
+                line(&mut y, 1, "max_connections", &n.to_string());
+            }
+            if let Some(n) = s.refusal_drain_bytes {
+                line(&mut y, 1, "refusal_drain_bytes", &n.to_string());
+            }
+            if let Some(t) = &s.refusal_drain_timeout {
+                line(&mut y, 1, "refusal_drain_timeout", &q(t));
+            }
+            if let Some(n) = s.retry_after_seconds {
+                line(&mut y, 1, "retry_after_seconds", &n.to_string());
             }
         }
         match &self.admin {
@@ -267,6 +314,18 @@ impl GatewayConfig {
         }
         if let Some(n) = es.documents_per_second {
             line(&mut y, 1, "documents_per_second", &n.to_string());
+        }
+        if let Some(b) = es.compression {
+            line(&mut y, 1, "compression", &b.to_string());
+        }
+        if let Some(n) = es.max_document_bytes {
+            line(&mut y, 1, "max_document_bytes", &n.to_string());
+        }
+        if let Some(n) = es.dead_letter_max_original_bytes {
+            line(&mut y, 1, "dead_letter_max_original_bytes", &n.to_string());
+        }
+        if let Some(i) = &es.dead_letter_log_interval {
+            line(&mut y, 1, "dead_letter_log_interval", &q(i));
         }
         if let Some(n) = self.spool_max_bytes {
             y.push_str("spool:\n");

@@ -7,9 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::GatewayConfig;
-use super::es::delete_indices;
+use super::es::{delete_indices, http};
 use super::files::read_or_empty;
 use super::metrics::{metric, wait_for_metric};
+use super::wait::poll;
 use super::{free_port, unique};
 
 /// A temporary directory for one gateway: `gateway.yaml`, `data/`,
@@ -83,6 +84,32 @@ impl Home {
         done: impl Fn(f64) -> bool,
     ) -> f64 {
         wait_for_metric(&self.admin, name, labels, timeout, done).await
+    }
+
+    /// The admin listener's /readyz: status and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        let resp = http().get(format!("http://{}/readyz", self.admin)).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Waits until both spool gauges (`klg_spool_entries`, `klg_spool_bytes`)
+    /// are 0: every acknowledged batch delivered or quarantined. Panics with
+    /// the last values and the log after `timeout`.
+    pub async fn wait_spool_empty(&self, timeout: Duration) {
+        let gauges = || async {
+            (metric(&self.admin, "klg_spool_entries", "").await, metric(&self.admin, "klg_spool_bytes", "").await)
+        };
+        let (last, empty) = poll(timeout, Duration::from_millis(200), gauges, |g| *g == (0.0, 0.0)).await;
+        assert!(empty, "spool not empty after {timeout:?}: (entries, bytes) {last:?}: {}", self.log());
+    }
+
+    /// Waits until a line of the gateway's log satisfies `matches`; returns it.
+    /// Panics with the log after `timeout`.
+    pub async fn wait_for_log_line(&self, what: &str, timeout: Duration, matches: impl Fn(&str) -> bool) -> String {
+        let find = || async { self.log().lines().find(|l| matches(l)).map(str::to_string) };
+        let (line, found) = poll(timeout, Duration::from_millis(100), find, Option::is_some).await;
+        assert!(found, "no log line {what} after {timeout:?}: {}", self.log());
+        line.unwrap()
     }
 
     /// Deletes every index of this home (`<prefix>-*`).

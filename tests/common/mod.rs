@@ -6,7 +6,8 @@
 //! - [`config`]: one typed builder for every gateway config the tests write;
 //! - [`gateway`]: a gateway's home directory and the binary run as a child process;
 //! - [`webhook`]: a gateway with the audit webhook over mTLS, and its clients;
-//! - [`certs`]: certificates and TLS clients;
+//! - [`certs`]: certificates, TLS clients and raw TLS connections;
+//! - [`proxy`]: a TCP proxy switched on and off (a backend down, then back);
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
 //! - [`reliability`]: each fault test's counts, for the reliability table;
@@ -19,6 +20,7 @@ pub mod es;
 pub mod files;
 pub mod gateway;
 pub mod metrics;
+pub mod proxy;
 pub mod reliability;
 pub mod wait;
 pub mod webhook;
@@ -29,6 +31,7 @@ pub use es::*;
 pub use files::*;
 pub use gateway::*;
 pub use metrics::*;
+pub use proxy::*;
 pub use reliability::*;
 pub use wait::*;
 pub use webhook::*;
@@ -43,4 +46,9 @@ pub fn unique(name: &str) -> String {
 /// A free TCP port on 127.0.0.1 (nothing listens on it once this returns).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An `http://` URL where nothing listens: an Elasticsearch that is down.
+pub fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::certs::make_certs;
-use super::config::{Admin, GatewayConfig, Server};
+use super::config::{Admin, GatewayConfig, Server, TlsFiles};
 use super::es::es_url;
 use super::free_port;
 use super::gateway::{Gateway, Home};
@@ -44,7 +44,7 @@ impl WebhookSetup {
             .index("dead_letter", &home.index("deadletter"));
         config.server = Some(Server {
             listen: format!("127.0.0.1:{port}"),
-            tls_certs: Some(home.path().join("certs")),
+            tls: Some(TlsFiles::in_dir(&home.path().join("certs"))),
             ..Server::default()
         });
         config.admin = Admin::Listen(home.admin.clone());
