@@ -64,8 +64,19 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_duplicates_nothing() {
     // Nothing arrives later (the spool has nothing left to deliver), and no
     // auditID is there twice.
     setup.wait_spool_empty(Duration::from_secs(60)).await;
-    assert_eq!(count(&setup.audit_indices()).await, want);
-    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    let stored = count(&setup.audit_indices()).await;
+    let duplicated = duplicated_ids(&setup.audit_indices()).await;
+    Reliability {
+        fault: "webhook: kill -9 under load, restart, resend what got no 2xx",
+        sent: want,
+        acknowledged: want,
+        stored,
+        duplicated: duplicated.len() as u64,
+        set_aside: 0,
+    }
+    .report();
+    assert_eq!(stored, want);
+    assert_eq!(duplicated, Vec::<serde_json::Value>::new());
     assert_eq!(count(&setup.dead_letter_indices()).await, 0);
     setup.delete_indices().await;
 }
@@ -135,7 +146,17 @@ async fn elasticsearch_stopped_for_30s_then_the_spool_fills_and_nothing_acknowle
     let n = wait_for_count_at(&es.url(), &index, want, Duration::from_secs(300)).await;
     assert!(n >= want, "only {n} of {want} after the outage: {}", setup.log());
     setup.wait_spool_empty(Duration::from_secs(60)).await;
-    assert_eq!(count_at(&es.url(), &index).await, want, "exactly the acknowledged events, none twice");
+    let stored = count_at(&es.url(), &index).await;
+    Reliability {
+        fault: "webhook: Elasticsearch stopped > 30 s until the spool is full (429)",
+        sent: ((first_refused + 1) * BATCH) as u64,
+        acknowledged: want,
+        stored,
+        duplicated: stored.saturating_sub(want),
+        set_aside: 0,
+    }
+    .report();
+    assert_eq!(stored, want, "exactly the acknowledged events, none twice");
     let (status, _, _) = post_json(&client, &url, batch(first_refused)).await;
     assert_eq!(status, 200);
 }

@@ -81,6 +81,16 @@ async fn a_corrupt_spool_entry_is_quarantined_and_everything_else_delivered_once
         "{log}"
     );
     assert!(log.contains(&quarantined.display().to_string()), "{log}");
+    Reliability {
+        fault: "webhook: one spool entry corrupted on disk, restart",
+        sent: (requests * events) as u64,
+        acknowledged: (requests * events) as u64,
+        stored: got,
+        duplicated: 0,
+        // The corrupt entry's events: quarantined to a file, counted and logged.
+        set_aside: events as u64,
+    }
+    .report();
     eprintln!("quarantined entry {bad_id}; {got} of {} events delivered, none twice", requests * events);
     setup.delete_indices().await;
 }
@@ -199,6 +209,15 @@ async fn a_full_disk_refuses_with_503_and_the_spool_recovers_without_a_restart()
     setup.wait_spool_empty(Duration::from_secs(60)).await;
     assert_eq!(count(&setup.audit_indices()).await, want);
     assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    Reliability {
+        fault: "webhook: data_dir on a full tmpfs (503 + Retry-After), space freed, no restart",
+        sent: want + (refused.len() as u64 * 200),
+        acknowledged: want,
+        stored: got,
+        duplicated: 0,
+        set_aside: 0,
+    }
+    .report();
     eprintln!(
         "{} batches acknowledged, {got} events in Elasticsearch; spool reopened {} times",
         acked.len(),
