@@ -462,3 +462,26 @@ fn rotated_siblings_on_the_first_run_follow_start_at_first_run() {
         assert_eq!(finished, 2, "{start:?}: both siblings are known as done");
     }
 }
+
+#[test]
+fn a_line_far_longer_than_any_message_is_one_cut_document() {
+    let mut h = Harness::new(|c| c.max_message_bytes = 1024);
+    let path = h.path("a.log");
+    let prefix = "2026-01-02T03:04:05Z stdout F ";
+    append(&path, prefix.as_bytes());
+    // 1 MiB in 4 KiB reads: far past max_message_bytes + 64 KiB, no newline yet.
+    for _ in 0..256 {
+        append(&path, &[b'x'; 4096]);
+        h.run(Duration::ZERO);
+    }
+    assert_eq!(h.docs.len(), 1, "one document, not one per buffer-full");
+    assert_eq!(h.docs[0]["message"].as_str().unwrap().len(), 1024);
+    assert_eq!(flags(&h.docs[0]), vec!["cut"]);
+    // While inside the line, a restart would send its head again (same _id).
+    assert_eq!(h.checkpoint().values().next().map_or(0, |e| e.offset), 0);
+    append(&path, b"\n2026-01-02T03:04:06Z stdout F after\n");
+    h.run(Duration::ZERO);
+    assert_eq!(messages(&h.docs)[1..], ["after"]);
+    let end = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(h.checkpoint().values().next().unwrap().offset, end);
+}
