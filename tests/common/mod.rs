@@ -9,7 +9,8 @@
 //! - [`certs`]: certificates and TLS clients;
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
-//! - [`wait`]: waiting on a condition (the only place that polls).
+//! - [`wait`]: waiting on a condition (the only place that polls);
+//! - [`pressure`]: `scripts/pressure.sh` for the length of a test (stopped on drop).
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
@@ -18,6 +19,7 @@ pub mod es;
 pub mod files;
 pub mod gateway;
 pub mod metrics;
+pub mod pressure;
 pub mod wait;
 pub mod webhook;
 
@@ -27,6 +29,7 @@ pub use es::*;
 pub use files::*;
 pub use gateway::*;
 pub use metrics::*;
+pub use pressure::*;
 pub use wait::*;
 pub use webhook::*;
 

@@ -227,6 +227,9 @@ pub(super) struct Files {
     /// Paths that cannot be listed or opened now, with the reason (warned once).
     failing: HashMap<PathBuf, String>,
     failing_now: HashSet<PathBuf>,
+    /// Files truncated in place (copytruncate): their old fingerprint and how far
+    /// they had been read. A sibling with that head is the copy: read from there.
+    copies: HashMap<Fingerprint, u64>,
     loss_log: LogThrottle,
     error_log: LogThrottle,
     first_run: bool,
@@ -250,6 +253,7 @@ impl Files {
             last_sweep: None,
             failing: HashMap::new(),
             failing_now: HashSet::new(),
+            copies: HashMap::new(),
             loss_log: LogThrottle::new(LOG_INTERVAL),
             error_log: LogThrottle::new(LOG_INTERVAL),
             first_run,
@@ -527,10 +531,32 @@ impl Files {
             }
             self.finished.remove(&key); // the inode was reused by another file
         }
+        let head = head_fingerprint(&file, len, self.cfg.fingerprint_bytes);
+        if let Some(fp) = head {
+            if let Some(offset) = self.copies.remove(&fp) {
+                // The copy of a file truncated in place: what was read of the
+                // original is shipped; the rest is only here.
+                tracing::info!(file = %path.display(), from = offset, "reading the copy of a copytruncated file from where the original was read to");
+                let copy = Entry {
+                    dev: key.dev,
+                    ino: key.ino,
+                    fingerprint: fp,
+                    offset,
+                    path: live_path.clone(),
+                    target: path.clone(),
+                    finished: false,
+                };
+                self.resume.insert(key, copy);
+            } else if self.files.values().any(|f| f.established.as_ref().is_some_and(|(own, _)| *own == fp)) {
+                // A copy of a file being read, not yet truncated: its lines
+                // come from the original; looked at again once it is truncated.
+                return false;
+            }
+        }
         let resumed = self.resume.contains_key(&key);
         if !resumed && self.first_run && !self.scanned_once && self.cfg.start_at_first_run == StartAt::End {
             // Older than the gateway's first start, which was told to skip what is there.
-            if let Some(fingerprint) = head_fingerprint(&file, len, self.cfg.fingerprint_bytes) {
+            if let Some(fingerprint) = head {
                 let e = Entry {
                     dev: key.dev,
                     ino: key.ino,
@@ -546,7 +572,7 @@ impl Files {
             return false;
         }
         if resumed {
-            tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down");
+            tracing::info!(file = %path.display(), "reading a file rotated while the gateway was down (or a copy)");
         } else {
             tracing::info!(file = %path.display(), bytes = len, "reading a rotated file that was never read (found beside the live one)");
         }
@@ -680,6 +706,14 @@ impl Files {
         }
         tracing::info!(file = %f.path.display(), from, to = len, "file truncated in place (copytruncate): reading from the start");
         metrics().truncations.inc();
+        if self.copies.len() >= 1024 {
+            self.copies.clear();
+        }
+        self.copies.insert(*fp, lines.complete_offset());
+        // The copy, if it was made beside the file, is found at this scan's listing.
+        if let Some(dir) = f.target.parent() {
+            self.dirs.remove(dir);
+        }
         pipeline.flush_all(lines, batch);
         f.established = None;
         f.at_eof = false;

@@ -75,6 +75,11 @@ impl Lines {
         self.read_offset
     }
 
+    /// The end of the last complete line read.
+    pub(super) fn complete_offset(&self) -> u64 {
+        self.read_offset - self.carry.len() as u64
+    }
+
     /// Where a restart may resume: past the last complete line, but never past
     /// the start of a pending message.
     pub(super) fn resume_offset(&self) -> u64 {
