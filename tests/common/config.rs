@@ -78,6 +78,11 @@ pub struct Containers {
     pub poll_interval: String,
     pub rotated_grace: String,
     pub exclude_namespaces: Vec<String>,
+    /// Optional settings, left out when None (the gateway's default).
+    pub inotify: Option<bool>,
+    pub rotated_max_open: Option<String>,
+    pub max_message_bytes: Option<u64>,
+    pub start_at_first_run: Option<String>,
 }
 
 /// `sources.journald`.
@@ -252,6 +257,18 @@ impl GatewayConfig {
             line(&mut y, 2, "rotated_grace", &q(&c.rotated_grace));
             if !c.exclude_namespaces.is_empty() {
                 line(&mut y, 2, "exclude_namespaces", &list(&c.exclude_namespaces));
+            }
+            if let Some(b) = c.inotify {
+                line(&mut y, 2, "inotify", &b.to_string());
+            }
+            if let Some(d) = &c.rotated_max_open {
+                line(&mut y, 2, "rotated_max_open", &q(d));
+            }
+            if let Some(n) = c.max_message_bytes {
+                line(&mut y, 2, "max_message_bytes", &n.to_string());
+            }
+            if let Some(s) = &c.start_at_first_run {
+                line(&mut y, 2, "start_at_first_run", &q(s));
             }
         }
         if let Some(j) = &self.journald {

@@ -11,6 +11,7 @@
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
 //! - [`reliability`]: each fault test's counts, for the reliability table;
+//! - [`pressure`]: `scripts/pressure.sh` for the length of a test (stopped on drop);
 //! - [`wait`]: waiting on a condition (the only place that polls).
 #![allow(dead_code, unused_imports)]
 
@@ -20,6 +21,7 @@ pub mod es;
 pub mod files;
 pub mod gateway;
 pub mod metrics;
+pub mod pressure;
 pub mod proxy;
 pub mod reliability;
 pub mod wait;
@@ -31,6 +33,7 @@ pub use es::*;
 pub use files::*;
 pub use gateway::*;
 pub use metrics::*;
+pub use pressure::*;
 pub use proxy::*;
 pub use reliability::*;
 pub use wait::*;

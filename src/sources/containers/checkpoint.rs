@@ -7,6 +7,10 @@
 //! [`crate::ack::deliver_in_order`] behind delivered batches. Because document
 //! ids are derived from file positions, resuming from a slightly old checkpoint
 //! only makes duplicates that Elasticsearch refuses (409).
+//!
+//! A rotated file that was read to its end stays as a `finished` entry for as
+//! long as it lies beside its successor (`0.log.<timestamp>`): sibling discovery
+//! then knows it is done. It is forgotten once it is gone from disk.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +28,12 @@ pub struct Entry {
     pub offset: u64,
     /// The path that matched (informational, and for finding a file rotated while the gateway was down).
     pub path: PathBuf,
-    /// The file the path resolved to.
+    /// The file the path resolved to (for a finished file: where it was last seen).
     pub target: PathBuf,
+    /// Read to its end (or given up, the loss counted): a rotated file kept here
+    /// only while it is still on disk, so that it is never read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
 }
 
 impl Entry {
@@ -124,11 +132,20 @@ mod tests {
             offset: 99,
             path: "/var/log/containers/a.log".into(),
             target: "/var/log/pods/x/a/0.log".into(),
+            finished: false,
         };
         let mut checkpoints = Checkpoints::default();
         checkpoints.apply(vec![Update::Position(e.clone())]);
         store.position_file().save(&checkpoints.encode()).unwrap();
         assert_eq!(store.load().unwrap(), Some(BTreeMap::from([(e.key(), e.clone())])));
+        assert!(
+            !String::from_utf8(checkpoints.encode()).unwrap().contains("finished"),
+            "the flag is only written when set"
+        );
+        let done = Entry { finished: true, ..e.clone() };
+        checkpoints.apply(vec![Update::Position(done.clone())]);
+        store.position_file().save(&checkpoints.encode()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(BTreeMap::from([(e.key(), done)])));
         checkpoints.apply(vec![Update::Forget(e.key())]);
         assert!(checkpoints.0.is_empty());
         std::fs::write(store.path(), b"{").unwrap();

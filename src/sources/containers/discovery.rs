@@ -5,10 +5,14 @@
 //! rotation: a path that now resolves to another inode). inotify, through
 //! `notify`, watches the globs' directories so that a new file is picked up at
 //! once instead of at the next poll; if inotify is unavailable (watch limit,
-//! a missing directory) the poll alone still finds everything.
+//! a missing directory) the poll alone still finds everything. The tailer also
+//! has the directories of the files it reads watched (`/var/log/pods/…/<container>`),
+//! so that a rotation (a rename, a new file) wakes it at once: a file that lives
+//! shorter than `poll_interval` is still opened, or found as a rotated sibling.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use glob::Pattern;
@@ -31,22 +35,40 @@ pub fn skipped_name(path: &Path) -> bool {
     name.ends_with(".gz") || name.ends_with(".tmp")
 }
 
-/// Every regular file the patterns match now (symlinks followed).
-pub fn list(patterns: &[String]) -> Vec<Found> {
-    let mut out = Vec::new();
+/// A listing: every regular file the patterns match now (symlinks followed),
+/// and the paths that matched but could not be looked at (a symlink loop, a
+/// directory without permission), with the reason.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub found: Vec<Found>,
+    pub errors: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Lists what the patterns match now. A dangling symlink (its container is
+/// gone) is not an error: it is skipped.
+pub fn list(patterns: &[String]) -> Listing {
+    let mut out = Listing::default();
     for pattern in patterns {
         let Ok(paths) = glob::glob(pattern) else {
             continue;
         };
-        for path in paths.flatten() {
+        for path in paths {
+            let path = match path {
+                Ok(p) => p,
+                Err(e) => {
+                    let p = e.path().to_path_buf();
+                    out.errors.push((p, e.into()));
+                    continue;
+                }
+            };
             if skipped_name(&path) {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_file() {
-                out.push(Found { key: FileKey::of(&meta), len: meta.len(), path });
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => out.found.push(Found { key: FileKey::of(&meta), len: meta.len(), path }),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => out.errors.push((path, e)),
             }
         }
     }
@@ -92,21 +114,36 @@ fn static_dir(pattern: &str) -> PathBuf {
     }
 }
 
-/// Wakes the tailer when a watched directory changes.
+/// Wakes the tailer when a watched directory changes: a file created, removed
+/// or renamed (writes to a file do not wake it: it reads on its own).
 pub struct Wakeup {
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// The globs' directories: always watched.
+    fixed: HashSet<PathBuf>,
+    /// The directories of the files being read, watched on the tailer's request.
+    extra: Mutex<HashSet<PathBuf>>,
     rx: mpsc::Receiver<()>,
+}
+
+/// Only a change of names matters: a new file, a rename (rotation), a removal.
+fn names_changed(kind: &notify::EventKind) -> bool {
+    use notify::event::{EventKind, ModifyKind};
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) | EventKind::Any
+    )
 }
 
 impl Wakeup {
     pub fn new(patterns: &[String], inotify: bool) -> Wakeup {
         let (tx, rx) = mpsc::channel();
+        let off = |rx| Wakeup { watcher: Mutex::new(None), fixed: HashSet::new(), extra: Mutex::default(), rx };
         if !inotify {
-            return Wakeup { _watcher: None, rx };
+            return off(rx);
         }
         use notify::Watcher;
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            if event.is_ok_and(|e| names_changed(&e.kind)) {
                 let _ = tx.send(());
             }
         });
@@ -114,16 +151,45 @@ impl Wakeup {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!("inotify unavailable, new container log files are found by polling only: {e}");
-                return Wakeup { _watcher: None, rx };
+                return off(rx);
             }
         };
+        let mut fixed = HashSet::new();
         for pattern in patterns {
             let dir = static_dir(pattern);
-            if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), "cannot watch with inotify, polling only: {e}");
+            match watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    fixed.insert(dir);
+                }
+                Err(e) => tracing::warn!(dir = %dir.display(), "cannot watch with inotify, polling only: {e}"),
             }
         }
-        Wakeup { _watcher: Some(watcher), rx }
+        Wakeup { watcher: Mutex::new(Some(watcher)), fixed, extra: Mutex::default(), rx }
+    }
+
+    /// Watches exactly these directories (besides the globs' own): those of the
+    /// files being read. A directory that cannot be watched (the inotify watch
+    /// limit) is left to the poll, with a debug line.
+    pub fn watch_dirs(&self, dirs: &HashSet<PathBuf>) {
+        use notify::Watcher;
+        let mut guard = self.watcher.lock().expect("watcher lock");
+        let Some(watcher) = guard.as_mut() else { return };
+        let mut extra = self.extra.lock().expect("watch list lock");
+        for gone in extra.difference(dirs).cloned().collect::<Vec<_>>() {
+            let _ = watcher.unwatch(&gone);
+            extra.remove(&gone);
+        }
+        for dir in dirs {
+            if self.fixed.contains(dir) || extra.contains(dir) {
+                continue;
+            }
+            match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    extra.insert(dir.clone());
+                }
+                Err(e) => tracing::debug!(dir = %dir.display(), "cannot watch with inotify, polling only: {e}"),
+            }
+        }
     }
 
     /// Sleeps until a directory event or `timeout`; true if an event came.

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub truncations: Counter,
     pub files_open: Gauge,
     pub files_closed_unread: Counter,
+    pub bytes_lost: Counter,
+    pub files_lost: Counter,
+    pub siblings_opened: Counter,
+    pub file_errors: Counter,
     pub checkpoint_saves: Counter,
     pub checkpoint_errors: Counter,
 }
@@ -58,6 +62,26 @@ pub fn metrics() -> &'static Metrics {
                 "containers_files_closed_unread",
                 "Rotated or deleted files closed by rotated_max_open before they were read to the end (data lost)",
                 m.files_closed_unread.clone(),
+            );
+            r.register(
+                "containers_bytes_lost",
+                "Bytes of container logs that were never read: a rotated file closed or gone before its end",
+                m.bytes_lost.clone(),
+            );
+            r.register(
+                "containers_files_lost",
+                "Files whose unread rest is lost (closed by rotated_max_open, deleted or compressed before read)",
+                m.files_lost.clone(),
+            );
+            r.register(
+                "containers_siblings_opened",
+                "Rotated files found beside a live one (<name>.*) and read because no checkpoint had finished them",
+                m.siblings_opened.clone(),
+            );
+            r.register(
+                "containers_file_errors",
+                "Paths that started failing to be listed or opened (permissions, symlink loops), once per failure",
+                m.file_errors.clone(),
             );
             r.register("containers_checkpoint_saves", "Checkpoint files written", m.checkpoint_saves.clone());
             r.register(

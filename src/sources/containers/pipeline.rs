@@ -65,6 +65,9 @@ pub(super) struct Lines {
     /// Bytes read but not yet a complete line; they start at `read_offset - carry.len()`.
     carry: Vec<u8>,
     reasm: Reassembler,
+    /// Inside a physical line longer than any message may be, which started at
+    /// this offset: its head went out (cut), the rest up to its newline is dropped.
+    discarding: Option<u64>,
 }
 
 impl Lines {
@@ -72,10 +75,17 @@ impl Lines {
         self.read_offset
     }
 
+    /// The end of the last complete line read.
+    pub(super) fn complete_offset(&self) -> u64 {
+        self.read_offset - self.carry.len() as u64
+    }
+
     /// Where a restart may resume: past the last complete line, but never past
     /// the start of a pending message.
     pub(super) fn resume_offset(&self) -> u64 {
-        self.reasm.safe_offset(self.read_offset - self.carry.len() as u64)
+        let safe = self.reasm.safe_offset(self.read_offset - self.carry.len() as u64);
+        // Mid-way through an over-long line: a restart sends its head again (same _id).
+        self.discarding.map_or(safe, |start| safe.min(start))
     }
 
     /// Reads up to `size` new bytes into `buf`, after the carry. 0 = at the end.
@@ -162,6 +172,7 @@ impl Pipeline {
             read_offset: offset,
             carry: Vec::new(),
             reasm: Reassembler::new(self.max_message_bytes),
+            discarding: None,
         }
     }
 
@@ -237,15 +248,34 @@ impl Pipeline {
         let base = lines.read_offset - buf.len() as u64;
         let mut start = 0;
         let mut count = 0u64;
-        for nl in memchr::memchr_iter(b'\n', buf) {
+        if lines.discarding.is_some() {
+            // The rest of an over-long line: dropped up to its newline, counted as cut.
+            match memchr::memchr(b'\n', buf) {
+                Some(nl) => {
+                    metrics().cut_bytes.inc_by(nl as u64);
+                    lines.discarding = None;
+                    count += 1;
+                    start = nl + 1;
+                }
+                None => {
+                    metrics().cut_bytes.inc_by(buf.len() as u64);
+                    return;
+                }
+            }
+        }
+        let skip = start;
+        for nl in memchr::memchr_iter(b'\n', &buf[skip..]).map(|i| i + skip) {
             cx.line(lines, &buf[start..nl], base + start as u64, now);
             count += 1;
             start = nl + 1;
         }
-        // A "line" longer than any message may be is handled now rather than buffered without bound.
-        if buf.len() - start > *max_message_bytes + 64 * 1024 {
-            cx.line(lines, &buf[start..], base + start as u64, now);
-            count += 1;
+        // A line longer than any message may be: its head is sent now (cut), and
+        // the rest up to its newline is dropped as it is read, never buffered.
+        let head = *max_message_bytes + 64 * 1024;
+        if buf.len() - start > head {
+            cx.line(lines, &buf[start..start + head], base + start as u64, now);
+            metrics().cut_bytes.inc_by((buf.len() - start - head) as u64);
+            lines.discarding = Some(base + start as u64);
             start = buf.len();
         }
         lines.carry.extend_from_slice(&buf[start..]);

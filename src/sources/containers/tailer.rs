@@ -7,7 +7,8 @@
 //! documents. The loop itself only keeps time: when to list again, when a
 //! batch is full enough to send, when to sleep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::checkpoint::Entry;
@@ -24,6 +25,8 @@ pub struct Tailer {
     files: Files,
     pipeline: Pipeline,
     last_scan: Option<Instant>,
+    /// The live files' directories changed at the last scan: watch them.
+    dirs_dirty: bool,
 }
 
 impl Tailer {
@@ -38,6 +41,7 @@ impl Tailer {
             pipeline: Pipeline::new(&cfg, normalizer),
             cfg,
             last_scan: None,
+            dirs_dirty: false,
         }
     }
 
@@ -49,8 +53,16 @@ impl Tailer {
     /// `stop` is polled between steps.
     pub fn run(mut self, wakeup: &Wakeup, mut send: impl FnMut(Batch) -> bool, stop: impl Fn() -> bool) {
         let mut batch = Batch::default();
+        let mut watched: HashSet<PathBuf> = HashSet::new();
         while !stop() {
             let busy = self.step(&mut batch, Instant::now(), false);
+            if std::mem::take(&mut self.dirs_dirty) {
+                let dirs = self.files.live_dirs();
+                if dirs != watched {
+                    wakeup.watch_dirs(&dirs);
+                    watched = dirs;
+                }
+            }
             let full = batch.docs.len() >= self.cfg.batch_max_documents;
             if (full || !busy) && !batch.is_empty() && !send(std::mem::take(&mut batch)) {
                 return;
@@ -69,6 +81,7 @@ impl Tailer {
         if force_scan || self.last_scan.is_none_or(|t| now.duration_since(t) >= self.cfg.poll_interval) {
             self.files.scan(&mut self.pipeline, batch, now);
             self.last_scan = Some(now);
+            self.dirs_dirty = true;
         }
         self.pipeline.stamp_ingested();
         let before = batch.docs.len();

@@ -193,10 +193,18 @@ fn rotation_reads_the_old_file_to_its_end_then_the_new_one() {
     assert_eq!(h.tailer.open_files(), 1);
     assert_eq!(messages(&h.docs), vec!["one", "two", "three", "dangling"]);
     assert_eq!(flags(&h.docs[3]), vec!["partial"]);
-    assert_eq!(h.checkpoint().len(), 1, "the closed file is forgotten");
+    // The closed file stays in the checkpoint, finished, while it lies beside the live one.
+    let saved = h.checkpoint();
+    let done: Vec<&Entry> = saved.values().filter(|e| e.finished).collect();
+    assert_eq!((saved.len(), done.len()), (2, 1), "{saved:?}");
+    assert_eq!(done[0].target, h.path("a.log.20260102-030405"));
     // The pieces never merge across files.
     let ids: std::collections::HashSet<_> = h.docs.iter().map(|d| d["_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 4);
+    // Gone from disk: forgotten.
+    std::fs::remove_file(h.path("a.log.20260102-030405")).unwrap();
+    h.run(Duration::from_secs(11));
+    assert_eq!(h.checkpoint().len(), 1, "the deleted rotated file is forgotten");
 }
 
 #[test]
@@ -380,4 +388,100 @@ fn a_rotated_file_without_a_complete_line_does_not_hold_up_the_new_one() {
     assert_eq!(messages(&h.docs), vec!["next file", "no newline yet"]);
     assert_eq!(flags(&h.docs[1]), vec!["partial"]);
     assert_eq!(h.docs[1]["log"]["offset"], 0);
+}
+
+fn line(n: usize) -> String {
+    format!("2026-01-02T03:04:05.{n:09}Z stdout F m{n}\n")
+}
+
+#[test]
+fn two_rotations_between_scans_read_the_middle_file_in_order() {
+    let mut h = Harness::new(|c| c.rotated_grace = Duration::from_secs(1));
+    let path = h.path("a.log");
+    append(&path, line(0).as_bytes());
+    h.run(Duration::ZERO);
+    // Two rotations before the next listing: the middle file never was at a listed path.
+    append(&path, line(1).as_bytes());
+    std::fs::rename(&path, h.path("a.log.20260102-000001")).unwrap();
+    append(&path, line(2).as_bytes());
+    std::thread::sleep(Duration::from_millis(20)); // distinct mtimes
+    std::fs::rename(&path, h.path("a.log.20260102-000002")).unwrap();
+    append(&path, line(3).as_bytes());
+    h.run(Duration::ZERO);
+    h.run(Duration::from_secs(2));
+    assert_eq!(messages(&h.docs), vec!["m0", "m1", "m2", "m3"], "each file read whole, oldest first");
+    assert_eq!(h.tailer.open_files(), 1);
+    let saved = h.checkpoint();
+    assert_eq!(saved.values().filter(|e| e.finished).count(), 2, "{saved:?}");
+    // A restart reads none of the finished siblings again.
+    let Harness { dir, .. } = h;
+    append(&path, line(4).as_bytes());
+    let mut h2 = Harness::in_dir(dir, |_| {}, Some(saved));
+    h2.run(Duration::ZERO);
+    assert_eq!(messages(&h2.docs), vec!["m4"]);
+}
+
+#[test]
+fn siblings_rotated_while_down_and_never_seen_are_read_after_a_restart() {
+    let mut h = Harness::new(|c| c.rotated_grace = Duration::from_secs(1));
+    let path = h.path("a.log");
+    append(&path, line(0).as_bytes());
+    h.run(Duration::ZERO);
+    let saved = h.checkpoint();
+    let Harness { dir, .. } = h;
+    // Down: three rotations; the checkpoint knows only the first file.
+    for n in 1..=3 {
+        append(&path, line(n).as_bytes());
+        std::fs::rename(&path, dir.path().join(format!("a.log.2026010{n}"))).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    append(&path, line(4).as_bytes());
+    let mut h2 = Harness::in_dir(dir, |c| c.rotated_grace = Duration::from_secs(1), Some(saved));
+    h2.run(Duration::ZERO);
+    h2.run(Duration::from_secs(2));
+    assert_eq!(messages(&h2.docs), vec!["m1", "m2", "m3", "m4"]);
+    assert_eq!(h2.tailer.open_files(), 1);
+}
+
+#[test]
+fn rotated_siblings_on_the_first_run_follow_start_at_first_run() {
+    for (start, want) in
+        [(super::config::StartAt::Beginning, vec!["m0", "m1", "m2"]), (super::config::StartAt::End, vec![])]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        append(&dir.path().join("a.log.20260101"), line(0).as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+        append(&dir.path().join("a.log.20260102"), line(1).as_bytes());
+        std::thread::sleep(Duration::from_millis(20));
+        append(&dir.path().join("a.log"), line(2).as_bytes());
+        let mut h = Harness::in_dir(dir, |c| c.start_at_first_run = start, None);
+        h.run(Duration::ZERO);
+        h.run(Duration::from_secs(6));
+        assert_eq!(messages(&h.docs), want, "{start:?}");
+        let finished = h.checkpoint().values().filter(|e| e.finished).count();
+        assert_eq!(finished, 2, "{start:?}: both siblings are known as done");
+    }
+}
+
+#[test]
+fn a_line_far_longer_than_any_message_is_one_cut_document() {
+    let mut h = Harness::new(|c| c.max_message_bytes = 1024);
+    let path = h.path("a.log");
+    let prefix = "2026-01-02T03:04:05Z stdout F ";
+    append(&path, prefix.as_bytes());
+    // 1 MiB in 4 KiB reads: far past max_message_bytes + 64 KiB, no newline yet.
+    for _ in 0..256 {
+        append(&path, &[b'x'; 4096]);
+        h.run(Duration::ZERO);
+    }
+    assert_eq!(h.docs.len(), 1, "one document, not one per buffer-full");
+    assert_eq!(h.docs[0]["message"].as_str().unwrap().len(), 1024);
+    assert_eq!(flags(&h.docs[0]), vec!["cut"]);
+    // While inside the line, a restart would send its head again (same _id).
+    assert_eq!(h.checkpoint().values().next().map_or(0, |e| e.offset), 0);
+    append(&path, b"\n2026-01-02T03:04:06Z stdout F after\n");
+    h.run(Duration::ZERO);
+    assert_eq!(messages(&h.docs)[1..], ["after"]);
+    let end = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(h.checkpoint().values().next().unwrap().offset, end);
 }
