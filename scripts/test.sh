@@ -7,11 +7,15 @@
 # 2. scripts/elasticsearch.sh start   a real Elasticsearch on 127.0.0.1:${ES_PORT:-9200}
 # 3. cargo fmt --check
 # 4. cargo clippy --all-targets -- -D warnings
-# 5. cargo test --lib --bins --tests -- --test-threads=2
-# 6. cargo test --benches   (each benchmark once, as a smoke test; criterion does not
+# 5. cargo test --benches   (each benchmark once, as a smoke test; criterion does not
 #                            take libtest's --test-threads)
+# 6. scripts/kube-apiserver.sh build   etcd + kube-apiserver/kubectl v1.36.3 (cached; the
+#                                     first build takes 15-25 minutes, later runs a second)
+# 7. cargo test --lib --bins --tests -- --test-threads=2
+#    (tests/kube_apiserver.rs runs a real kube-apiserver against the gateway; the
+#    instances it starts live under one temporary directory and are stopped on exit)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
-# 7. pressure: the reliability tests again (rotation and kill -9 of the container
+# 8. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
@@ -36,10 +40,23 @@ step() {
 }
 
 started_es=0
+# Every kube-apiserver + etcd the tests start lives in a directory under this one, so a
+# test run that is interrupted (timeout, Ctrl-C) still has them stopped below.
+KLG_KUBE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/klg-kube-tests.XXXXXX")"
+export KLG_KUBE_TEST_ROOT
+stop_kube_instances() {
+  local d
+  for d in "$KLG_KUBE_TEST_ROOT"/*/kube; do
+    [[ -d "$d" ]] || continue
+    KUBE_DIR="$d" bash scripts/kube-apiserver.sh stop >/dev/null 2>&1 || true
+  done
+  rm -rf "$KLG_KUBE_TEST_ROOT"
+}
 finish() {
   local rc=$?
   trap - EXIT
   bash scripts/pressure.sh stop >/dev/null 2>&1 || true
+  stop_kube_instances
   if ((started_es)); then
     printf '\n==> stop the Elasticsearch this run started (port %s)\n' "$ES_PORT"
     bash scripts/elasticsearch.sh stop || true
@@ -83,6 +100,9 @@ cargo clippy --all-targets -- -D warnings
 
 step "benches, once each: cargo test --benches"
 cargo test --benches
+
+step "kube-apiserver: scripts/kube-apiserver.sh build (etcd + kube-apiserver/kubectl, cached)"
+bash scripts/kube-apiserver.sh build
 
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
 test_log="$(mktemp)"
