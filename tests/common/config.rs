@@ -54,6 +54,8 @@ pub struct Containers {
     pub poll_interval: String,
     pub rotated_grace: String,
     pub exclude_namespaces: Vec<String>,
+    /// `kubernetes:` (key, YAML value) pairs; empty = the section left out.
+    pub kubernetes: Vec<(String, String)>,
 }
 
 /// `sources.journald`.
@@ -205,6 +207,12 @@ impl GatewayConfig {
             line(&mut y, 2, "rotated_grace", &q(&c.rotated_grace));
             if !c.exclude_namespaces.is_empty() {
                 line(&mut y, 2, "exclude_namespaces", &list(&c.exclude_namespaces));
+            }
+            if !c.kubernetes.is_empty() {
+                y.push_str("    kubernetes:\n");
+                for (k, v) in &c.kubernetes {
+                    line(&mut y, 3, k, v);
+                }
             }
         }
         if let Some(j) = &self.journald {
