@@ -15,7 +15,7 @@
 #    (tests/kube_apiserver.rs runs a real kube-apiserver against the gateway; the
 #    instances it starts live under one temporary directory and are stopped on exit)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
-# 7. pressure: the reliability tests again (rotation and kill -9 of the container
+# 8. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).

@@ -83,6 +83,8 @@ pub struct Containers {
     pub rotated_max_open: Option<String>,
     pub max_message_bytes: Option<u64>,
     pub start_at_first_run: Option<String>,
+    /// `kubernetes:` (key, YAML value) pairs; empty = the section left out.
+    pub kubernetes: Vec<(String, String)>,
 }
 
 /// `sources.journald`.
@@ -269,6 +271,12 @@ impl GatewayConfig {
             }
             if let Some(s) = &c.start_at_first_run {
                 line(&mut y, 2, "start_at_first_run", &q(s));
+            }
+            if !c.kubernetes.is_empty() {
+                y.push_str("    kubernetes:\n");
+                for (k, v) in &c.kubernetes {
+                    line(&mut y, 3, k, v);
+                }
             }
         }
         if let Some(j) = &self.journald {

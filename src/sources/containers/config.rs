@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::kubernetes::KubernetesConfig;
 use crate::setting::{list, ConfigError};
 
 fn key_error(key: String, message: impl Into<String>) -> ConfigError {
@@ -79,6 +80,9 @@ pub struct ContainersConfig {
     /// Checkpoints are written at most this often (always after delivery).
     #[serde(default = "defaults::checkpoint_interval", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Labels, owners, image and pod IP from the API (off unless `enabled`).
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for ContainersConfig {
@@ -133,7 +137,7 @@ impl ContainersConfig {
         if self.rotated_max_open < self.rotated_grace {
             return Err(key_error(format!("{K}.rotated_max_open"), "must be at least rotated_grace"));
         }
-        Ok(())
+        self.kubernetes.validate()
     }
 }
 

@@ -6,14 +6,27 @@
 //! structs into a JSON fragment, and the per-file parts of the `_id` are hashed
 //! once per file. Per line only the time, message, stream, id, offset and flags
 //! are written around it, with the shared writer's SIMD string escaping.
+//!
+//! With the Kubernetes metadata cache on, the per-file fragment also carries
+//! the pod's labels, owners, image and IP. It is rebuilt when the cache's
+//! epoch moved and the pod's metadata differ from what the fragment holds;
+//! the check per line is one atomic load. A pod the cache does not know
+//! leaves the fragment as the path makes it and flags the line
+//! `metadata_missing`; nothing waits for the API.
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::file_id::{FileKey, Fingerprint};
+use super::kubernetes::metrics::metrics as kube_metrics;
+use super::kubernetes::pod_cache::Controller;
+use super::kubernetes::{PodCache, PodMetadata};
 use super::metadata::Metadata;
 use super::reassembly::Record;
 use crate::document::ecs::{Named, Orchestrator};
@@ -32,10 +45,22 @@ pub struct FileContext {
     /// added per line.
     id_prefix: IdBuilder,
     /// `"orchestrator":{…},"host":{…},"kubernetes":{…},"container":{…}` (no braces around).
-    fixed: Vec<u8>,
+    /// Rebuilt in place when the pod's metadata change.
+    fixed: RefCell<Vec<u8>>,
     /// The file path as a JSON string, quotes included.
     path_json: Vec<u8>,
     name_truncated: bool,
+    /// Present when the metadata cache is on.
+    kube: Option<KubeState>,
+}
+
+/// What a file's fragment was built from, to know when to rebuild it.
+struct KubeState {
+    path_meta: Metadata,
+    /// The cache's epoch at the last look-up (`u64::MAX`: never looked).
+    epoch: Cell<u64>,
+    /// What the fragment shows; None: the pod is not known (yet).
+    pod: RefCell<Option<PodMetadata>>,
 }
 
 pub struct ContainerNormalizer {
@@ -43,6 +68,7 @@ pub struct ContainerNormalizer {
     host: String,
     node: String,
     index: DayIndex,
+    kube: Option<Arc<PodCache>>,
 }
 
 /// The per-file part of every document.
@@ -55,6 +81,8 @@ struct FileFields<'a> {
     container: Option<Container<'a>>,
 }
 
+type Map = BTreeMap<String, String>;
+
 #[derive(Serialize)]
 struct Kubernetes<'a> {
     node: Named<'a>,
@@ -64,6 +92,32 @@ struct Kubernetes<'a> {
     pod: Option<Pod<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     container: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "is_empty")]
+    labels: Option<&'a Map>,
+    #[serde(skip_serializing_if = "is_empty")]
+    annotations: Option<&'a Map>,
+    #[serde(skip_serializing_if = "is_empty")]
+    namespace_labels: Option<&'a Map>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicaset: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statefulset: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    daemonset: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cronjob: Option<Named<'a>>,
+}
+
+fn named(name: Option<&String>) -> Option<Named<'_>> {
+    name.map(|n| Named { name: n.as_str() })
+}
+
+fn is_empty(m: &Option<&Map>) -> bool {
+    m.is_none_or(|m| m.is_empty())
 }
 
 #[derive(Serialize)]
@@ -72,16 +126,27 @@ struct Pod<'a> {
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct Container<'a> {
-    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<Named<'a>>,
 }
 
 impl ContainerNormalizer {
     pub fn new(cluster: String, host: String, node: String, index: IndexPattern) -> Self {
-        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index) }
+        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index), kube: None }
+    }
+
+    /// Enrich documents from the metadata cache.
+    pub fn with_kube(mut self, cache: Option<Arc<PodCache>>) -> Self {
+        self.kube = cache;
+        self
     }
 
     pub fn file_context(&self, key: FileKey, fingerprint: Fingerprint, path: &Path, meta: Metadata) -> FileContext {
@@ -91,26 +156,77 @@ impl ContainerNormalizer {
             .part(&key.dev.to_le_bytes())
             .part(&key.ino.to_le_bytes())
             .part(&fingerprint.to_bytes());
-        let m = &meta;
+        let fixed = RefCell::new(self.fixed(&meta, None));
+        let mut path_json = Vec::new();
+        json_string(&mut path_json, &path.to_string_lossy());
+        let name_truncated = meta.name_truncated;
+        let kube = self.kube.is_some().then(|| KubeState {
+            path_meta: meta,
+            epoch: Cell::new(u64::MAX),
+            pod: RefCell::new(None),
+        });
+        FileContext { id_prefix, fixed, path_json, name_truncated, kube }
+    }
+
+    /// The per-file fragment: what the path says, and what the API says about its pod.
+    fn fixed(&self, m: &Metadata, api: Option<&PodMetadata>) -> Vec<u8> {
+        let pod = api.map(|a| &*a.pod);
+        let controller = pod.and_then(|p| p.controller.as_ref());
+        let owner = |want: fn(&Controller) -> Option<&String>| named(controller.and_then(want));
+        let image = pod.zip(m.container_name.as_deref()).and_then(|(p, c)| p.image(c)).map(|name| Named { name });
+        let ip = pod.and_then(|p| p.ip.as_deref());
         let fields = FileFields {
             orchestrator: Orchestrator::kubernetes(&self.cluster),
             host: Named { name: &self.host },
             kubernetes: Kubernetes {
                 node: Named { name: &self.node },
                 namespace: m.namespace.as_deref(),
-                pod: (m.pod_name.is_some() || m.pod_uid.is_some())
-                    .then_some(Pod { name: m.pod_name.as_deref(), uid: m.pod_uid.as_deref() }),
+                pod: (m.pod_name.is_some() || m.pod_uid.is_some() || ip.is_some()).then_some(Pod {
+                    name: m.pod_name.as_deref(),
+                    uid: m.pod_uid.as_deref(),
+                    ip,
+                }),
                 container: m.container_name.as_deref().map(|name| Named { name }),
+                labels: pod.map(|p| &p.labels),
+                annotations: pod.map(|p| &p.annotations),
+                namespace_labels: api.and_then(|a| a.namespace_labels.as_deref()),
+                replicaset: owner(|c| if let Controller::ReplicaSet(n) = c { Some(n) } else { None }),
+                deployment: named(api.and_then(|a| a.deployment.as_ref())),
+                statefulset: owner(|c| if let Controller::StatefulSet(n) = c { Some(n) } else { None }),
+                daemonset: owner(|c| if let Controller::DaemonSet(n) = c { Some(n) } else { None }),
+                job: owner(|c| if let Controller::Job(n) = c { Some(n) } else { None }),
+                cronjob: named(api.and_then(|a| a.cronjob.as_ref())),
             },
-            container: m.container_id.as_deref().map(|id| Container { id }),
+            container: (m.container_id.is_some() || image.is_some())
+                .then_some(Container { id: m.container_id.as_deref(), image }),
         };
         let mut fixed = Vec::new();
         json::write(&mut fixed, &fields).expect("serializing to a Vec cannot fail");
         fixed.pop();
         fixed.remove(0);
-        let mut path_json = Vec::new();
-        json_string(&mut path_json, &path.to_string_lossy());
-        FileContext { id_prefix, fixed, path_json, name_truncated: meta.name_truncated }
+        fixed
+    }
+
+    /// Brings the file's fragment up to date with the cache when its epoch
+    /// moved. True if the pod is unknown (the line is flagged `metadata_missing`).
+    /// A pod that was known stays as it was last seen, even once the cache forgot it.
+    fn refresh(&self, ctx: &FileContext) -> bool {
+        let (Some(cache), Some(state)) = (&self.kube, &ctx.kube) else {
+            return false;
+        };
+        let epoch = cache.epoch();
+        if epoch != state.epoch.get() {
+            state.epoch.set(epoch);
+            let m = &state.path_meta;
+            if let Some(found) = cache.lookup(m.pod_uid.as_deref(), m.namespace.as_deref(), m.pod_name.as_deref()) {
+                let mut pod = state.pod.borrow_mut();
+                if pod.as_ref() != Some(&found) {
+                    *ctx.fixed.borrow_mut() = self.fixed(m, Some(&found));
+                    *pod = Some(found);
+                }
+            }
+        }
+        state.pod.borrow().is_none()
     }
 
     /// The `_id` of the message starting at `offset`:
@@ -125,8 +241,13 @@ impl ContainerNormalizer {
     /// once per read by the caller.
     pub fn normalize(&mut self, ctx: &FileContext, rec: &Record<'_>, ingested: &str) -> Document {
         let id = Self::id(ctx, rec.offset);
+        let metadata_missing = self.refresh(ctx);
+        if metadata_missing {
+            kube_metrics().metadata_missing.inc();
+        }
+        let fixed = ctx.fixed.borrow();
         let message = String::from_utf8_lossy(&rec.message);
-        let mut b = Vec::with_capacity(message.len() + ctx.fixed.len() + ctx.path_json.len() + 256);
+        let mut b = Vec::with_capacity(message.len() + fixed.len() + ctx.path_json.len() + 256);
         b.extend_from_slice(b"{\"@timestamp\":");
         json_string(&mut b, &rec.time_text);
         b.extend_from_slice(b",\"message\":");
@@ -143,7 +264,7 @@ impl ContainerNormalizer {
         b.extend_from_slice(b"\",\"ingested\":");
         json_string(&mut b, ingested);
         b.extend_from_slice(b"},");
-        b.extend_from_slice(&ctx.fixed);
+        b.extend_from_slice(&fixed);
         b.extend_from_slice(b",\"log\":{\"file\":{\"path\":");
         b.extend_from_slice(&ctx.path_json);
         b.extend_from_slice(b"},\"offset\":");
@@ -154,6 +275,7 @@ impl ContainerNormalizer {
             (rec.flags.partial, "partial"),
             (rec.flags.invalid, "invalid_line"),
             (ctx.name_truncated, "name_truncated"),
+            (metadata_missing, "metadata_missing"),
         ];
         if flags.iter().any(|(on, _)| *on) {
             b.extend_from_slice(b",\"kube_log_gateway\":{\"flags\":[");
@@ -182,16 +304,31 @@ pub fn mapping(pattern: &IndexPattern) -> IndexMapping {
     IndexMapping::new(pattern.clone(), mapping_properties(), Value::Array(Vec::new()))
 }
 
+/// Labels and annotations are `flattened`: one field each, whatever the keys,
+/// so `app.kubernetes.io/name` stays one key (no object explosion, no mapping
+/// conflict between `app` and `app.kubernetes.io/name`) and
+/// `kubernetes.labels.app: checkout` still queries it.
 fn mapping_properties() -> Value {
     let kw = json!({ "type": "keyword", "ignore_above": 1024 });
+    let flat = json!({ "type": "flattened", "ignore_above": 1024 });
+    let name = json!({ "properties": { "name": kw } });
     json!({
         "stream": kw,
         "kubernetes": { "properties": {
             "namespace": kw,
-            "pod": { "properties": { "name": kw, "uid": kw } },
-            "container": { "properties": { "name": kw } }
+            "pod": { "properties": { "name": kw, "uid": kw, "ip": { "type": "ip" } } },
+            "container": name,
+            "labels": flat,
+            "annotations": flat,
+            "namespace_labels": flat,
+            "replicaset": name,
+            "deployment": name,
+            "statefulset": name,
+            "daemonset": name,
+            "job": name,
+            "cronjob": name
         }},
-        "container": { "properties": { "id": kw } },
+        "container": { "properties": { "id": kw, "image": name } },
         "log": { "properties": {
             "file": { "properties": { "path": kw } },
             "offset": { "type": "long" }

@@ -7,6 +7,7 @@
 //! * [`format`] — CRI and docker line parsing.
 //! * [`reassembly`] — partial lines → messages, size cap, dangling partials.
 //! * [`metadata`] — namespace/pod/container from the path.
+//! * [`kubernetes`] — labels, owners, image and pod IP from a watch-based cache of the API.
 //! * [`document`] — one message → one document (and the container index mapping).
 //! * `files` — which files are open; rotation, truncation, closing.
 //! * [`pipeline`] — one file's bytes → lines → messages → documents, in a [`pipeline::Batch`].
@@ -27,6 +28,7 @@ pub mod document;
 pub mod file_id;
 mod files;
 pub mod format;
+pub mod kubernetes;
 pub mod metadata;
 pub mod metrics;
 pub mod pipeline;
@@ -66,7 +68,10 @@ pub fn spawn(
     let store = CheckpointStore::new(&ctx.data_dir);
     let saved = store.load()?;
     let id = &ctx.identity;
-    let normalizer = ContainerNormalizer::new(id.cluster.clone(), id.host.clone(), id.node.clone(), ctx.index.clone());
+    let kube = ccfg.kubernetes.enabled.then(|| kubernetes::start(&ccfg.kubernetes, &id.node, shutdown.clone()));
+    let normalizer = ContainerNormalizer::new(id.cluster.clone(), id.host.clone(), id.node.clone(), ctx.index.clone())
+        .with_kube(kube.clone());
+    let initial_sync = ccfg.kubernetes.initial_sync_timeout;
     let (tx, rx) = mpsc::channel(2);
     let wakeup = discovery::Wakeup::new(&ccfg.paths, ccfg.inotify);
     let tailer = Tailer::new(ccfg.clone(), normalizer, saved.clone());
@@ -74,6 +79,13 @@ pub fn spawn(
     let reader = std::thread::Builder::new()
         .name("containers-tail".into())
         .spawn(move || {
+            // Not to flag every line already on disk at start: the first list of
+            // pods gets a short head start (the files wait, nothing is lost).
+            if let Some(cache) = &kube {
+                if !cache.wait_ready(initial_sync) {
+                    tracing::warn!(timeout = ?initial_sync, "kubernetes metadata: no pod list yet; reading files anyway");
+                }
+            }
             tailer.run(
                 &wakeup,
                 |batch| tx.blocking_send(ack::Batch { payload: batch.docs, update: batch.updates }).is_ok(),
