@@ -335,6 +335,15 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
     // so the index holds exactly what the audit log holds.
     assert!(dropped.is_empty(), "kube-apiserver gave up on {} events: {errors:?}", dropped.len());
     assert_eq!(es.keys().cloned().collect::<BTreeSet<_>>(), log);
+    Reliability {
+        fault: "kube-apiserver's webhook: the gateway killed -9 and restarted mid-traffic",
+        sent: log.len() as u64,
+        acknowledged: (log.len() - dropped.len()) as u64,
+        stored: es.len() as u64,
+        duplicated: es.values().map(|n| (n - 1) as u64).sum(),
+        set_aside: 0,
+    }
+    .report();
     assert_no_secret_values(&setup, &secrets).await;
     drop(api);
     setup.delete_indices().await;
