@@ -10,7 +10,7 @@
 //!
 //! Without the binaries these tests fail, unless KLG_SKIP_KUBE_APISERVER_TESTS=1.
 
-mod kube;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use kube::*;
+use common::*;
 use serde_json::{json, Value};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// One kube-apiserver at a time: each start takes both cores for a few seconds, and the
 /// kill test's timing should not depend on another test's start.
@@ -157,53 +159,53 @@ impl Driver {
 /// pair is there twice. Returns (log, in Elasticsearch, dropped).
 async fn assert_index_matches_audit_log(
     api: &KubeApiserver,
-    gw: &Gateway,
+    setup: &WebhookSetup,
     allow_dropped: bool,
     timeout: Duration,
 ) -> (BTreeSet<Pair>, BTreeMap<Pair, usize>, BTreeSet<Pair>) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let read = || async {
         let dropped = if allow_dropped { api.webhook_dropped_pairs() } else { BTreeSet::new() };
-        let es = es_pairs(&gw.audit_indices()).await;
+        let es = es_pairs(&setup.audit_indices()).await;
         // Read the log after the index: whatever is in the index is in the log by then.
         let log = api.audit_log_pairs();
-        let missing: Vec<&Pair> = log.iter().filter(|p| !es.contains_key(*p) && !dropped.contains(*p)).collect();
-        let unexpected: Vec<&Pair> = es.keys().filter(|p| !log.contains(*p)).collect();
-        if (missing.is_empty() && unexpected.is_empty()) || Instant::now() > deadline {
-            assert!(
-                unexpected.is_empty(),
-                "{} pairs in Elasticsearch that kube-apiserver never logged, e.g. {:?}",
-                unexpected.len(),
-                &unexpected[..unexpected.len().min(10)]
-            );
-            assert!(
-                missing.is_empty(),
-                "{} of {} logged pairs not in Elasticsearch after {timeout:?} ({} reported dropped), e.g. {:?}\n\
-                 gateway log tail:\n{}\nkube-apiserver webhook errors: {:?}",
-                missing.len(),
-                log.len(),
-                dropped.len(),
-                &missing[..missing.len().min(10)],
-                tail(&gw.log(), 30),
-                api.webhook_error_lines()
-            );
-            let twice: Vec<_> = es.iter().filter(|(_, n)| **n > 1).collect();
-            assert!(twice.is_empty(), "pairs stored more than once: {twice:?}");
-            assert!(!log.is_empty(), "the audit log is empty");
-            return (log, es, dropped);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+        (log, es, dropped)
+    };
+    let missing_from = |(log, es, dropped): &(BTreeSet<Pair>, BTreeMap<Pair, usize>, BTreeSet<Pair>)| -> Vec<Pair> {
+        log.iter().filter(|p| !es.contains_key(*p) && !dropped.contains(*p)).cloned().collect()
+    };
+    let unexpected_in = |(log, es, _): &(BTreeSet<Pair>, BTreeMap<Pair, usize>, BTreeSet<Pair>)| -> Vec<Pair> {
+        es.keys().filter(|p| !log.contains(*p)).cloned().collect()
+    };
+    let matches = |state: &_| missing_from(state).is_empty() && unexpected_in(state).is_empty();
+    let (state, _) = poll(timeout, Duration::from_millis(500), read, matches).await;
+    let (missing, unexpected) = (missing_from(&state), unexpected_in(&state));
+    let (log, es, dropped) = state;
+    assert!(
+        unexpected.is_empty(),
+        "{} pairs in Elasticsearch that kube-apiserver never logged, e.g. {:?}",
+        unexpected.len(),
+        &unexpected[..unexpected.len().min(10)]
+    );
+    assert!(
+        missing.is_empty(),
+        "{} of {} logged pairs not in Elasticsearch after {timeout:?} ({} reported dropped), e.g. {:?}\n\
+         gateway log tail:\n{}\nkube-apiserver webhook errors: {:?}",
+        missing.len(),
+        log.len(),
+        dropped.len(),
+        &missing[..missing.len().min(10)],
+        setup.log_tail(30),
+        api.webhook_error_lines()
+    );
+    let twice: Vec<_> = es.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "pairs stored more than once: {twice:?}");
+    assert!(!log.is_empty(), "the audit log is empty");
+    (log, es, dropped)
 }
 
 /// No Secret value, plain or base64, in any document of the gateway's indices.
-async fn assert_no_secret_values(gw: &Gateway, values: &[String]) {
-    let docs = all_docs(&gw.all_indices()).await;
+async fn assert_no_secret_values(setup: &WebhookSetup, values: &[String]) {
+    let docs = all_docs(&setup.all_indices()).await;
     assert!(!docs.is_empty());
     for (id, doc) in &docs {
         let text = doc.to_string();
@@ -214,38 +216,15 @@ async fn assert_no_secret_values(gw: &Gateway, values: &[String]) {
     eprintln!("no Secret value among {} values in {} documents", values.len(), docs.len());
 }
 
-/// Events of kube-apiserver's audit log (for assertions on what the traffic produced).
-fn audit_log_events(api: &KubeApiserver) -> Vec<Value> {
-    let text = std::fs::read_to_string(api.var("AUDIT_LOG")).unwrap();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-/// A temporary directory for the gateway and kube-apiserver of one test: under
-/// KLG_KUBE_TEST_ROOT when scripts/test.sh sets it (it stops whatever is left there).
-fn setup(name: &str) -> (tempfile::TempDir, Gateway) {
-    let builder = tempfile::Builder::new().prefix("klg-kube-").to_owned();
-    let dir = match std::env::var_os("KLG_KUBE_TEST_ROOT") {
-        Some(root) => builder.tempdir_in(root),
-        None => builder.tempdir(),
-    }
-    .unwrap();
-    let gw = Gateway::new(dir.path(), name);
-    (dir, gw)
-}
-
-fn webhook(gw: &Gateway) -> Webhook {
-    Webhook { url: gw.url(), certs: gw.certs() }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_audit_event_of_a_real_kube_apiserver_arrives_exactly_once_without_secret_values() {
     if !binaries_built_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (dir, mut gw) = setup("kube-e2e");
-    gw.start();
-    let api = KubeApiserver::start(dir.path(), Some(webhook(&gw)));
+    let setup = kube_webhook_setup("kube-e2e");
+    let _gw = setup.start();
+    let api = KubeApiserver::start(Some(Webhook::of(&setup)));
     let driver = Driver::new(&api);
 
     let mut secrets = Vec::new();
@@ -253,13 +232,13 @@ async fn every_audit_event_of_a_real_kube_apiserver_arrives_exactly_once_without
         secrets.extend(driver.round(&format!("klg-e2e-{i}")).await);
     }
 
-    let (log, es, _) = assert_index_matches_audit_log(&api, &gw, false, Duration::from_secs(90)).await;
+    let (log, es, _) = assert_index_matches_audit_log(&api, &setup, false, Duration::from_secs(90)).await;
     assert!(api.webhook_error_lines().is_empty(), "webhook errors: {:?}", api.webhook_error_lines());
     eprintln!("{} (auditID, stage) pairs in kube-apiserver's audit log = {} in Elasticsearch", log.len(), es.len());
 
     // The traffic produced what it was meant to (the sets being equal, these are in
     // Elasticsearch too).
-    let events = audit_log_events(&api);
+    let events = api.audit_log_events();
     let has = |f: &dyn Fn(&Value) -> bool| events.iter().any(f);
     let code = |e: &Value| e["responseStatus"]["code"].as_u64().unwrap_or(0);
     assert!(has(&|e| code(e) == 403 && e["user"]["username"] == "klg-nobody"), "a 403 of the no-RBAC user");
@@ -275,9 +254,9 @@ async fn every_audit_event_of_a_real_kube_apiserver_arrives_exactly_once_without
         .collect();
     assert!(four01.iter().all(|p| es.contains_key(*p)));
 
-    assert_no_secret_values(&gw, &secrets).await;
+    assert_no_secret_values(&setup, &secrets).await;
     drop(api);
-    delete_indices(&gw.all_indices()).await;
+    setup.delete_indices().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,9 +265,9 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (dir, mut gw) = setup("kube-kill9");
-    gw.start();
-    let api = KubeApiserver::start(dir.path(), Some(webhook(&gw)));
+    let setup = kube_webhook_setup("kube-kill9");
+    let mut gw = setup.start();
+    let api = KubeApiserver::start(Some(Webhook::of(&setup)));
     let driver = Driver::new(&api);
 
     // Traffic in the background, round after round, until told to stop.
@@ -322,11 +301,11 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
     // second): SIGKILL, a few seconds down, restart on the same port and spool.
     wait_rounds(1).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let in_es_before = es_pairs(&gw.audit_indices()).await.len();
+    let in_es_before = es_pairs(&setup.audit_indices()).await.len();
     gw.kill9();
     let killed_at_round = rounds.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    gw.start();
+    let _restarted = setup.start();
     let restarted_at_round = rounds.load(Ordering::SeqCst);
     wait_rounds(restarted_at_round + 2).await;
     stop.store(true, Ordering::SeqCst);
@@ -338,7 +317,7 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
     );
 
     // kube-apiserver retries a reset 5 times from 10 s (x1.5): wait long enough.
-    let (log, es, dropped) = assert_index_matches_audit_log(&api, &gw, true, Duration::from_secs(180)).await;
+    let (log, es, dropped) = assert_index_matches_audit_log(&api, &setup, true, Duration::from_secs(180)).await;
     let dropped_but_stored = dropped.iter().filter(|p| es.contains_key(*p)).count();
     eprintln!(
         "{} pairs in kube-apiserver's audit log; {} in Elasticsearch, each once; {} reported dropped by kube-apiserver's \
@@ -356,9 +335,18 @@ async fn gateway_killed_and_restarted_mid_traffic_loses_no_acknowledged_event_an
     // so the index holds exactly what the audit log holds.
     assert!(dropped.is_empty(), "kube-apiserver gave up on {} events: {errors:?}", dropped.len());
     assert_eq!(es.keys().cloned().collect::<BTreeSet<_>>(), log);
-    assert_no_secret_values(&gw, &secrets).await;
+    Reliability {
+        fault: "kube-apiserver's webhook: the gateway killed -9 and restarted mid-traffic",
+        sent: log.len() as u64,
+        acknowledged: (log.len() - dropped.len()) as u64,
+        stored: es.len() as u64,
+        duplicated: es.values().map(|n| (n - 1) as u64).sum(),
+        set_aside: 0,
+    }
+    .report();
+    assert_no_secret_values(&setup, &secrets).await;
     drop(api);
-    delete_indices(&gw.all_indices()).await;
+    setup.delete_indices().await;
 }
 
 /// Every `.yaml` file under `dir`, recursively, sorted.
@@ -382,12 +370,12 @@ async fn documented_policy_and_webhook_kubeconfig_load_and_every_deploy_manifest
         return;
     }
     let _serial = SERIAL.lock().await;
-    let (dir, mut gw) = setup("kube-deploy");
-    gw.start();
+    let setup = kube_webhook_setup("kube-deploy");
+    let _gw = setup.start();
     // The script starts kube-apiserver with deploy/kube-apiserver/audit-policy.yaml as it
     // is and with deploy/kube-apiserver/audit-webhook-kubeconfig.yaml with only its
     // server URL and three file paths replaced; a file it cannot load stops the start.
-    let api = KubeApiserver::start(dir.path(), Some(webhook(&gw)));
+    let api = KubeApiserver::start(Some(Webhook::of(&setup)));
     let deploy = Path::new(REPO).join("deploy");
     let documented = std::fs::read_to_string(deploy.join("kube-apiserver/audit-webhook-kubeconfig.yaml")).unwrap();
     let used = std::fs::read_to_string(api.dir.join("audit-webhook-kubeconfig.yaml")).unwrap();
@@ -398,8 +386,8 @@ async fn documented_policy_and_webhook_kubeconfig_load_and_every_deploy_manifest
     // The policy does what docs/audit-webhook.md says (and the events got through).
     let driver = Driver::new(&api);
     let secrets = driver.round("klg-policy").await;
-    let (_, es, _) = assert_index_matches_audit_log(&api, &gw, false, Duration::from_secs(90)).await;
-    let events = audit_log_events(&api);
+    let (_, es, _) = assert_index_matches_audit_log(&api, &setup, false, Duration::from_secs(90)).await;
+    let events = api.audit_log_events();
     let level_of = |resource: &str, verb: &str| -> BTreeSet<String> {
         events
             .iter()
@@ -411,7 +399,7 @@ async fn documented_policy_and_webhook_kubeconfig_load_and_every_deploy_manifest
     assert_eq!(level_of("namespaces", "create"), BTreeSet::from(["RequestResponse".to_string()]));
     assert!(events.iter().all(|e| e["stage"] != "RequestReceived"), "omitStages: [RequestReceived]");
     assert!(events.iter().all(|e| e["requestURI"] != "/readyz"), "health checks are not audited");
-    assert_no_secret_values(&gw, &secrets).await;
+    assert_no_secret_values(&setup, &secrets).await;
     eprintln!("policy checks on {} events ({} in Elasticsearch)", events.len(), es.len());
 
     // The kubeadm snippet names real kube-apiserver flags.
@@ -452,5 +440,5 @@ async fn documented_policy_and_webhook_kubeconfig_load_and_every_deploy_manifest
     }
     assert!(failures.is_empty(), "manifests refused by kube-apiserver v1.36.3:\n{}", failures.join("\n"));
     drop(api);
-    delete_indices(&gw.all_indices()).await;
+    setup.delete_indices().await;
 }

@@ -137,6 +137,20 @@ impl Es {
         v["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_source"].clone()).collect()
     }
 
+    /// Every document of `index` as (`_id`, `_source`), unsorted, after a
+    /// refresh; panics if there are more than one search returns (10 000).
+    pub async fn all_docs(&self, index: &str) -> Vec<(String, Value)> {
+        self.refresh(index).await;
+        let body = serde_json::json!({"query": {"match_all": {}}, "size": 10000, "track_total_hits": true});
+        let (status, v) =
+            self.json_ready(reqwest::Method::POST, &format!("/{index}/_search?{LENIENT}"), Some(body)).await;
+        assert_eq!(status, 200, "search {index}: {v}");
+        let total = v["hits"]["total"]["value"].as_u64().unwrap();
+        assert!(total < 10000, "more documents than one search returns: {total}");
+        let hits = v["hits"]["hits"].as_array().unwrap();
+        hits.iter().map(|h| (h["_id"].as_str().unwrap().to_string(), h["_source"].clone())).collect()
+    }
+
     /// The terms buckets of `field` in `index` with at least `min_doc_count`
     /// documents (exact: one shard).
     pub async fn terms(&self, index: &str, field: &str, min_doc_count: u64, size: u64) -> Vec<Value> {
@@ -181,6 +195,11 @@ pub async fn count_at(es: &str, index: &str) -> u64 {
 /// `_source` of every hit of `query` in `index`, sorted by `@timestamp`.
 pub async fn search(index: &str, query: Value) -> Vec<Value> {
     Es::test().search(index, query).await
+}
+
+/// Every document of `index` as (`_id`, `_source`).
+pub async fn all_docs(index: &str) -> Vec<(String, Value)> {
+    Es::test().all_docs(index).await
 }
 
 /// Polls until `count(index) >= want` or `timeout`; returns the last count.

@@ -48,6 +48,13 @@ impl Home {
         read_or_empty(&self.log_path())
     }
 
+    /// The last `n` lines of [`Home::log`].
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// The index pattern for a kind (`audit`, `containers`, …): `<prefix>-<kind>-%Y.%m.%d`.
     pub fn index(&self, kind: &str) -> String {
         format!("{}-{kind}-%Y.%m.%d", self.prefix)
@@ -112,9 +119,14 @@ impl Home {
         line.unwrap()
     }
 
+    /// Every index of this home, of any kind: `<prefix>-*`.
+    pub fn all_indices(&self) -> String {
+        format!("{}-*", self.prefix)
+    }
+
     /// Deletes every index of this home (`<prefix>-*`).
     pub async fn delete_indices(&self) {
-        delete_indices(&format!("{}-*", self.prefix)).await;
+        delete_indices(&self.all_indices()).await;
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`gateway`]: a gateway's home directory and the binary run as a child process;
 //! - [`webhook`]: a gateway with the audit webhook over mTLS, and its clients;
 //! - [`certs`]: certificates, TLS clients and raw TLS connections;
+//! - [`kube_apiserver`]: a real kube-apiserver with its webhook on a gateway,
+//!   and its audit log and webhook errors read as (auditID, stage) pairs;
 //! - [`proxy`]: a TCP proxy switched on and off (a backend down, then back);
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
@@ -20,6 +22,7 @@ pub mod config;
 pub mod es;
 pub mod files;
 pub mod gateway;
+pub mod kube_apiserver;
 pub mod metrics;
 pub mod pressure;
 pub mod proxy;
@@ -32,6 +35,7 @@ pub use config::*;
 pub use es::*;
 pub use files::*;
 pub use gateway::*;
+pub use kube_apiserver::*;
 pub use metrics::*;
 pub use pressure::*;
 pub use proxy::*;
