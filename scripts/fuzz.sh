@@ -14,6 +14,7 @@
 #   adds there is not (.gitignore). The test fixtures and example configs are fed
 #   in as extra seeds.
 # * Build output: CARGO_TARGET_DIR=fuzz/target, never the main crate's target/.
+# * FUZZ_ARGS: more libFuzzer flags for every target (e.g. "-max_len=65536").
 #
 # Prints, per target, the execs/s and total execs of libFuzzer's final stats.
 # Exits non-zero if any target crashed, timed out or ran out of memory; the
@@ -74,21 +75,24 @@ for t in "${targets[@]}"; do
   args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=25 -rss_limit_mb=2048)
   seeds="$(extra_seeds "$t")"
   if [[ -n $seeds ]]; then args+=(-seed_inputs="$seeds"); fi
+  # shellcheck disable=SC2206 # word splitting of FUZZ_ARGS is intended
+  args+=(${FUZZ_ARGS:-})
   echo
   echo "==> fuzz $t for $seconds s"
   start=$SECONDS
   rc=0
   cargo fuzz run -s "$sanitizer" "$t" "corpus/$t" -- "${args[@]}" >"$logs/$t.log" 2>&1 || rc=$?
   took=$((SECONDS - start))
-  # The run's last lines (libFuzzer's progress lines are many: keep the tail).
-  grep -v '^#[0-9]' "$logs/$t.log" | tail -n 40
+  # The run's own lines, less libFuzzer's progress lines and recommended dictionary.
+  awk '/Recommended dictionary/ {skip = 1} !skip && !/^#[0-9]/ && !/NEW_FUNC/ {print} /End of recommended dictionary/ {skip = 0}' \
+    "$logs/$t.log" | tail -n 60
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -1)
   artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$logs/$t.log" | tail -1)
   result=ok
   if ((rc != 0)); then
     result="CRASH (exit $rc)"
-    if [[ -n $artifact ]]; then result+=" artifact: fuzz/${artifact#./}"; fi
+    if [[ -n $artifact ]]; then result+=" artifact: $artifact"; fi
     failed+=("$t")
   fi
   line=$(printf '%-24s %5s s  %12s execs  %8s execs/s  %s' "$t" "$took" "${execs:-?}" "${rate:-?}" "$result")
