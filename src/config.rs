@@ -84,6 +84,10 @@ impl Config {
     /// one comma-separated value (`crate::setting::list`), so no key needs to be
     /// named here.
     pub fn load_with_env(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        // Unreadable or not UTF-8: the `config` crate below says so, naming the file.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            check_yaml_aliases(&text)?;
+        }
         let env: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("KLG__")).collect();
         let env_source = config::Environment::with_prefix("KLG")
             .prefix_separator("__")
@@ -139,6 +143,80 @@ impl Config {
     }
 }
 
+/// Nodes a config may have once YAML aliases are expanded; real configs have a few hundred.
+const MAX_EXPANDED_YAML_NODES: u64 = 100_000;
+
+/// The YAML loader copies an anchored node at every alias, so a 400-byte file of
+/// nested aliases ("billion laughs") expands to gigabytes before any key is
+/// read (found with fuzz/fuzz_targets/config_load.rs). Counts the nodes the
+/// expansion would have, from the parser's events, and refuses past the limit.
+/// Syntax errors are left for the real load to report.
+fn check_yaml_aliases(text: &str) -> Result<(), ConfigError> {
+    use std::collections::HashMap;
+    use yaml_rust2::parser::{Event, Parser};
+
+    #[derive(Default)]
+    struct Count {
+        /// (anchor id, nodes so far) of each open sequence or mapping.
+        open: Vec<(usize, u64)>,
+        /// Expanded nodes of each anchored node.
+        anchors: HashMap<usize, u64>,
+        total: u64,
+    }
+    impl Count {
+        /// A node of `nodes` expanded nodes, inside whatever is open.
+        fn node(&mut self, nodes: u64) {
+            self.total = self.total.saturating_add(nodes);
+            if let Some((_, n)) = self.open.last_mut() {
+                *n = n.saturating_add(nodes);
+            }
+        }
+        fn on_event(&mut self, ev: Event) {
+            match ev {
+                Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                    self.total = self.total.saturating_add(1);
+                    self.open.push((anchor, 1));
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    let (anchor, n) = self.open.pop().unwrap_or_default();
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, n);
+                    }
+                    // Already in the total, node by node: only the parent's count grows.
+                    if let Some((_, parent)) = self.open.last_mut() {
+                        *parent = parent.saturating_add(n);
+                    }
+                }
+                Event::Scalar(_, _, anchor, _) => {
+                    if anchor > 0 {
+                        self.anchors.insert(anchor, 1);
+                    }
+                    self.node(1);
+                }
+                Event::Alias(anchor) => self.node(self.anchors.get(&anchor).copied().unwrap_or(1)),
+                _ => {}
+            }
+        }
+    }
+
+    let mut count = Count::default();
+    let mut parser = Parser::new_from_str(text);
+    // Stop at the limit, not at the end of a file that only repeats itself.
+    while count.total <= MAX_EXPANDED_YAML_NODES {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => break,
+            Ok((ev, _)) => count.on_event(ev),
+        }
+    }
+    if count.total > MAX_EXPANDED_YAML_NODES {
+        return Err(key_error(
+            "(top level)",
+            format!("the YAML has more than {MAX_EXPANDED_YAML_NODES} nodes once its aliases are expanded"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +231,22 @@ mod tests {
     fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let f = write(yaml);
         Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    /// Found by fuzz/fuzz_targets/config_load.rs: 400 bytes that took more than
+    /// 2 GiB in the YAML loader before any key was checked.
+    #[test]
+    fn yaml_alias_bomb_is_refused() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            yaml += &format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(","));
+        }
+        assert!(yaml.len() < 400, "{}", yaml.len());
+        let err = load(&yaml, &[]).unwrap_err().to_string();
+        assert!(err.contains("more than 100000 nodes once its aliases are expanded"), "{err}");
+        // A few aliases, as people use them, still load.
+        let cfg = load("cluster_name: &c prod\nnode_name: *c\n", &[]).unwrap();
+        assert_eq!(cfg.node_name.as_deref(), Some("prod"));
     }
 
     #[test]
