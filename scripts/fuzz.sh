@@ -13,7 +13,8 @@
 # * Corpus: fuzz/corpus/<target>/ — its seed-* files are committed, whatever a run
 #   adds there is not (.gitignore). The test fixtures and example configs are fed
 #   in as extra seeds.
-# * Build output: CARGO_TARGET_DIR=fuzz/target, never the main crate's target/.
+# * Build output: FUZZ_TARGET_DIR (default fuzz/target), never the main crate's target/;
+#   scripts/test.sh keeps it in the cache directory, so a CI run rebuilds only what changed.
 # * FUZZ_ARGS: more libFuzzer flags for every target (e.g. "-max_len=65536").
 #
 # Prints, per target, the execs/s and total execs of libFuzzer's final stats.
@@ -37,7 +38,7 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$root/fuzz/target"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/fuzz/target}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -15,7 +15,8 @@
 #    (tests/kube_apiserver.rs runs a real kube-apiserver against the gateway; the
 #    instances it starts live under one temporary directory and are stopped on exit)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
-# 8. pressure: the reliability tests again (rotation and kill -9 of the container
+# 8. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
+# 9. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
@@ -111,6 +112,13 @@ bash scripts/kube-apiserver.sh build
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
 test_log="$(mktemp)"
 cargo test --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
+
+step "fuzz: every parser of untrusted bytes for 10 s each (scripts/fuzz.sh 10)"
+# The fuzz build (sanitizer coverage, its own workspace) is cached beside the
+# Elasticsearch zip: cargo rebuilds only what changed, so only a new machine pays
+# for the whole build.
+fuzz_cache="${KLG_CACHE_DIR:-$([[ $EUID -eq 0 ]] && echo /var/cache/kube-log-gateway || echo "$HOME/.cache/kube-log-gateway")}/fuzz-target"
+FUZZ_TARGET_DIR="$fuzz_cache" bash scripts/fuzz.sh 10
 
 if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   step "pressure: the reliability tests again with every core saturated (scripts/pressure.sh)"
