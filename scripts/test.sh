@@ -111,7 +111,7 @@ bash scripts/kube-apiserver.sh build
 
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
 test_log="$(mktemp)"
-cargo test --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
+cargo test --no-fail-fast --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
 
 step "fuzz: every parser of untrusted bytes for 10 s each (scripts/fuzz.sh 10)"
 # The fuzz build (sanitizer coverage, its own workspace) is cached beside the
@@ -128,7 +128,7 @@ if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   bash scripts/pressure.sh start
   export KLG_PRESSURE=1
   # Test names are filters: each matches the reliability tests of one or more binaries.
-  cargo test --test containers --test journald --test delivery_faults -- --test-threads=1 \
+  cargo test --no-fail-fast --test containers --test journald --test delivery_faults -- --test-threads=1 \
     rotated_five_times kill_9 elasticsearch_down_while_files_rotate elasticsearch_stopped_for_30s \
     2>&1 | tee -a "$test_log"
   bash scripts/pressure.sh stop
