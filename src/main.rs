@@ -103,7 +103,7 @@ fn main() -> ExitCode {
 fn startup_checks(cfg: &Config) -> Result<(), String> {
     check_data_dir(&cfg.data_dir)?;
     if let Some(server) = &cfg.server {
-        server.load_files().map_err(|e| e.to_string())?;
+        kube_log_gateway::sources::audit_webhook::credentials::load(server).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

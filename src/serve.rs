@@ -55,7 +55,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
 
-        let files = settings.load_files()?;
+        let files = crate::sources::audit_webhook::credentials::load(settings)?;
         let limiter = settings
             .rate_limit
             .events_per_second

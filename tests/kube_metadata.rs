@@ -9,15 +9,11 @@
 //! which validates every manifest under deploy/.
 
 mod common;
-#[path = "kube/mod.rs"]
-mod kube_api;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use kube_api::KubeApiserver;
 use serde_json::{json, Value};
 
 const NODE: &str = "node-a";
@@ -30,45 +26,22 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// the same URL (etcd's data and the certificates are kept across the restart).
 struct Api {
     inner: KubeApiserver,
-    kube_port: u16,
-    etcd_port: u16,
 }
 
 impl Api {
-    fn start(dir: &Path) -> Api {
+    fn start() -> Api {
         let (kube_port, etcd_port) = (free_port(), free_port());
-        let inner = KubeApiserver { dir: dir.join("kube"), env: Default::default() };
-        let mut api = Api { inner, kube_port, etcd_port };
-        api.up();
-        api
+        Api { inner: KubeApiserver::start_with(None, Some((kube_port, etcd_port))) }
     }
 
+    /// kube-apiserver again, at the same URL, with the same etcd.
     fn up(&mut self) {
-        let out = Command::new("bash")
-            .arg(kube_api::SCRIPT)
-            .arg("start")
-            .env("KUBE_DIR", &self.inner.dir)
-            .env("KUBE_PORT", self.kube_port.to_string())
-            .env("ETCD_PORT", self.etcd_port.to_string())
-            .env_remove("KLG_WEBHOOK_URL")
-            .output()
-            .expect("run scripts/kube-apiserver.sh start");
-        assert!(
-            out.status.success(),
-            "scripts/kube-apiserver.sh start:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(self.inner.dir.join("env")).unwrap();
-        self.inner.env =
-            env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.inner.restart();
     }
 
     /// SIGKILL to kube-apiserver only (etcd stays): the watches break mid-stream.
     fn kill_apiserver(&self) {
-        let pid = std::fs::read_to_string(self.inner.dir.join("kube-apiserver.pid")).unwrap();
-        let status = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
-        assert!(status.success(), "kill -9 kube-apiserver {pid}");
+        self.inner.kill_apiserver();
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
@@ -301,13 +274,13 @@ fn create_workloads(api: &Api, dir: &Path) -> [(String, String); 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_carry_labels_owners_image_and_ip_and_later_lines_see_label_changes() {
-    if !kube_api::binaries_built_or_skip() {
+    if !binaries_built_or_skip() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
     require_es().await;
     let mut s = setup("kmeta");
-    let api = Api::start(&s.dir);
+    let api = Api::start();
     let [(web, web_uid), (job, job_uid), (db, db_uid)] = create_workloads(&api, &s.dir);
     s.enable_kubernetes(&api);
     let web_log = LogFile::new(&s.root, "shop", &web, &web_uid, 0);
@@ -399,13 +372,13 @@ async fn documents_carry_labels_owners_image_and_ip_and_later_lines_see_label_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_killed_mid_run_loses_no_line_and_flags_only_pods_it_never_knew() {
-    if !kube_api::binaries_built_or_skip() {
+    if !binaries_built_or_skip() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
     require_es().await;
     let mut s = setup("kmeta-down");
-    let mut api = Api::start(&s.dir);
+    let mut api = Api::start();
     api.namespace(&s.dir);
     let uid = api.pod(&s.dir, "shop", "web-1", &[("app", "web")], None, "nginx:1.27", "10.244.2.1");
     s.enable_kubernetes(&api);

@@ -76,11 +76,20 @@ impl Webhook {
 pub struct KubeApiserver {
     pub dir: PathBuf,
     pub env: HashMap<String, String>,
+    /// (kube-apiserver, etcd) ports when fixed, so that a restart keeps its URL.
+    ports: Option<(u16, u16)>,
+    webhook: Option<Webhook>,
     _tmp: tempfile::TempDir,
 }
 
 impl KubeApiserver {
     pub fn start(webhook: Option<Webhook>) -> KubeApiserver {
+        Self::start_with(webhook, None)
+    }
+
+    /// Like [`KubeApiserver::start`], on fixed (kube-apiserver, etcd) ports: a test
+    /// that kills kube-apiserver can [`KubeApiserver::restart`] it at the same URL.
+    pub fn start_with(webhook: Option<Webhook>, ports: Option<(u16, u16)>) -> KubeApiserver {
         let builder = tempfile::Builder::new().prefix("klg-kube-").to_owned();
         let tmp = match std::env::var_os("KLG_KUBE_TEST_ROOT") {
             Some(root) => builder.tempdir_in(root),
@@ -88,20 +97,31 @@ impl KubeApiserver {
         }
         .unwrap();
         let dir = tmp.path().join("kube");
+        // Constructed before the start, so a start that fails half-way is stopped too.
+        let mut api = KubeApiserver { dir, env: HashMap::new(), ports, webhook, _tmp: tmp };
+        api.restart();
+        api
+    }
+
+    /// Runs `scripts/kube-apiserver.sh start` (again): etcd's data and the
+    /// certificates in `dir` are kept, so a killed kube-apiserver comes back with
+    /// the same objects and, on fixed ports, the same URL.
+    pub fn restart(&mut self) {
         let mut cmd = Command::new("bash");
-        cmd.arg(KUBE_APISERVER_SCRIPT).arg("start").env("KUBE_DIR", &dir);
+        cmd.arg(KUBE_APISERVER_SCRIPT).arg("start").env("KUBE_DIR", &self.dir);
         for v in ["KLG_WEBHOOK_URL", "KLG_WEBHOOK_CA", "KLG_WEBHOOK_CERT", "KLG_WEBHOOK_KEY", "KUBE_PORT", "ETCD_PORT"]
         {
             cmd.env_remove(v);
         }
-        if let Some(w) = &webhook {
+        if let Some((kube, etcd)) = self.ports {
+            cmd.env("KUBE_PORT", kube.to_string()).env("ETCD_PORT", etcd.to_string());
+        }
+        if let Some(w) = &self.webhook {
             cmd.env("KLG_WEBHOOK_URL", &w.url)
                 .env("KLG_WEBHOOK_CA", w.certs.join("ca.crt"))
                 .env("KLG_WEBHOOK_CERT", w.certs.join("client.crt"))
                 .env("KLG_WEBHOOK_KEY", w.certs.join("client.key"));
         }
-        // Constructed before the start, so a start that fails half-way is stopped too.
-        let mut api = KubeApiserver { dir: dir.clone(), env: HashMap::new(), _tmp: tmp };
         let out = cmd.output().expect("run scripts/kube-apiserver.sh start");
         assert!(
             out.status.success(),
@@ -109,9 +129,15 @@ impl KubeApiserver {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let env = std::fs::read_to_string(dir.join("env")).expect("the instance's env file");
-        api.env = env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        api
+        let env = std::fs::read_to_string(self.dir.join("env")).expect("the instance's env file");
+        self.env = env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
+    /// SIGKILL to kube-apiserver only (etcd stays): watches break mid-stream.
+    pub fn kill_apiserver(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("kube-apiserver.pid")).unwrap();
+        let status = Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+        assert!(status.success(), "kill -9 kube-apiserver {pid}");
     }
 
     pub fn var(&self, name: &str) -> &str {

@@ -4,12 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::auth::Tokens;
 use crate::setting::{key_error, readable, ConfigError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,44 +178,6 @@ impl ServerConfig {
             return Err(key_error("server.rate_limit.burst", "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-/// What the webhook builds from its files at start-up: the TLS configuration
-/// (certificate, key, client CA) and the bearer tokens. `serve` runs exactly
-/// this, and so does `check-config`, so a config that passes the check also
-/// starts. Errors name the key and the file.
-pub struct WebhookFiles {
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub tokens: Option<Tokens>,
-}
-
-impl ServerConfig {
-    pub fn load_files(&self) -> Result<WebhookFiles, ConfigError> {
-        use super::auth::TokensError;
-        use super::tls::TlsError;
-        let tls = match self.tls.enabled {
-            true => Some(Arc::new(super::tls::server_config(self).map_err(|e| match e {
-                TlsError::Pem { key, path, message } => key_error(key, format!("cannot read {path}: {message}")),
-                TlsError::Empty { key, path, what } => key_error(key, format!("{path} contains no {what}")),
-                TlsError::Config(message) => key_error("server.tls", message),
-            })?)),
-            false => None,
-        };
-        let tokens = match &self.bearer_tokens_file {
-            Some(path) => Some(Tokens::load(path).map_err(|e| {
-                let message = match e {
-                    TokensError::Read { path, source } => format!("cannot read {path}: {source}"),
-                    TokensError::Empty { path } => format!("{path} has no tokens (one per line; # starts a comment)"),
-                    TokensError::Invalid { path, line } => {
-                        format!("{path} line {line}: a token must be one word of visible ASCII")
-                    }
-                };
-                key_error("server.bearer_tokens_file", message)
-            })?),
-            None => None,
-        };
-        Ok(WebhookFiles { tls, tokens })
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod credentials;
 pub mod document;
 pub mod event;
 pub mod handler;
