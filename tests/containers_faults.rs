@@ -397,3 +397,27 @@ async fn a_symlink_loop_is_warned_about_and_the_rest_is_shipped() {
     assert!(node.log().contains("symbolic links"), "{}", node.log());
     node.delete_indices().await;
 }
+
+/// (i) A container log file the gateway may not read: a throttled warning and a
+/// metric, and the other files are shipped. The tests run as root, who may read
+/// anything, so this gateway runs as `nobody` (65534).
+#[tokio::test]
+async fn a_file_without_read_permission_is_warned_about_and_the_rest_is_shipped() {
+    use std::os::unix::fs::PermissionsExt;
+    require_es().await;
+    let node = Node::new("flt-noperm");
+    let secret = node.container("shop", "secret-1", "uid-s", "app");
+    append(&secret, lines(0..50, cri).as_bytes());
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let open = node.container("shop", "open-1", "uid-o", "app");
+    append(&open, lines(0..100, cri).as_bytes());
+    let _gw = node.home.start_as(&node.config, 65534);
+    assert_eq!(wait_for_count(&node.indices(), 100, Duration::from_secs(60)).await, 100, "{}", node.log());
+    node.wait_for_metric("klg_containers_file_errors_total", "", Duration::from_secs(30), |n| n >= 1.0).await;
+    append(&open, lines(100..200, cri).as_bytes());
+    assert_eq!(wait_for_count(&node.indices(), 200, Duration::from_secs(60)).await, 200);
+    let log = node.log();
+    assert!(log.contains("cannot read container log path") && log.contains("ermission denied"), "{log}");
+    assert!(log.contains("secret-1"), "the warning names the file: {log}");
+    node.delete_indices().await;
+}

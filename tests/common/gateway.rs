@@ -78,6 +78,15 @@ impl Home {
         Gateway::start(&self.write_config(config), &self.admin, &self.log_path())
     }
 
+    /// Like [`Home::start`], with the gateway running as user and group `uid`
+    /// (the tests run as root, to whom every file is readable). The home becomes
+    /// world-writable so that user can use it.
+    pub fn start_as(&self, config: &GatewayConfig, uid: u32) -> Gateway {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        Gateway::spawn(&self.write_config(config), &self.admin, &self.log_path(), Some(uid))
+    }
+
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
         metric(&self.admin, name, labels).await
     }
@@ -141,16 +150,23 @@ impl Gateway {
     /// Starts `kube-log-gateway serve --config <config>` and waits for /readyz.
     /// The config must set `admin.listen` to `admin_addr`.
     pub fn start(config: &Path, admin_addr: &str, log: &Path) -> Gateway {
+        Gateway::spawn(config, admin_addr, log, None)
+    }
+
+    fn spawn(config: &Path, admin_addr: &str, log: &Path, uid: Option<u32>) -> Gateway {
+        use std::os::unix::process::CommandExt;
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kube-log-gateway"));
+        cmd.arg("serve")
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("start the gateway");
+            .stderr(Stdio::from(log_file));
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd.spawn().expect("start the gateway");
         let mut gw = Gateway { child, admin: admin_addr.to_string() };
         gw.wait_ready(log);
         gw
