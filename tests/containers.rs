@@ -132,12 +132,25 @@ async fn all_messages(index: &str) -> Vec<String> {
 }
 
 /// Asserts that `line 0000000` … `line <n-1>` are each there exactly once.
-async fn assert_each_line_once(index: &str, n: usize) {
+/// Every line `0..n` is in `index` exactly once. With `fault`, the counts are
+/// reported to the reliability table first.
+async fn assert_each_line_once(index: &str, n: usize, fault: Option<&str>) {
     let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
     for m in all_messages(index).await {
         let seq: usize =
             m.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("odd message {m:?}"));
         *seen.entry(seq).or_default() += 1;
+    }
+    if let Some(fault) = fault {
+        Reliability {
+            fault,
+            sent: n as u64,
+            acknowledged: n as u64,
+            stored: seen.values().filter(|c| **c > 0).count() as u64,
+            duplicated: seen.values().map(|c| *c as u64 - 1).sum(),
+            set_aside: 0,
+        }
+        .report();
     }
     let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
     assert!(twice.is_empty(), "lines present more than once: {twice:?}");
@@ -237,7 +250,7 @@ async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
     assert_eq!(got, LINES as u64, "{}", node.log());
     node.wait_read_and_delivered(bytes_under(&node.path().join("pods")), Duration::from_secs(60)).await;
     assert_eq!(count(&node.indices()).await, LINES as u64);
-    assert_each_line_once(&node.indices(), LINES).await;
+    assert_each_line_once(&node.indices(), LINES, Some("containers: 100,000 lines, 5 rotations during the tail")).await;
     node.delete_indices().await;
 }
 
@@ -310,6 +323,15 @@ async fn kill_9_mid_tail_then_resume_loses_nothing_and_duplicates_nothing() {
         }
         *seen.entry(seq).or_default() += 1;
     }
+    Reliability {
+        fault: "containers: kill -9 mid-tail, a rotation while down, restart",
+        sent: 80_000,
+        acknowledged: 80_000,
+        stored: seen.len() as u64,
+        duplicated: seen.values().map(|c| *c as u64 - 1).sum(),
+        set_aside: 0,
+    }
+    .report();
     assert!(seen.values().all(|c| *c == 1), "some line twice");
     assert_eq!(seen.len(), 80_000, "lines missing");
     assert_eq!(messages.iter().filter(|m| m.starts_with("interleaved")).count() as u64, interleaved + 2_000);
@@ -367,7 +389,7 @@ async fn sigterm_saves_an_exact_checkpoint_and_a_restart_resends_nothing() {
     let created = gw.metric("klg_documents_total", "source=\"containers\",outcome=\"created\"").await;
     let duplicates = gw.metric("klg_documents_total", "outcome=\"duplicate\"").await;
     assert_eq!((created, duplicates), (10.0, 0.0), "the restart read only the 10 new lines");
-    assert_each_line_once(&node.indices(), 20_010).await;
+    assert_each_line_once(&node.indices(), 20_010, None).await;
     node.delete_indices().await;
 }
 
