@@ -6,70 +6,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
-const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-/// A node's log layout (kubelet-style): `containers/<pod>_<ns>_<container>-<id>.log`
-/// → `pods/<ns>_<pod>_<uid>/<container>/0.log`.
-struct Node {
-    home: Home,
-    config: GatewayConfig,
-}
-
-impl Deref for Node {
-    type Target = Home;
-    fn deref(&self) -> &Home {
-        &self.home
-    }
-}
+const ID: &str = CONTAINER_ID;
 
 impl Node {
-    fn new(name: &str) -> Node {
-        let home = Home::new(name);
-        let logs = home.path().join("containers");
-        std::fs::create_dir_all(&logs).unwrap();
-        let mut config = GatewayConfig::for_test(&home.data_dir(), &es_url())
-            .index("containers", &home.index("containers"))
-            .index("dead_letter", &home.index("deadletter"));
-        config.node_name = Some("node-1".into());
-        config.admin = Admin::Listen(home.admin.clone());
-        config.containers = Some(Containers {
-            paths: vec![format!("{}/*.log", logs.display())],
-            poll_interval: "100ms".into(),
-            rotated_grace: "1s".into(),
-            ..Containers::default()
-        });
-        Node { home, config }
-    }
-
-    fn start(&self) -> Gateway {
-        self.home.start(&self.config)
-    }
-
-    fn indices(&self) -> String {
-        self.home.indices("containers")
-    }
-
-    fn checkpoints(&self) -> PathBuf {
-        self.data_dir().join("containers/checkpoints.json")
-    }
-
-    /// The pod directory and the kubelet's symlink; returns the real file's path.
-    fn container(&self, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
-        let real_dir = self.path().join("pods").join(format!("{ns}_{pod}_{uid}")).join(container);
-        std::fs::create_dir_all(&real_dir).unwrap();
-        let real = real_dir.join("0.log");
-        let link = self.path().join("containers").join(format!("{pod}_{ns}_{container}-{ID}.log"));
-        std::os::unix::fs::symlink(&real, link).unwrap();
-        real
-    }
-
     /// Waits until every message the gateway made is finished by the sink and
     /// no more come for a while: then nothing is on its way to Elasticsearch.
     async fn wait_quiet(&self, timeout: Duration) {

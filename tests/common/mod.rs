@@ -3,6 +3,7 @@
 //!
 //! - [`es`]: the Elasticsearch the tests run against (`KLG_TEST_ES_URL`), counts,
 //!   searches, waits on counts, and private instances for tests that stop one;
+//! - [`container_node`]: a node's container log layout and its gateway config;
 //! - [`config`]: one typed builder for every gateway config the tests write;
 //! - [`gateway`]: a gateway's home directory and the binary run as a child process;
 //! - [`webhook`]: a gateway with the audit webhook over mTLS, and its clients;
@@ -19,6 +20,7 @@
 
 pub mod certs;
 pub mod config;
+pub mod container_node;
 pub mod es;
 pub mod files;
 pub mod gateway;
@@ -32,6 +34,7 @@ pub mod webhook;
 
 pub use certs::*;
 pub use config::*;
+pub use container_node::*;
 pub use es::*;
 pub use files::*;
 pub use gateway::*;
