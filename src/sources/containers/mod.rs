@@ -83,7 +83,7 @@ pub fn spawn(
             // pods gets a short head start (the files wait, nothing is lost).
             if let Some(cache) = &kube {
                 if !cache.wait_ready(initial_sync) {
-                    tracing::warn!(timeout = ?initial_sync, "kubernetes metadata: no pod list yet; reading files anyway");
+                    tracing::warn!(timeout = ?initial_sync, "kubernetes metadata: the first lists of pods, namespaces, ReplicaSets and Jobs are not all in; reading files anyway");
                 }
             }
             tailer.run(

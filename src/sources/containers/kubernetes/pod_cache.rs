@@ -13,7 +13,7 @@
 //! IP, no managed fields); per ReplicaSet/Job two names; per namespace its labels.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -151,9 +151,22 @@ pub struct PodCache {
     epoch: AtomicU64,
     retention: Duration,
     annotations: Vec<glob::Pattern>,
-    /// The first list of pods is in, or the cache gave up waiting for it.
+    /// Every watch's first list is in, or the cache gave up waiting for them.
     ready: (Mutex<bool>, Condvar),
     pods_synced: AtomicBool,
+    /// The watches whose first list is not in yet (a bit per [`Listed`]).
+    unlisted: AtomicU8,
+}
+
+/// The four watches that fill the cache. A line read before all four have
+/// listed once would get its pod but not its namespace's labels or its
+/// Deployment, so reading at start waits for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Pods = 1,
+    Namespaces = 2,
+    ReplicaSets = 4,
+    Jobs = 8,
 }
 
 impl PodCache {
@@ -166,6 +179,9 @@ impl PodCache {
             annotations: annotations.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect(),
             ready: (Mutex::new(false), Condvar::new()),
             pods_synced: AtomicBool::new(false),
+            unlisted: AtomicU8::new(
+                Listed::Pods as u8 | Listed::Namespaces as u8 | Listed::ReplicaSets as u8 | Listed::Jobs as u8,
+            ),
         }
     }
 
@@ -200,15 +216,24 @@ impl PodCache {
         self.pods_synced.load(Ordering::Acquire)
     }
 
-    /// Ends [`PodCache::wait_ready`]: the first list is in, or will not come soon.
+    /// One watch's list completed; when it is the last of the four first
+    /// lists, ends [`PodCache::wait_ready`].
+    pub fn listed(&self, what: Listed) {
+        let before = self.unlisted.fetch_and(!(what as u8), Ordering::AcqRel);
+        if before != 0 && before & !(what as u8) == 0 {
+            self.set_ready();
+        }
+    }
+
+    /// Ends [`PodCache::wait_ready`]: the first lists are in, or will not come soon.
     pub fn set_ready(&self) {
         let (lock, cvar) = &self.ready;
         *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
         cvar.notify_all();
     }
 
-    /// Blocks until the first list of pods is in (or [`PodCache::set_ready`]), at
-    /// most `timeout`. True if ready.
+    /// Blocks until every watch's first list is in (or [`PodCache::set_ready`]),
+    /// at most `timeout`. True if ready.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let (lock, cvar) = &self.ready;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -255,8 +280,8 @@ impl PodCache {
         }
         drop(st);
         self.pods_synced.store(true, Ordering::Release);
-        self.set_ready();
         self.bump();
+        self.listed(Listed::Pods);
     }
 
     /// Forgets the pods deleted longer than the retention ago. Returns how many.
@@ -305,6 +330,7 @@ impl PodCache {
     pub fn namespaces_relisted(&self, seen: &HashSet<String>) {
         self.write().namespaces.retain(|name, _| seen.contains(name));
         self.bump();
+        self.listed(Listed::Namespaces);
     }
 
     /// A ReplicaSet or Job was added or changed; `owner` is its Deployment or CronJob.
@@ -342,6 +368,10 @@ impl PodCache {
         }
         drop(st);
         self.bump();
+        self.listed(match map {
+            OwnerMap::ReplicaSets => Listed::ReplicaSets,
+            OwnerMap::Jobs => Listed::Jobs,
+        });
     }
 
     /// The pod a log file belongs to: by the uid of its `/var/log/pods`
@@ -432,13 +462,29 @@ mod tests {
     }
 
     #[test]
+    fn ready_only_once_every_watch_has_listed_once() {
+        // A line read after the pods are listed but before the namespaces and
+        // ReplicaSets would miss its namespace labels and its Deployment.
+        let c = PodCache::new(Duration::from_secs(60), &[]);
+        c.pods_relisted(&HashSet::new(), Instant::now());
+        c.namespaces_relisted(&HashSet::new());
+        c.owners_relisted(OwnerMap::ReplicaSets, &HashSet::new());
+        assert!(!c.wait_ready(Duration::ZERO), "the Jobs are not listed yet");
+        c.owners_relisted(OwnerMap::Jobs, &HashSet::new());
+        assert!(c.wait_ready(Duration::ZERO));
+        // Later relists change nothing.
+        c.owners_relisted(OwnerMap::Jobs, &HashSet::new());
+        assert!(c.wait_ready(Duration::ZERO));
+    }
+
+    #[test]
     fn a_relist_marks_the_missing_pods_deleted() {
         let c = PodCache::new(Duration::from_secs(1), &[]);
         let t0 = Instant::now();
         c.apply_pod(pod("u1", &[], None));
         c.apply_pod(pod("u2", &[], None));
         c.pods_relisted(&["u2".to_string()].into(), t0);
-        assert!(c.pods_synced() && c.wait_ready(Duration::ZERO));
+        assert!(c.pods_synced());
         assert_eq!(c.expire(t0 + Duration::from_secs(1)), 1);
         assert!(c.lookup(Some("u2"), None, None).is_some());
     }
