@@ -52,7 +52,7 @@ elasticsearch:
     refresh_interval: 30s
 YAML
     start=$(date +%s.%N)
-    target/release/kube-log-gateway serve --config "$work/node.yaml" 2>"$work/gateway.log" &
+    ${BENCH_WRAP:-} target/release/kube-log-gateway serve --config "$work/node.yaml" 2>"$work/gateway.log" &
     gw_pid=$!
     while :; do
       sleep 1

@@ -6,14 +6,33 @@
 //! per-line prefix around a per-file fragment and uses [`write_str`] for the
 //! strings in between.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use serde::Serialize;
 
+/// A scratch buffer larger than this is not kept for the next document.
+const SCRATCH_KEPT_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Serializes a document `_source`.
+///
+/// Written into a per-thread scratch buffer, then copied out at its exact
+/// size: sonic-rs reserves the worst-case escaped length (6× each string)
+/// before writing a string, so a body written straight into its own `Vec`
+/// kept up to twice the memory it needs while it waits in a batch.
 pub fn to_body<T: Serialize + ?Sized>(doc: &T) -> Result<Bytes, sonic_rs::Error> {
-    let mut out = Vec::with_capacity(512);
-    write(&mut out, doc)?;
-    Ok(Bytes::from(out))
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        let written = write(out, doc).map(|()| Bytes::copy_from_slice(out));
+        if out.capacity() > SCRATCH_KEPT_BYTES {
+            *out = Vec::new();
+        }
+        written
+    })
 }
 
 /// Appends `value` as JSON to `out`.
@@ -47,6 +66,17 @@ mod tests {
             write_str(&mut out, &s);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn bodies_are_allocated_at_their_exact_size() {
+        let body = to_body(&serde_json::json!({"message": "x".repeat(300)})).unwrap();
+        assert_eq!(&body[..], format!("{{\"message\":\"{}\"}}", "x".repeat(300)).as_bytes());
+        let vec: Vec<u8> = body.into();
+        assert_eq!(vec.capacity(), vec.len());
+        let big = to_body(&"y".repeat(2 << 20)).unwrap();
+        assert_eq!(big.len(), (2 << 20) + 2);
+        SCRATCH.with_borrow(|s| assert!(s.capacity() <= SCRATCH_KEPT_BYTES, "a huge document's buffer is not kept"));
     }
 
     #[test]

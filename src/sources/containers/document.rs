@@ -69,6 +69,11 @@ pub struct ContainerNormalizer {
     node: String,
     index: DayIndex,
     kube: Option<Arc<PodCache>>,
+    /// Where each body is written before it is copied out at its exact size.
+    /// sonic-rs reserves the worst-case escaped length (6× the string) before
+    /// writing a string, so a body written straight into its own `Vec` kept
+    /// about twice the memory it needs for as long as it was in flight.
+    scratch: Vec<u8>,
 }
 
 /// The per-file part of every document.
@@ -140,7 +145,7 @@ struct Container<'a> {
 
 impl ContainerNormalizer {
     pub fn new(cluster: String, host: String, node: String, index: IndexPattern) -> Self {
-        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index), kube: None }
+        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index), kube: None, scratch: Vec::new() }
     }
 
     /// Enrich documents from the metadata cache.
@@ -247,7 +252,8 @@ impl ContainerNormalizer {
         }
         let fixed = ctx.fixed.borrow();
         let message = String::from_utf8_lossy(&rec.message);
-        let mut b = Vec::with_capacity(message.len() + fixed.len() + ctx.path_json.len() + 256);
+        let mut b = std::mem::take(&mut self.scratch);
+        b.clear();
         b.extend_from_slice(b"{\"@timestamp\":");
         json_string(&mut b, &rec.time_text);
         b.extend_from_slice(b",\"message\":");
@@ -295,7 +301,9 @@ impl ContainerNormalizer {
             b.push(b'}');
         }
         b.push(b'}');
-        Document { index: self.index.index_for(rec.time), id, body: Bytes::from(b), source: SourceKind::Containers }
+        let body = Bytes::copy_from_slice(&b);
+        self.scratch = b;
+        Document { index: self.index.index_for(rec.time), id, body, source: SourceKind::Containers }
     }
 }
 
