@@ -8,6 +8,10 @@
 # Prints loadgen's figures and the gateway's CPU time (user+system, both cores)
 # and peak RSS (VmHWM). For e2e, also the time until every accepted event is
 # searchable, and the end-to-end rate. Figures go to docs/benchmarks.md by hand.
+#
+# ES_CONCURRENCY=fixed|adaptive and ES_MAX_IN_FLIGHT=N set elasticsearch.concurrency
+# and elasticsearch.max_in_flight (default: the gateway's defaults); the
+# concurrency limit is sampled every second and summarized at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -52,6 +56,8 @@ elasticsearch:
   template:
     number_of_replicas: 0
     refresh_interval: 30s
+${ES_CONCURRENCY:+  concurrency: $ES_CONCURRENCY}
+${ES_MAX_IN_FLIGHT:+  max_in_flight: $ES_MAX_IN_FLIGHT}
 YAML
 "$bin/kube-log-gateway" serve --config "$work/gateway.yaml" 2>"$work/gateway.log" &
 gw_pid=$!
@@ -74,6 +80,11 @@ if [[ -n "${PLOT:-}" ]]; then
     --out "$work/samples.csv" --es-pid "${es_pid:-0}" &
   sampler=$!
 fi
+# The concurrency limit, once a second, for the summary at the end.
+(while sleep 1; do
+  curl -s "http://127.0.0.1:${BENCH_ADMIN_PORT:-29464}/metrics" | awk '/^klg_elasticsearch_concurrency_limit / {print $2}'
+done) >"$work/limit.samples" 2>/dev/null &
+limit_sampler=$!
 t0=$(date +%s.%N); c0=$(cpu_ticks)
 [[ -n "$es_pid" ]] && e0=$(cpu_ticks "$es_pid")
 "$bin/loadgen" --url https://127.0.0.1:${BENCH_PORT:-28443}/audit --ca "$work/certs/ca.crt" \
@@ -97,6 +108,8 @@ if [[ "$mode" == e2e ]]; then
   echo "gateway CPU during e2e:         $(echo "scale=2; ($c2 - $c0) / $hz" | bc) s over $(echo "$t2 - $t0" | bc) s wall (of 2 cores)"
   curl -s -XDELETE "$es_url/$prefix-*" >/dev/null
 fi
+kill "$limit_sampler" 2>/dev/null; wait "$limit_sampler" 2>/dev/null || true
+echo "concurrency limit (1/s samples): $(sort -n "$work/limit.samples" | uniq -c | awk '{printf "%s×%s ", $1, $2}')(last $(tail -1 "$work/limit.samples"))"
 if [[ -n "$sampler" ]]; then
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   "$venv/bin/python" scripts/metrics-plot.py plot "$work/samples.csv" --out "$PLOT" \

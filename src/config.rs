@@ -306,6 +306,44 @@ mod tests {
     }
 
     #[test]
+    fn concurrency_keys_from_the_file_and_the_environment_and_their_errors() {
+        use crate::sink::elasticsearch::config::ConcurrencyMode;
+        let cfg = load("", &[]).unwrap();
+        assert_eq!(cfg.elasticsearch.concurrency, ConcurrencyMode::Adaptive);
+        assert_eq!(cfg.elasticsearch.adaptive.initial, 1);
+        let cfg = load(
+            "elasticsearch:\n  concurrency: adaptive\n",
+            &[
+                ("KLG__ELASTICSEARCH__CONCURRENCY", "fixed"),
+                ("KLG__ELASTICSEARCH__MAX_IN_FLIGHT", "12"),
+                ("KLG__ELASTICSEARCH__ADAPTIVE__INITIAL", "3"),
+                ("KLG__ELASTICSEARCH__ADAPTIVE__DECREASE_RATIO", "0.5"),
+                ("KLG__ELASTICSEARCH__ADAPTIVE__EWMA_ALPHA", "1"),
+                ("KLG__ELASTICSEARCH__ADAPTIVE__RTT_DEVIATION_SCALE", "0"),
+            ],
+        )
+        .unwrap();
+        let es = &cfg.elasticsearch;
+        assert_eq!(es.concurrency, ConcurrencyMode::Fixed);
+        assert_eq!(es.max_in_flight, 12);
+        assert_eq!(
+            (es.adaptive.initial, es.adaptive.decrease_ratio, es.adaptive.ewma_alpha, es.adaptive.rtt_deviation_scale),
+            (3, 0.5, 1.0, 0.0)
+        );
+        for (yaml, key) in [
+            ("concurrency: lots", "elasticsearch.concurrency"),
+            ("adaptive:\n    initial: 5", "elasticsearch.adaptive.initial"),
+            ("adaptive:\n    initial: 0", "elasticsearch.adaptive.initial"),
+            ("adaptive:\n    decrease_ratio: 1.0", "elasticsearch.adaptive.decrease_ratio"),
+            ("adaptive:\n    ewma_alpha: 0", "elasticsearch.adaptive.ewma_alpha"),
+            ("adaptive:\n    rtt_deviation_scale: -1", "elasticsearch.adaptive.rtt_deviation_scale"),
+        ] {
+            let err = load(&format!("elasticsearch:\n  {yaml}\n"), &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
     fn missing_file_is_named() {
         let err = Config::load_with_env(Path::new("/nonexistent/klg.yaml"), []).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/klg.yaml"), "{err}");

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub bulk_requests: Family<BulkLabels, Counter>,
     pub bulk_seconds: Histogram,
     pub es_failovers: Counter,
+    pub es_concurrency_limit: Gauge,
+    pub es_in_flight_requests: Gauge,
     pub index_blocked: Family<BlockLabels, Counter>,
     pub documents_too_large: Counter,
     pub tls_handshake_failures: Counter,
@@ -169,6 +171,8 @@ fn global() -> &'static Global {
             bulk_requests: Family::default(),
             bulk_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             es_failovers: Counter::default(),
+            es_concurrency_limit: Gauge::default(),
+            es_in_flight_requests: Gauge::default(),
             index_blocked: Family::default(),
             documents_too_large: Counter::default(),
             tls_handshake_failures: Counter::default(),
@@ -205,6 +209,16 @@ fn global() -> &'static Global {
             "elasticsearch_failovers",
             "Times the sink moved to the next Elasticsearch URL",
             metrics.es_failovers.clone(),
+        );
+        r.register(
+            "elasticsearch_concurrency_limit",
+            "Bulk workers allowed at once: the adaptive controller's current limit, or max_in_flight when fixed",
+            metrics.es_concurrency_limit.clone(),
+        );
+        r.register(
+            "elasticsearch_in_flight_requests",
+            "Bulk requests sent and not yet answered",
+            metrics.es_in_flight_requests.clone(),
         );
         r.register(
             "index_blocked",

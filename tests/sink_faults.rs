@@ -1,11 +1,14 @@
 //! The Elasticsearch sink against a fault-injecting stand-in for Elasticsearch:
 //! per-item 429s, mapping errors, a refusing dead-letter index, 413s, 5xx and
-//! a dead node. These faults are hard to provoke on demand in a real cluster;
+//! a dead node, a node that refuses requests beyond a few at once. These
+//! faults are hard to provoke on demand in a real cluster;
 //! the real-cluster behaviour is covered by tests/delivery_faults.rs.
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,25 +39,7 @@ struct Fake {
 }
 
 async fn bulk(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
-    let mut text = String::new();
-    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
-    } else {
-        text = String::from_utf8(body.to_vec()).unwrap();
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len() % 2, 0, "NDJSON has action/source pairs");
-    let items: Vec<Item> = lines
-        .chunks(2)
-        .map(|pair| {
-            let action: Value = serde_json::from_str(pair[0]).unwrap();
-            Item {
-                index: action["create"]["_index"].as_str().unwrap().to_string(),
-                id: action["create"]["_id"].as_str().unwrap().to_string(),
-                source: serde_json::from_str(pair[1]).unwrap(),
-            }
-        })
-        .collect();
+    let items = read_items(&headers, &body);
     let n = {
         let mut r = fake.requests.lock().unwrap();
         r.push(items.clone());
@@ -64,8 +49,31 @@ async fn bulk(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     (StatusCode::from_u16(status).unwrap(), body.to_string())
 }
 
+/// The documents of one bulk request body (gzip or not).
+fn read_items(headers: &HeaderMap, body: &[u8]) -> Vec<Item> {
+    let mut text = String::new();
+    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        flate2::read::GzDecoder::new(body).read_to_string(&mut text).unwrap();
+    } else {
+        text = String::from_utf8(body.to_vec()).unwrap();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() % 2, 0, "NDJSON has action/source pairs");
+    lines
+        .chunks(2)
+        .map(|pair| {
+            let action: Value = serde_json::from_str(pair[0]).unwrap();
+            Item {
+                index: action["create"]["_index"].as_str().unwrap().to_string(),
+                id: action["create"]["_id"].as_str().unwrap().to_string(),
+                source: serde_json::from_str(pair[1]).unwrap(),
+            }
+        })
+        .collect()
+}
+
 /// A bulk response with one item per document: `status(i)` for item i.
-fn items_response(items: &[Item], status: impl Fn(usize, &Item) -> u16) -> (u16, Value) {
+fn items_response(items: &[Item], mut status: impl FnMut(usize, &Item) -> u16) -> (u16, Value) {
     let out: Vec<Value> = items
         .iter()
         .enumerate()
@@ -272,4 +280,158 @@ async fn a_document_over_max_document_bytes_is_dead_lettered_truncated_without_b
     assert_eq!(lines.len(), 1);
     assert!(lines[0]["refused_by_dead_letter_index"].as_str().unwrap().starts_with("too large for Elasticsearch"));
     assert_eq!(lines[0]["document"]["event"]["original"].as_str().unwrap().len(), 8008);
+}
+
+/// A node that takes `capacity` bulk requests at once, each answered after
+/// `delay`, and refuses any beyond with a whole-request 429, as a node whose
+/// write queue is full does. It creates each `_id` once (a second `create`
+/// is a 409) and counts what it saw.
+struct Crowd {
+    capacity: usize,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    most_at_once: AtomicUsize,
+    requests: AtomicUsize,
+    refused: AtomicUsize,
+    created: Mutex<HashMap<String, usize>>,
+}
+
+async fn crowd_bulk(State(crowd): State<Arc<Crowd>>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    struct Leave<'a>(&'a AtomicUsize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let items = read_items(&headers, &body);
+    crowd.requests.fetch_add(1, Ordering::SeqCst);
+    let now = crowd.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _leave = Leave(&crowd.in_flight);
+    crowd.most_at_once.fetch_max(now, Ordering::SeqCst);
+    if now > crowd.capacity {
+        crowd.refused.fetch_add(1, Ordering::SeqCst);
+        let busy = json!({"error": {"type": "es_rejected_execution_exception",
+            "reason": "rejected execution of coordinating operation"}, "status": 429});
+        return (StatusCode::TOO_MANY_REQUESTS, busy.to_string());
+    }
+    tokio::time::sleep(crowd.delay).await;
+    let (status, body) = {
+        let mut created = crowd.created.lock().unwrap();
+        items_response(&items, |_, it| {
+            let n = created.entry(it.id.clone()).or_default();
+            *n += 1;
+            if *n == 1 {
+                201
+            } else {
+                409
+            }
+        })
+    };
+    (StatusCode::from_u16(status).unwrap(), body.to_string())
+}
+
+async fn start_crowd(capacity: usize, delay: Duration) -> (String, Arc<Crowd>) {
+    let crowd = Arc::new(Crowd {
+        capacity,
+        delay,
+        in_flight: AtomicUsize::new(0),
+        most_at_once: AtomicUsize::new(0),
+        requests: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
+        created: Mutex::new(HashMap::new()),
+    });
+    let app = Router::new()
+        .route("/_bulk", post(crowd_bulk))
+        .route("/_index_template/{name}", put(|| async { r#"{"acknowledged":true}"# }))
+        .with_state(crowd.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, crowd)
+}
+
+/// A sink of 10-document bulk requests with `concurrency` (`adaptive` or
+/// `fixed`), `max_in_flight` and, if adaptive, `initial`.
+fn crowd_sink(
+    url: &str,
+    dir: &std::path::Path,
+    concurrency: &str,
+    max_in_flight: usize,
+    initial: usize,
+) -> kube_log_gateway::sink::Sink {
+    let mut config = GatewayConfig::sink_only(dir, &[url.to_string()]);
+    config.elasticsearch.max_documents = Some(10);
+    config.elasticsearch.concurrency = Some(concurrency.into());
+    config.elasticsearch.max_in_flight = Some(max_in_flight);
+    config.elasticsearch.adaptive_initial = Some(initial);
+    let (sink, _task) = kube_log_gateway::serve::start_sink(&load(&config), Shutdown::new()).unwrap();
+    sink
+}
+
+/// Every document was created exactly once at the node: none missing, none twice.
+fn assert_each_created_once(crowd: &Crowd, n: usize) {
+    let created = crowd.created.lock().unwrap();
+    assert_eq!(created.len(), n, "every document reached the node");
+    let twice: Vec<_> = created.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(twice.is_empty(), "documents sent again after they were created: {twice:?}");
+}
+
+#[tokio::test]
+async fn adaptive_concurrency_backs_off_a_node_that_refuses_a_crowd_and_loses_nothing() {
+    const DOCS: usize = 1500;
+    // The same load against a node taking 2 bulk requests at once: first with
+    // the old fixed 8 in flight, then adaptive starting at (and bounded by) 8.
+    let mut refusals = Vec::new();
+    for concurrency in ["fixed", "adaptive"] {
+        let (url, crowd) = start_crowd(2, Duration::from_millis(20)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sink = crowd_sink(&url, dir.path(), concurrency, 8, 8);
+        assert_eq!(sink.concurrency_limit(), 8);
+        let delivery = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.deliver(docs(DOCS)).await }
+        });
+        if concurrency == "adaptive" {
+            wait_until("the limit to come down to what the node takes", Duration::from_secs(30), || {
+                sink.concurrency_limit() <= 3
+            })
+            .await;
+        }
+        let report = tokio::time::timeout(Duration::from_secs(60), delivery).await.expect("delivered").unwrap();
+        assert_eq!(report.unwrap(), DeliveryReport { created: DOCS, duplicates: 0, dead_lettered: 0 });
+        assert_each_created_once(&crowd, DOCS);
+        if concurrency == "fixed" {
+            assert_eq!(sink.concurrency_limit(), 8, "fixed never moves");
+        }
+        let refused = crowd.refused.load(Ordering::SeqCst);
+        assert!(refused > 0, "{concurrency}: the crowd was refused at first");
+        eprintln!("{concurrency}: {refused} of {} requests refused", crowd.requests.load(Ordering::SeqCst));
+        refusals.push(refused);
+    }
+    // Adaptive still probes (2 → 3 → refused → 2): some refusals remain, far fewer.
+    let [fixed, adaptive] = refusals[..] else { unreachable!() };
+    assert!(adaptive * 2 < fixed, "adaptive relieves the node: {adaptive} requests refused, fixed {fixed}");
+}
+
+#[tokio::test]
+async fn adaptive_concurrency_grows_to_max_in_flight_against_a_fast_node() {
+    const DOCS: usize = 6000;
+    let (url, crowd) = start_crowd(usize::MAX, Duration::from_millis(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = crowd_sink(&url, dir.path(), "adaptive", 6, 1);
+    assert_eq!(sink.concurrency_limit(), 1);
+    let delivery = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.deliver(docs(DOCS)).await }
+    });
+    wait_until("the limit to grow to max_in_flight", Duration::from_secs(30), || sink.concurrency_limit() == 6).await;
+    let report = tokio::time::timeout(Duration::from_secs(60), delivery).await.expect("delivered").unwrap();
+    assert_eq!(report.unwrap(), DeliveryReport { created: DOCS, duplicates: 0, dead_lettered: 0 });
+    assert_each_created_once(&crowd, DOCS);
+    assert_eq!(crowd.most_at_once.load(Ordering::SeqCst), 6, "never more than max_in_flight at the node");
+    assert_eq!(crowd.refused.load(Ordering::SeqCst), 0);
+    let metrics = kube_log_gateway::telemetry::encode();
+    for name in ["klg_elasticsearch_concurrency_limit", "klg_elasticsearch_in_flight_requests"] {
+        assert!(metrics.contains(name), "{name} is exported");
+    }
 }

@@ -109,6 +109,13 @@ pub struct Elasticsearch {
     /// `template: {number_of_replicas: 0, refresh_interval: 1s}`: one node, documents searchable soon.
     pub test_template: bool,
     pub linger: Option<String>,
+    /// `batch.max_documents`.
+    pub max_documents: Option<usize>,
+    /// `concurrency`: `adaptive` or `fixed`.
+    pub concurrency: Option<String>,
+    pub max_in_flight: Option<usize>,
+    /// `adaptive.initial`.
+    pub adaptive_initial: Option<usize>,
     /// `(initial_backoff, max_backoff)`.
     pub retry: Option<(String, String)>,
     pub documents_per_second: Option<u32>,
@@ -328,9 +335,24 @@ impl GatewayConfig {
         if es.test_template {
             y.push_str("  template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n");
         }
-        if let Some(l) = &es.linger {
+        if es.linger.is_some() || es.max_documents.is_some() {
             y.push_str("  batch:\n");
+        }
+        if let Some(l) = &es.linger {
             line(&mut y, 2, "linger", &q(l));
+        }
+        if let Some(n) = es.max_documents {
+            line(&mut y, 2, "max_documents", &n.to_string());
+        }
+        if let Some(c) = &es.concurrency {
+            line(&mut y, 1, "concurrency", c);
+        }
+        if let Some(n) = es.max_in_flight {
+            line(&mut y, 1, "max_in_flight", &n.to_string());
+        }
+        if let Some(n) = es.adaptive_initial {
+            y.push_str("  adaptive:\n");
+            line(&mut y, 2, "initial", &n.to_string());
         }
         if let Some((initial, max)) = &es.retry {
             y.push_str("  retry:\n");

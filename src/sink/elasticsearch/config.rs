@@ -29,9 +29,16 @@ pub struct ElasticsearchConfig {
     pub template: TemplateSettings,
     #[serde(default)]
     pub batch: BatchConfig,
-    /// Bulk requests in flight at once.
+    /// `adaptive`: the number of bulk requests in flight is found by an AIMD
+    /// controller between 1 and `max_in_flight`; `fixed`: always `max_in_flight`.
+    #[serde(default)]
+    pub concurrency: ConcurrencyMode,
+    /// Bulk requests in flight at once: the upper bound (`adaptive`) or the number (`fixed`).
     #[serde(default = "defaults::max_in_flight")]
     pub max_in_flight: usize,
+    /// The AIMD controller's parameters (`concurrency: adaptive` only).
+    #[serde(default)]
+    pub adaptive: AdaptiveConfig,
     /// gzip bulk request bodies.
     #[serde(default = "defaults::yes")]
     pub compression: bool,
@@ -163,6 +170,44 @@ impl Default for BatchConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcurrencyMode {
+    #[default]
+    Adaptive,
+    Fixed,
+}
+
+/// `elasticsearch.adaptive`: Vector's adaptive request concurrency parameters,
+/// with its defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveConfig {
+    /// The limit at start-up, before any answer was seen.
+    #[serde(default = "defaults::adaptive_initial")]
+    pub initial: usize,
+    /// On back-pressure the limit is multiplied by this (and drops by at least one).
+    #[serde(default = "defaults::decrease_ratio")]
+    pub decrease_ratio: f64,
+    /// Weight of the latest window in the moving average of round trip times.
+    #[serde(default = "defaults::ewma_alpha")]
+    pub ewma_alpha: f64,
+    /// A round trip above average + this × its deviation counts as back-pressure.
+    #[serde(default = "defaults::rtt_deviation_scale")]
+    pub rtt_deviation_scale: f64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            initial: defaults::adaptive_initial(),
+            decrease_ratio: defaults::decrease_ratio(),
+            ewma_alpha: defaults::ewma_alpha(),
+            rtt_deviation_scale: defaults::rtt_deviation_scale(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
@@ -236,6 +281,22 @@ impl ElasticsearchConfig {
         if self.max_in_flight == 0 {
             return Err(key_error("elasticsearch.max_in_flight", "must be at least 1"));
         }
+        let adaptive = &self.adaptive;
+        if adaptive.initial == 0 || adaptive.initial > self.max_in_flight {
+            return Err(key_error(
+                "elasticsearch.adaptive.initial",
+                "must be at least 1 and at most elasticsearch.max_in_flight",
+            ));
+        }
+        if !(adaptive.decrease_ratio > 0.0 && adaptive.decrease_ratio < 1.0) {
+            return Err(key_error("elasticsearch.adaptive.decrease_ratio", "must be above 0 and below 1"));
+        }
+        if !(adaptive.ewma_alpha > 0.0 && adaptive.ewma_alpha <= 1.0) {
+            return Err(key_error("elasticsearch.adaptive.ewma_alpha", "must be above 0 and at most 1"));
+        }
+        if !(adaptive.rtt_deviation_scale >= 0.0 && adaptive.rtt_deviation_scale.is_finite()) {
+            return Err(key_error("elasticsearch.adaptive.rtt_deviation_scale", "must be a number, 0 or more"));
+        }
         if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
             return Err(key_error("elasticsearch.retry", "need 0 < initial_backoff <= max_backoff"));
         }
@@ -308,6 +369,18 @@ mod defaults {
     }
     pub fn max_in_flight() -> usize {
         4
+    }
+    pub fn adaptive_initial() -> usize {
+        1
+    }
+    pub fn decrease_ratio() -> f64 {
+        0.9
+    }
+    pub fn ewma_alpha() -> f64 {
+        0.4
+    }
+    pub fn rtt_deviation_scale() -> f64 {
+        2.5
     }
     pub fn es_timeout() -> Duration {
         Duration::from_secs(60)

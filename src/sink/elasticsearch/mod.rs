@@ -9,6 +9,7 @@
 //! * [`policy`]: the one failure policy: what an answer means, per document and
 //!   for the whole request (created, duplicate, retry, fail over, split, dead-letter).
 //! * [`retry`]: the backoff schedule between attempts.
+//! * [`concurrency`]: how many bulk workers may be busy: fixed, or found by AIMD.
 //! * [`rate_limit`]: the global documents/s limit.
 //! * [`dead_letter`]: documents Elasticsearch refuses, kept with their reason.
 //! * [`templates`]: index templates installed at start-up.
@@ -17,6 +18,7 @@
 
 pub mod bulk_response;
 pub mod client;
+pub mod concurrency;
 pub mod config;
 pub mod dead_letter;
 pub mod encoder;

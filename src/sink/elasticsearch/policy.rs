@@ -35,6 +35,40 @@ pub enum Verdict {
     DeadLetter { failure: RequestFailure, rejection: Rejection },
 }
 
+/// What an answer says about how hard the sink pushes Elasticsearch: the
+/// input of the adaptive concurrency ([`concurrency`](super::concurrency)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressure {
+    /// Elasticsearch read the request and answered for every item without
+    /// pushing back: its round trip time is a fair sample of its load.
+    Normal,
+    /// It pushes back: a whole-request 429 or 503, a 429 on any item
+    /// (`es_rejected_execution_exception`, a circuit breaker), or no answer
+    /// at all (a timeout, a connection error).
+    Back,
+    /// Says nothing about load: a body too large on its own (413, or a 429 for
+    /// a request over the indexing-pressure limit by itself), credentials, a
+    /// proxy's 404, another 5xx, an unreadable 200.
+    Unrelated,
+}
+
+impl Verdict {
+    pub fn pressure(&self) -> Pressure {
+        match self {
+            Verdict::Items(outcomes) => {
+                if outcomes.iter().any(|o| matches!(o, Outcome::Retry { status: 429, .. })) {
+                    Pressure::Back
+                } else {
+                    Pressure::Normal
+                }
+            }
+            Verdict::Retry { failure: RequestFailure::Transport(_), .. }
+            | Verdict::Retry { failure: RequestFailure::Status { status: 429 | 503, .. }, .. } => Pressure::Back,
+            Verdict::Retry { .. } | Verdict::Split { .. } | Verdict::DeadLetter { .. } => Pressure::Unrelated,
+        }
+    }
+}
+
 /// Judges one bulk attempt of `sent` documents, once.
 pub fn classify(reply: Result<Reply, RequestFailure>, sent: usize) -> Verdict {
     let failure = match reply {
@@ -568,5 +602,20 @@ mod tests {
                 .map(Block::as_str),
             ["index_closed", "write", "read_only", "read_only_allow_delete", "cluster_block"]
         );
+    }
+
+    #[test]
+    fn what_an_answer_says_about_load() {
+        let all_created = r#"{"errors":false,"took":1,"items":[{"create":{"_index":"a","_id":"1","status":201}}]}"#;
+        assert_eq!(classify(reply(200, all_created), 1).pressure(), Pressure::Normal);
+        assert_eq!(classify(reply(200, MIXED), 5).pressure(), Pressure::Back, "an item's 429");
+        assert_eq!(classify(reply(200, BLOCKED), 4).pressure(), Pressure::Normal, "a flood-stage block is not load");
+        assert_eq!(classify(reply(429, "<html>busy</html>"), 2).pressure(), Pressure::Back);
+        assert_eq!(classify(reply(503, "{}"), 2).pressure(), Pressure::Back);
+        assert_eq!(classify(Err(RequestFailure::Transport("timed out".into())), 2).pressure(), Pressure::Back);
+        assert_eq!(classify(reply(429, TOO_LARGE_FOR_INDEXING_PRESSURE), 2).pressure(), Pressure::Unrelated);
+        assert_eq!(classify(reply(413, ""), 2).pressure(), Pressure::Unrelated);
+        assert_eq!(classify(reply(401, ""), 2).pressure(), Pressure::Unrelated);
+        assert_eq!(classify(reply(500, ""), 2).pressure(), Pressure::Unrelated);
     }
 }

@@ -2,8 +2,8 @@
 //! once every one of them is delivered or dead-lettered — never before.
 //!
 //! Inside, a batcher merges submissions from all sources into bulk requests
-//! (by documents, bytes and linger time), and up to `max_in_flight` bulk workers
-//! send them. A worker keeps its batch until every item is final: 429/5xx items
+//! (by documents, bytes and linger time), and bulk workers send them: as many
+//! at once as the [`Concurrency`] allows (found by AIMD, at most `max_in_flight`). A worker keeps its batch until every item is final: 429/5xx items
 //! are resent (only those), refused items become dead letters. While workers are
 //! busy the batcher stops taking submissions, so backpressure reaches the
 //! sources instead of memory growing.
@@ -13,13 +13,14 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::client::{ClientError, EsClient, Reply, RequestFailure};
+use super::concurrency::Concurrency;
 use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
 use super::dead_letter::DeadLetters;
 use super::encoder;
@@ -44,6 +45,7 @@ struct Submission {
 #[derive(Clone)]
 pub struct Sink {
     tx: mpsc::Sender<Submission>,
+    concurrency: Arc<Concurrency>,
 }
 
 impl Sink {
@@ -75,7 +77,8 @@ impl Sink {
         });
         let (tx, rx) = mpsc::channel(64);
         let batch = es.batch.clone();
-        let max_in_flight = es.max_in_flight;
+        let concurrency = Concurrency::new(es);
+        let slots = concurrency.clone();
         let install = es.install_templates.then(|| templates::all(mappings, &es.template));
         let handle = tokio::spawn(async move {
             if let Some(templates) = install {
@@ -83,9 +86,9 @@ impl Sink {
                     return;
                 }
             }
-            batcher(inner, rx, batch, max_in_flight).await;
+            batcher(inner, rx, batch, slots).await;
         });
-        Ok((Sink { tx }, handle))
+        Ok((Sink { tx, concurrency }, handle))
     }
 
     /// Delivers `docs`; resolves when each one is delivered (created or already
@@ -95,6 +98,12 @@ impl Sink {
         let (done, rx) = oneshot::channel();
         self.tx.send(Submission { docs, done }).await.map_err(|_| Cancelled)?;
         rx.await.map_err(|_| Cancelled)
+    }
+
+    /// How many bulk workers may be busy at once right now
+    /// (`klg_elasticsearch_concurrency_limit`).
+    pub fn concurrency_limit(&self) -> usize {
+        self.concurrency.limit()
     }
 }
 
@@ -159,8 +168,7 @@ struct Inner {
     dead_letter_max_original_bytes: usize,
 }
 
-async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, max_in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
+async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, slots: Arc<Concurrency>) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut bytes = 0usize;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -212,7 +220,7 @@ async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: Bat
     // Every handle is gone: send what is left, then wait for the workers.
     if flush(&inner, &slots, &mut pending, &mut bytes).await {
         tokio::select! {
-            _ = slots.acquire_many(max_in_flight as u32) => {}
+            _ = slots.idle() => {}
             _ = inner.shutdown.aborted() => {}
         }
     }
@@ -227,38 +235,40 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Hands the pending documents to a worker once one is free. `false` if the
 /// shutdown aborted while waiting.
-async fn flush(inner: &Arc<Inner>, slots: &Arc<Semaphore>, pending: &mut Vec<Pending>, bytes: &mut usize) -> bool {
+async fn flush(inner: &Arc<Inner>, slots: &Arc<Concurrency>, pending: &mut Vec<Pending>, bytes: &mut usize) -> bool {
     if pending.is_empty() {
         return true;
     }
-    let permit = tokio::select! {
-        p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+    let slot = tokio::select! {
+        s = slots.acquire() => s,
         _ = inner.shutdown.aborted() => return false,
     };
     let batch = std::mem::take(pending);
     *bytes = 0;
     let inner = inner.clone();
+    let slots = slots.clone();
     tokio::spawn(async move {
-        send_until_final(&inner, batch).await;
-        drop(permit);
+        send_until_final(&inner, &slots, batch).await;
+        drop(slot);
     });
     true
 }
 
 /// Sends one batch until every document in it is final.
 ///
-/// Each round is: attempt, let the [`policy`] judge the answer once, apply the
-/// verdict. A 413 splits the batch, so its parts wait in a queue, the second
+/// Each round is: attempt, let the [`policy`] judge the answer once, tell the
+/// [`Concurrency`] what the verdict says about load, apply the verdict. A 413 splits the batch, so its parts wait in a queue, the second
 /// half at the front to follow the first. One backoff serves the whole batch:
 /// the longer it keeps failing, for whatever reason, the longer it waits.
-async fn send_until_final(inner: &Inner, batch: Vec<Pending>) {
+async fn send_until_final(inner: &Inner, slots: &Concurrency, batch: Vec<Pending>) {
     let batch = refuse_oversized(inner, batch);
     let mut parts: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
     let mut backoff = Backoff::new(&inner.retry);
     while let Some(mut todo) = parts.pop_front() {
         while !todo.is_empty() {
-            let Some((node, reply)) = attempt(inner, &todo).await else { return };
+            let Some((node, reply, rtt)) = attempt(inner, &todo).await else { return };
             let verdict = policy::classify(reply, todo.len());
+            slots.record(rtt, verdict.pressure());
             let next = apply(inner, verdict, node, todo, &mut parts);
             if next.wait && !wait(inner, &mut backoff).await {
                 return;
@@ -276,10 +286,10 @@ struct Next {
     wait: bool,
 }
 
-/// One bulk request: the rate limit, then encode, send, read. `None` if the
-/// shutdown aborted meanwhile. The encoded body is not kept between attempts:
+/// One bulk request: the rate limit, then encode, send, read; with its round
+/// trip time. `None` if the shutdown aborted meanwhile. The encoded body is not kept between attempts:
 /// what is resent changes (only the retried items, a half, dead letters).
-async fn attempt(inner: &Inner, todo: &[Pending]) -> Option<(usize, Result<Reply, RequestFailure>)> {
+async fn attempt(inner: &Inner, todo: &[Pending]) -> Option<(usize, Result<Reply, RequestFailure>, Duration)> {
     if let Some(limiter) = &inner.limiter {
         tokio::select! {
             _ = limiter.until_ready(todo.len()) => {}
@@ -287,13 +297,18 @@ async fn attempt(inner: &Inner, todo: &[Pending]) -> Option<(usize, Result<Reply
         }
     }
     let body = Bytes::from(encoder::bulk_body(todo.iter().map(|p| &p.doc)));
+    let in_flight = &telemetry::metrics().es_in_flight_requests;
+    in_flight.inc();
     let started = Instant::now();
     let sent = tokio::select! {
-        r = inner.client.bulk(body) => r,
-        _ = inner.shutdown.aborted() => return None,
+        r = inner.client.bulk(body) => Some(r),
+        _ = inner.shutdown.aborted() => None,
     };
-    telemetry::metrics().bulk_seconds.observe(started.elapsed().as_secs_f64());
-    Some(sent)
+    let rtt = started.elapsed();
+    in_flight.dec();
+    let (node, reply) = sent?;
+    telemetry::metrics().bulk_seconds.observe(rtt.as_secs_f64());
+    Some((node, reply, rtt))
 }
 
 /// Carries out the policy's verdict on `todo`, which was just sent to `node`.
