@@ -223,7 +223,13 @@ with_lock() {
   exec {lock_fd}>&-
 }
 
-es_log_file() { echo "$INST/logs/elasticsearch.log"; }
+# Elasticsearch names its log after the cluster: elasticsearch.log, or
+# klg-cluster-<port>.log for a node of a cluster.
+es_log_file() {
+  local name
+  name="$(sed -n 's/^cluster\.name: *//p' "$INST/config/elasticsearch.yml" 2>/dev/null | tail -n 1)"
+  echo "$INST/logs/${name:-elasticsearch}.log"
+}
 
 # $1: which file. startup.out is this start's console output (JVM errors, refused
 # settings); elasticsearch.log has what happened after the node came up.
@@ -704,7 +710,9 @@ start_node() {
   select_node "$1"
   with_lock "$INST.lock" do_start
   local nodes
-  nodes="$(cluster_health "filter_path=number_of_nodes" | tr -dc '0-9')"
+  nodes="$(cluster_health "filter_path=status,number_of_nodes" || true)"
+  nodes="${nodes##*\"number_of_nodes\":}"
+  nodes="${nodes%%[!0-9]*}"
   log "node $1 is up; the cluster has ${nodes:-?} nodes"
 }
 

@@ -108,6 +108,8 @@ pub struct Elasticsearch {
     pub ca_file: Option<PathBuf>,
     /// `template: {number_of_replicas: 0, refresh_interval: 1s}`: one node, documents searchable soon.
     pub test_template: bool,
+    /// With `test_template`: `number_of_replicas` instead of 0 (a test on a cluster).
+    pub replicas: Option<u32>,
     pub linger: Option<String>,
     /// `(initial_backoff, max_backoff)`.
     pub retry: Option<(String, String)>,
@@ -326,7 +328,8 @@ impl GatewayConfig {
             line(&mut y, 2, "ca_file", &p(ca));
         }
         if es.test_template {
-            y.push_str("  template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n");
+            let replicas = es.replicas.unwrap_or(0);
+            writeln!(y, "  template:\n    number_of_replicas: {replicas}\n    refresh_interval: 1s").unwrap();
         }
         if let Some(l) = &es.linger {
             y.push_str("  batch:\n");
