@@ -3,6 +3,7 @@
 //! run only when `KLG_TEST_ES_CLUSTER_URLS` lists its nodes (comma-separated,
 //! node 1 first); `scripts/test.sh` starts the cluster and sets it for one step.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,7 +23,10 @@ impl EsCluster {
     /// why the test skips) when it is not set.
     pub fn from_env_or_skip(test: &str) -> Option<EsCluster> {
         let Some(raw) = std::env::var(ES_CLUSTER_URLS_VAR).ok().filter(|v| !v.trim().is_empty()) else {
-            eprintln!(
+            // Straight to stderr, not eprintln!: libtest hides what a passing test
+            // prints with the macros, and this line must show in `cargo test` output.
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped {test}: {ES_CLUSTER_URLS_VAR} is not set. It needs a multi-node Elasticsearch: \
                  `bash scripts/elasticsearch.sh cluster-start`, then \
                  {ES_CLUSTER_URLS_VAR}=http://127.0.0.1:9201,http://127.0.0.1:9202,http://127.0.0.1:9203 \
