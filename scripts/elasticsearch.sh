@@ -9,6 +9,20 @@
 #   wipe    stop, then delete the instance's data directory
 #   logs    print the tail of the instance's Elasticsearch log (ES_LOG_LINES, default 100)
 #
+# A cluster of several nodes on loopback (plain HTTP only, see "Cluster mode" below):
+#
+#   scripts/elasticsearch.sh cluster-start|cluster-stop|cluster-status|cluster-wipe
+#   scripts/elasticsearch.sh kill-node N|start-node N        (N = 1 .. ES_CLUSTER_NODES)
+#
+#   cluster-start   start every node that is not running (in parallel), wait until the
+#                   cluster has all of them and is yellow or green; "already running" is fine
+#   cluster-stop    stop every node (SIGTERM, SIGKILL after 30 s); stopped is fine
+#   cluster-status  one line per node, then the cluster's health; exit 0 when every node
+#                   runs, 3 otherwise
+#   cluster-wipe    stop every node, then delete every node's data directory
+#   kill-node N     SIGKILL node N (a crash: no shard hand-off, no goodbye to the master)
+#   start-node N    start node N again and wait until it is back in the cluster
+#
 # Environment:
 #   ES_VERSION    Elasticsearch version (the one pin: the default below)
 #   ES_PORT       HTTP port on 127.0.0.1 (default 9200); the transport port is ES_PORT+100.
@@ -17,6 +31,8 @@
 #   ES_HEAP       JVM heap, -Xms = -Xmx (default 512m)
 #   ES_JAVA_OPTS  extra JVM options, appended after the heap options
 #   ES_JAVA_HOME  the Java to use (default: Java 17 for 8.x, 21+ for 9.x, found in /usr/lib/jvm)
+#   ES_START_TIMEOUT  seconds until a started node must be healthy (default 120; 240 for
+#                 the cluster commands, whose JVMs start side by side)
 #   KLG_CACHE_DIR where the distribution and instances live, see below
 #
 # Secured mode (opt-in; the default above is plain HTTP without authentication):
@@ -45,6 +61,27 @@
 #   `status` and an "already running" `start` read the mode from the instance's config.
 #   Switching one port between modes: `wipe` first is not required, but `stop` is.
 #
+# Cluster mode (the cluster-* commands, kill-node, start-node):
+#   ES_PORT           HTTP port of node 1 (default 9201 for these commands, so the cluster
+#                     never takes the single node's 9200); node N listens on ES_PORT+N-1,
+#                     its transport on ES_PORT+N-1+100. Default: 9201-9203, transport
+#                     9301-9303.
+#   ES_CLUSTER_NODES  how many nodes (default 3)
+#   Each node is an ordinary instance of the layout below (instances/<its port>/, own
+#   data, logs and pid file; ES_HEAP each, 3 x 512m by default). The nodes form ONE
+#   cluster: `cluster.name: klg-cluster-<ES_PORT>`, `discovery.seed_hosts` = the nodes'
+#   transport ports, `node.name: klg-<port>`, and, until the cluster has formed once
+#   (instances/<ES_PORT>.cluster-formed; cluster-wipe deletes it),
+#   `cluster.initial_master_nodes` = every node's name.
+#   All nodes are master-eligible data nodes: any one can die and the other two still
+#   elect a master (a majority of three). No `discovery.type: single-node`. Security
+#   is off (ES_SECURE is refused here): plain HTTP and plain transport between the
+#   nodes, on loopback only. The nodes start side by side: a lone first node would wait
+#   (discovery.initial_state_timeout) for a master that needs two votes.
+#   `start`, `stop`, `status`, `wipe`, `logs` with ES_PORT=<a node's port> also work on
+#   one node of a cluster, but `start` that way starts it as a single-node cluster:
+#   use `start-node N` instead.
+#
 # What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
 # Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
 # It is the server with only a few modules (x-pack-core, x-pack-security,
@@ -71,9 +108,19 @@
 set -euo pipefail
 
 ES_VERSION="${ES_VERSION:-8.19.21}"
-ES_PORT="${ES_PORT:-9200}"
+case "${1:-}" in
+  cluster-* | kill-node | start-node) CLUSTER_CMD=1 ;;
+  *) CLUSTER_CMD=0 ;;
+esac
+if ((CLUSTER_CMD)); then
+  ES_PORT="${ES_PORT:-9201}"
+  START_TIMEOUT="${ES_START_TIMEOUT:-240}"
+else
+  ES_PORT="${ES_PORT:-9200}"
+  START_TIMEOUT="${ES_START_TIMEOUT:-120}" # seconds until the cluster must be yellow
+fi
 ES_HEAP="${ES_HEAP:-512m}"
-START_TIMEOUT=120 # seconds until the cluster must be yellow
+ES_CLUSTER_NODES="${ES_CLUSTER_NODES:-3}"
 STOP_TIMEOUT=30   # seconds between SIGTERM and SIGKILL
 ES_USER=klg-es
 
@@ -91,6 +138,11 @@ die() { printf 'elasticsearch: ERROR: %s\n' "$*" >&2; exit 1; }
 if ! [[ "$ES_PORT" =~ ^[1-9][0-9]*$ ]] || ((ES_PORT < 1024 || ES_PORT + 100 > 65535)); then
   die "ES_PORT must be a number between 1024 and 65435 (got '$ES_PORT')"
 fi
+if ! [[ "$ES_CLUSTER_NODES" =~ ^[1-9][0-9]?$ ]] || ((ES_CLUSTER_NODES + ES_PORT + 99 > 65535)); then
+  die "ES_CLUSTER_NODES must be a number between 1 and 99 (got '$ES_CLUSTER_NODES')"
+fi
+# Cluster mode: node 1's HTTP port; set by the cluster commands, empty otherwise.
+CLUSTER_FIRST_PORT=""
 TRANSPORT_PORT=$((ES_PORT + 100))
 
 ZIP="$CACHE_DIR/downloads/elasticsearch-$ES_VERSION.zip"
@@ -171,7 +223,13 @@ with_lock() {
   exec {lock_fd}>&-
 }
 
-es_log_file() { echo "$INST/logs/elasticsearch.log"; }
+# Elasticsearch names its log after the cluster: elasticsearch.log, or
+# klg-cluster-<port>.log for a node of a cluster.
+es_log_file() {
+  local name
+  name="$(sed -n 's/^cluster\.name: *//p' "$INST/config/elasticsearch.yml" 2>/dev/null | tail -n 1)"
+  echo "$INST/logs/${name:-elasticsearch}.log"
+}
 
 # $1: which file. startup.out is this start's console output (JVM errors, refused
 # settings); elasticsearch.log has what happened after the node came up.
@@ -283,9 +341,7 @@ write_config() {
 node.name: klg-$ES_PORT
 path.data: $INST/data
 path.logs: $INST/logs
-# One node, bound to loopback only: development mode, so the production bootstrap
-# checks (vm.max_map_count, file descriptors) are only warnings.
-discovery.type: single-node
+$(discovery_settings)
 network.host: 127.0.0.1
 http.port: $ES_PORT
 transport.port: $TRANSPORT_PORT
@@ -296,6 +352,33 @@ cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 EOF
 }
+
+# How the node finds its cluster: alone (single-node discovery), or the cluster's
+# nodes on their transport ports. Bound to loopback only, both are development mode,
+# so the production bootstrap checks (vm.max_map_count, file descriptors) are only
+# warnings.
+discovery_settings() {
+  if [[ -z "$CLUSTER_FIRST_PORT" ]]; then
+    printf '%s\n' "# One node, bound to loopback only." "discovery.type: single-node"
+    return
+  fi
+  local i hosts=() names=()
+  for ((i = 0; i < ES_CLUSTER_NODES; i++)); do
+    hosts+=("\"127.0.0.1:$((CLUSTER_FIRST_PORT + i + 100))\"")
+    names+=("klg-$((CLUSTER_FIRST_PORT + i))")
+  done
+  printf '%s\n' "# Node of a $ES_CLUSTER_NODES-node cluster on loopback (scripts/elasticsearch.sh cluster-start)." \
+    "cluster.name: klg-cluster-$CLUSTER_FIRST_PORT" \
+    "discovery.seed_hosts: [$(IFS=,; echo "${hosts[*]}")]"
+  # Only to bootstrap a new cluster: once it has formed, the setting must go (a
+  # wiped node could otherwise bootstrap a second cluster of its own).
+  if [[ ! -f "$(cluster_formed_marker)" ]]; then
+    printf '%s\n' "cluster.initial_master_nodes: [$(IFS=,; echo "${names[*]}")]"
+  fi
+}
+
+# Written once the cluster has formed with every node; removed by cluster-wipe.
+cluster_formed_marker() { echo "$CACHE_DIR/instances/$CLUSTER_FIRST_PORT.cluster-formed"; }
 
 # The security part of elasticsearch.yml. Default: exactly the plain settings.
 security_settings() {
@@ -525,6 +608,128 @@ do_logs() {
   tail -n "${ES_LOG_LINES:-100}" "$f"
 }
 
+# ------------------------------------------------------------------------ cluster mode
+
+# Points the instance globals (ES_PORT, INST, URL, ...) at node $1 (1-based).
+select_node() {
+  ES_PORT=$((CLUSTER_FIRST_PORT + $1 - 1))
+  TRANSPORT_PORT=$((ES_PORT + 100))
+  INST="$CACHE_DIR/instances/$ES_PORT"
+  PID_FILE="$INST/es.pid"
+  set_url plain
+}
+
+node_arg() {
+  [[ "${1:-}" =~ ^[1-9][0-9]*$ ]] && (($1 <= ES_CLUSTER_NODES)) ||
+    die "expected a node number between 1 and $ES_CLUSTER_NODES (got '${1:-}')"
+}
+
+# The health of the cluster, asked of the first node that answers; $1: query string.
+cluster_health() {
+  local i body
+  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
+    body="$(curl -s -m 70 "http://127.0.0.1:$((CLUSTER_FIRST_PORT + i - 1))/_cluster/health?$1" 2>/dev/null || true)"
+    [[ "$body" == *'"status"'* ]] && { echo "$body"; return 0; }
+  done
+  return 1
+}
+
+# Waits until the cluster has $1 nodes and is at least yellow, for up to $2 seconds.
+wait_cluster() {
+  local nodes="$1" deadline=$((SECONDS + $2)) body
+  while ((SECONDS < deadline)); do
+    body="$(cluster_health "wait_for_nodes=$nodes&wait_for_status=yellow&timeout=5s" || true)"
+    [[ "$body" =~ \"status\":\"(green|yellow)\" && "$body" =~ \"number_of_nodes\":$nodes, ]] && return 0
+    sleep 1
+  done
+  log "cluster health after $2 s: ${body:-no node answers}"
+  return 1
+}
+
+cluster_start() {
+  requested_secure && die "cluster mode is plain HTTP only (ES_SECURE is not supported here)"
+  local i pids=() failed=0 t0=$SECONDS
+  # In parallel: a first node alone cannot elect a master (it needs a majority).
+  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
+    (select_node "$i" && with_lock "$INST.lock" do_start) &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  ((failed == 0)) || die "a node did not start (logs: ES_PORT=<its port> $0 logs)"
+  wait_cluster "$ES_CLUSTER_NODES" "$START_TIMEOUT" ||
+    die "the cluster did not reach $ES_CLUSTER_NODES nodes, yellow or green"
+  touch "$(cluster_formed_marker)"
+  log "cluster klg-cluster-$CLUSTER_FIRST_PORT: $ES_CLUSTER_NODES nodes on http://127.0.0.1:$CLUSTER_FIRST_PORT..$((CLUSTER_FIRST_PORT + ES_CLUSTER_NODES - 1)) in $((SECONDS - t0)) s"
+}
+
+cluster_stop() {
+  local i pids=()
+  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
+    (select_node "$i" && with_lock "$INST.lock" do_stop) &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || true; done
+}
+
+cluster_status() {
+  local i rc=0 health
+  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
+    select_node "$i"
+    printf 'node %d: ' "$i"
+    do_status >/dev/null && echo "running on $URL (pid $(instance_pid))" || { echo "stopped (port $ES_PORT)"; rc=3; }
+  done
+  health="$(cluster_health "filter_path=cluster_name,status,number_of_nodes,active_shards,unassigned_shards" || true)"
+  echo "health: ${health:-no node answers}"
+  return "$rc"
+}
+
+cluster_wipe() {
+  local i
+  cluster_stop
+  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
+    select_node "$i"
+    rm -rf "$INST/data"
+    log "deleted $INST/data"
+  done
+  rm -f "$(cluster_formed_marker)"
+}
+
+kill_node() {
+  node_arg "$1"
+  select_node "$1"
+  local pid
+  pid="$(instance_pid)"
+  [[ -n "$pid" ]] || { log "node $1 (port $ES_PORT) is not running"; return 0; }
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  log "killed node $1 (port $ES_PORT, pid $pid) with SIGKILL"
+}
+
+start_node() {
+  node_arg "$1"
+  select_node "$1"
+  with_lock "$INST.lock" do_start
+  local nodes
+  nodes="$(cluster_health "filter_path=status,number_of_nodes" || true)"
+  nodes="${nodes##*\"number_of_nodes\":}"
+  nodes="${nodes%%[!0-9]*}"
+  log "node $1 is up; the cluster has ${nodes:-?} nodes"
+}
+
+if ((CLUSTER_CMD)); then
+  CLUSTER_FIRST_PORT="$ES_PORT"
+  case "$1" in
+    cluster-start) cluster_start ;;
+    cluster-stop) cluster_stop ;;
+    cluster-status) cluster_status ;;
+    cluster-wipe) cluster_wipe ;;
+    kill-node) kill_node "${2:-}" ;;
+    start-node) start_node "${2:-}" ;;
+    *) die "unknown command $1" ;;
+  esac
+  exit
+fi
+
 case "${1:-}" in
   start) with_lock "$INST.lock" do_start ;;
   stop) with_lock "$INST.lock" do_stop ;;
@@ -533,6 +738,7 @@ case "${1:-}" in
   logs) do_logs ;;
   *)
     echo "usage: [ES_PORT=9200] [ES_VERSION=$ES_VERSION] $0 start|stop|status|wipe|logs" >&2
+    echo "       [ES_PORT=9201] [ES_CLUSTER_NODES=3] $0 cluster-start|cluster-stop|cluster-status|cluster-wipe|kill-node N|start-node N" >&2
     exit 2
     ;;
 esac

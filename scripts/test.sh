@@ -15,15 +15,20 @@
 #    (tests/kube_apiserver.rs runs a real kube-apiserver against the gateway; the
 #    instances it starts live under one temporary directory and are stopped on exit)
 #    with KLG_TEST_ES_URL=http://127.0.0.1:$ES_PORT for the integration tests
-# 8. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
-# 9. pressure: the reliability tests again (rotation and kill -9 of the container
+# 8. es-cluster: scripts/elasticsearch.sh cluster-start (three nodes on 127.0.0.1:
+#    ${KLG_ES_CLUSTER_PORT:-9201}..+2, transport +100), then tests/es_cluster.rs with
+#    KLG_TEST_ES_CLUSTER_URLS: one node killed with SIGKILL under load, every acknowledged
+#    event stored exactly once through the other nodes; the cluster is stopped again
+#    (in step 7 that test skips: the variable is not set there)
+# 9. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
+# 10. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
 #
-# An Elasticsearch that this script started is stopped again on exit, whatever
-# happened; one that was already running (a developer's, left up on purpose) is left
-# running. Exits non-zero as soon as a step fails.
+# An Elasticsearch (single node or cluster) that this script started is stopped again
+# on exit, whatever happened; one that was already running (a developer's, left up on
+# purpose) is left running. Exits non-zero as soon as a step fails.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,6 +50,10 @@ step() {
 }
 
 started_es=0
+started_cluster=0
+# The three-node cluster of the es-cluster step: its first HTTP port (see scripts/elasticsearch.sh).
+cluster_port="${KLG_ES_CLUSTER_PORT:-9201}"
+cluster_script() { ES_PORT="$cluster_port" ES_CLUSTER_NODES=3 bash scripts/elasticsearch.sh "$@"; }
 # Every kube-apiserver + etcd the tests start lives in a directory under this one, so a
 # test run that is interrupted (timeout, Ctrl-C) still has them stopped below.
 KLG_KUBE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/klg-kube-tests.XXXXXX")"
@@ -62,6 +71,10 @@ finish() {
   trap - EXIT
   bash scripts/pressure.sh stop >/dev/null 2>&1 || true
   stop_kube_instances
+  if ((started_cluster)); then
+    printf '\n==> stop the Elasticsearch cluster this run started (ports %s-%s)\n' "$cluster_port" "$((cluster_port + 2))"
+    cluster_script cluster-stop || true
+  fi
   if ((started_es)); then
     printf '\n==> stop the Elasticsearch this run started (port %s)\n' "$ES_PORT"
     bash scripts/elasticsearch.sh stop || true
@@ -112,6 +125,21 @@ bash scripts/kube-apiserver.sh build
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
 test_log="$(mktemp)"
 cargo test --no-fail-fast --lib --bins --tests -- --test-threads=2 2>&1 | tee "$test_log"
+
+step "es-cluster: three nodes, kill one mid-load (ports $cluster_port-$((cluster_port + 2)))"
+if ! cluster_script cluster-status >/dev/null 2>&1; then
+  started_cluster=1
+fi
+cluster_script cluster-start
+KLG_TEST_ES_CLUSTER_URLS="$(printf 'http://127.0.0.1:%s,' "$cluster_port" "$((cluster_port + 1))" "$((cluster_port + 2))")"
+KLG_TEST_ES_CLUSTER_URLS="${KLG_TEST_ES_CLUSTER_URLS%,}" \
+  cargo test --no-fail-fast --test es_cluster -- --nocapture 2>&1 | tee -a "$test_log"
+# Not needed by the steps below: give its memory and CPU back.
+if ((started_cluster)); then
+  cluster_script cluster-stop
+  started_cluster=0
+fi
+printf 'es-cluster step: %d s\n' "$((SECONDS - step_start))"
 
 step "fuzz: every parser of untrusted bytes for 10 s each (scripts/fuzz.sh 10)"
 # The fuzz build (sanitizer coverage, its own workspace) is cached beside the

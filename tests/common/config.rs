@@ -108,6 +108,8 @@ pub struct Elasticsearch {
     pub ca_file: Option<PathBuf>,
     /// `template: {number_of_replicas: 0, refresh_interval: 1s}`: one node, documents searchable soon.
     pub test_template: bool,
+    /// With `test_template`: `number_of_replicas` instead of 0 (a test on a cluster).
+    pub replicas: Option<u32>,
     pub linger: Option<String>,
     /// `batch.max_documents`.
     pub max_documents: Option<usize>,
@@ -333,7 +335,8 @@ impl GatewayConfig {
             line(&mut y, 2, "ca_file", &p(ca));
         }
         if es.test_template {
-            y.push_str("  template:\n    number_of_replicas: 0\n    refresh_interval: 1s\n");
+            let replicas = es.replicas.unwrap_or(0);
+            writeln!(y, "  template:\n    number_of_replicas: {replicas}\n    refresh_interval: 1s").unwrap();
         }
         if es.linger.is_some() || es.max_documents.is_some() {
             y.push_str("  batch:\n");

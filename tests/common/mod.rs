@@ -3,6 +3,8 @@
 //!
 //! - [`es`]: the Elasticsearch the tests run against (`KLG_TEST_ES_URL`), counts,
 //!   searches, waits on counts, and private instances for tests that stop one;
+//! - [`es_cluster`]: the three-node cluster of `scripts/elasticsearch.sh cluster-start`
+//!   (`KLG_TEST_ES_CLUSTER_URLS`), its nodes killed and started again;
 //! - [`container_node`]: a node's container log layout and its gateway config;
 //! - [`config`]: one typed builder for every gateway config the tests write;
 //! - [`gateway`]: a gateway's home directory and the binary run as a child process;
@@ -22,6 +24,7 @@ pub mod certs;
 pub mod config;
 pub mod container_node;
 pub mod es;
+pub mod es_cluster;
 pub mod files;
 pub mod gateway;
 pub mod kube_apiserver;
@@ -36,6 +39,7 @@ pub use certs::*;
 pub use config::*;
 pub use container_node::*;
 pub use es::*;
+pub use es_cluster::*;
 pub use files::*;
 pub use gateway::*;
 pub use kube_apiserver::*;
