@@ -234,6 +234,9 @@ pub(super) struct Files {
     error_log: LogThrottle,
     first_run: bool,
     scanned_once: bool,
+    /// Where the next [`Files::read`] starts: the file after the one whose
+    /// turn filled the last batch, so that every file gets its turn.
+    next_turn: Option<FileKey>,
 }
 
 impl Files {
@@ -258,6 +261,7 @@ impl Files {
             error_log: LogThrottle::new(LOG_INTERVAL),
             first_run,
             scanned_once: false,
+            next_turn: None,
         }
     }
 
@@ -326,12 +330,26 @@ impl Files {
         self.failing.retain(|p, _| now_failing.contains(p));
     }
 
-    /// Gives every file a turn at reading. True if any data was read.
+    /// Gives every file a turn at reading, until the batch is full
+    /// (`batch_max_documents`). True if any data was read.
+    ///
+    /// Stopping at a full batch is what bounds memory: every file's turn reads
+    /// at least one buffer, so with many busy files a pass that went on would
+    /// make batches several times `batch_max_documents`, and the batches in
+    /// flight hold all of them. The next pass starts where this one stopped.
     pub(super) fn read(&mut self, pipeline: &mut Pipeline, batch: &mut Batch, now: Instant) -> bool {
-        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        let start = self.next_turn.take();
+        let keys: Vec<FileKey> = match start {
+            Some(k) => self.files.range(k..).chain(self.files.range(..k)).map(|(k, _)| *k).collect(),
+            None => self.files.keys().copied().collect(),
+        };
         let mut busy = false;
-        for key in keys {
-            busy |= self.read_file(key, pipeline, batch, now);
+        for (i, key) in keys.iter().enumerate() {
+            busy |= self.read_file(*key, pipeline, batch, now);
+            if batch.docs.len() >= self.cfg.batch_max_documents {
+                self.next_turn = keys.get(i + 1).copied();
+                break;
+            }
         }
         busy
     }

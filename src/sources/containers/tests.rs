@@ -485,3 +485,32 @@ fn a_line_far_longer_than_any_message_is_one_cut_document() {
     let end = std::fs::metadata(&path).unwrap().len();
     assert_eq!(h.checkpoint().values().next().unwrap().offset, end);
 }
+
+#[test]
+fn a_full_batch_ends_the_pass_and_the_next_pass_starts_at_the_next_file() {
+    // read_buffer_bytes 4096 and ~40-byte lines: one read is ~100 lines.
+    let mut h = Harness::new(|c| c.batch_max_documents = 50);
+    let names: Vec<String> = (0..6).map(|i| format!("p{i}_shop_app-{ID}.log")).collect();
+    for name in &names {
+        let text: String = (0..1000).map(|n| format!("2026-01-02T03:04:05Z stdout F {n:06}\n")).collect();
+        append(&h.path(name), text.as_bytes());
+    }
+    let mut order = Vec::new();
+    for _ in 0..12 {
+        let mut batch = Batch::default();
+        h.tailer.step(&mut batch, h.now, true);
+        let pods: std::collections::BTreeSet<String> = batch
+            .docs
+            .iter()
+            .map(|d| {
+                serde_json::from_slice::<Value>(&d.body).unwrap()["kubernetes"]["pod"]["name"].as_str().unwrap().into()
+            })
+            .collect();
+        // Without the stop, one pass gave each of the 6 files a turn: ~6 reads in one batch.
+        assert_eq!(pods.len(), 1, "one file's turn filled the batch: {pods:?}");
+        assert!(batch.docs.len() <= 50 + 110, "at most the limit plus one read: {}", batch.docs.len());
+        order.extend(pods);
+    }
+    let first_six: std::collections::BTreeSet<_> = order[..6].iter().cloned().collect();
+    assert_eq!(first_six.len(), 6, "every file had a turn before any had two: {order:?}");
+}
