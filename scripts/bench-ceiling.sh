@@ -5,13 +5,16 @@
 #   scripts/bench-ceiling.sh containers [MB]     # container logs end to end (default 100 MB of CRI logs)
 #   scripts/bench-ceiling.sh ab NDJSON A.json B.json [ROUNDS]
 #                                                # the same documents bulk-loaded under two index
-#                                                # templates, interleaved A B A B (default 2 rounds)
+#                                                # templates, interleaved A B A B (default 2 rounds);
+#                                                # LOAD_ARGS_A / LOAD_ARGS_B: extra `bulkload load`
+#                                                # arguments per side (e.g. --batch-docs 400, --gzip 0)
 #
 # audit/containers: runs the release gateway end to end for the documents (like
 # bench-webhook.sh e2e and bench-containers.sh e2e), stops it, exports what it
 # wrote (index, _id, _source) to bulk NDJSON with `bulkload export`, deletes the
 # indices (the gateway's template stays installed), then `bulkload load`s the NDJSON
 # back with the gateway's default batching (2000 docs / 5 MiB, gzip fast, 4 in flight).
+# ROUNDS (default 3) interleave the sides: gateway, ceiling, gateway, ceiling, ...
 # Both sides are timed the same way: from the first document sent until all are
 # searchable (a `_refresh` + `_count` every second). Elasticsearch's CPU comes from
 # `GET _nodes/stats/process` (process.cpu.total_in_millis), per 10,000 documents.
@@ -32,7 +35,7 @@ work="$(mktemp -d /tmp/klg-ceiling.XXXXXX)"
 gw_pid=""
 prefix="ceil$(date +%s%N | cut -c1-13)"
 trap '[[ -n "$gw_pid" ]] && { kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; }
-      curl -s -XDELETE "$es/$prefix-*" >/dev/null || true; rm -rf "$work"' EXIT
+      curl -s -XDELETE "$es/$prefix-*" >/dev/null || true; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$work"' EXIT
 
 cargo build --release --quiet --bin kube-log-gateway --bin loadgen --bin bulkload
 ES_PORT="${ES_PORT:-9200}" bash scripts/elasticsearch.sh start >/dev/null
@@ -53,15 +56,17 @@ wait_for() { # INDEX N
 now() { date +%s.%N; }
 
 # Bulk-loads NDJSON into fresh indices; prints "docs secs es_cpu_ms".
-load_once() { # NDJSON INDEX_PATTERN N
-  curl -s -XDELETE "$es/$2" >/dev/null
+load_once() { # NDJSON INDEX_PATTERN N [BULKLOAD ARGS...]
+  local file="$1" pat="$2" docs="$3"
+  shift 3
+  curl -s -XDELETE "$es/$pat" >/dev/null
   local c0 t0 t1 c1
   c0=$(es_cpu_ms); t0=$(now)
-  "$bin/bulkload" load --url "$es" --file "$1" --parallel "${LOAD_PARALLEL:-4}" >"$work/load.out"
-  wait_for "$2" "$3"
+  "$bin/bulkload" load --url "$es" --file "$file" --parallel "${LOAD_PARALLEL:-4}" "$@" >"$work/load.out"
+  wait_for "$pat" "$docs"
   t1=$(now); c1=$(es_cpu_ms)
   sed 's/^/  loader: /' "$work/load.out" >&2
-  echo "$3 $(echo "$t1 - $t0" | bc) $((c1 - c0))"
+  echo "$docs $(echo "$t1 - $t0" | bc) $((c1 - c0))"
 }
 
 report() { # LABEL DOCS SECS CPU_MS
@@ -77,10 +82,12 @@ if [[ "$mode" == ab ]]; then
   for r in $(seq "$rounds"); do
     for side in A B; do
       [[ $side == A ]] && t="$a" || t="$b"
+      [[ $side == A ]] && extra="${LOAD_ARGS_A:-}" || extra="${LOAD_ARGS_B:-}"
       name=klg-ceiling-ab
       curl -s -XDELETE "$es/$pattern" >/dev/null
       curl -sf -XPUT "$es/_index_template/$name" -H 'content-type: application/json' --data-binary @"$t" >/dev/null
-      read -r d s c < <(load_once "$ndjson" "$pattern" "$n")
+      # shellcheck disable=SC2086 # extra: loader arguments, split on purpose
+      read -r d s c < <(load_once "$ndjson" "$pattern" "$n" $extra)
       report "$side:$r" "$d" "$s" "$c"
       curl -s -XDELETE "$es/_index_template/$name" >/dev/null
     done
@@ -90,22 +97,54 @@ if [[ "$mode" == ab ]]; then
   exit 0
 fi
 
+# One gateway run end to end into fresh indices; prints "docs secs es_cpu_ms".
+gateway_once() {
+  curl -s -XDELETE "$es/$prefix-*" >/dev/null
+  rm -rf "$work/data"
+  local c0 t0 t1 c1 n
+  case "$src" in
+    audit)
+      "$gw_bin" serve --config "$work/gateway.yaml" >/dev/null 2>"$work/gateway.log" &
+      gw_pid=$!
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:${BENCH_ADMIN_PORT:-29764}/healthz" >/dev/null && break; sleep 0.1; done
+      c0=$(es_cpu_ms); t0=$(now)
+      "$bin/loadgen" --url "https://127.0.0.1:${BENCH_PORT:-28743}/audit" --ca "$work/certs/ca.crt" \
+        --cert "$work/certs/client.crt" --key "$work/certs/client.key" --run-id "$prefix" \
+        --duration 100000 --batches $((events / 400)) >"$work/loadgen.out"
+      n=$(awk '/^accepted events:/ {print $3}' "$work/loadgen.out")
+      ;;
+    containers)
+      n=$docs
+      c0=$(es_cpu_ms); t0=$(now)
+      "$gw_bin" serve --config "$work/gateway.yaml" >/dev/null 2>"$work/gateway.log" &
+      gw_pid=$!
+      ;;
+  esac
+  wait_for "$prefix-$src-*" "$n"
+  t1=$(now); c1=$(es_cpu_ms)
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=""
+  local dead
+  dead=$(count "$prefix-deadletter-*")
+  ((dead == 0)) || echo "warning: $dead dead letters" >&2
+  echo "$n $(echo "$t1 - $t0" | bc) $((c1 - c0))"
+}
+
+src="$mode"
 case "$mode" in
   audit)
     events="${1:-200000}"
     "$gw_bin" certs --out "$work/certs" >/dev/null
-    src=audit
     cat >"$work/gateway.yaml" <<YAML
 cluster_name: bench
 data_dir: $work/data
 server:
-  listen: 127.0.0.1:${BENCH_PORT:-28543}
+  listen: 127.0.0.1:${BENCH_PORT:-28743}
   tls:
     cert_file: $work/certs/server.crt
     key_file: $work/certs/server.key
     client_ca_file: $work/certs/ca.crt
 admin:
-  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29564}
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29764}
 log:
   level: warn
 spool:
@@ -118,27 +157,18 @@ elasticsearch:
   template:
     number_of_replicas: 0
 YAML
-    "$gw_bin" serve --config "$work/gateway.yaml" 2>"$work/gateway.log" &
-    gw_pid=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:${BENCH_ADMIN_PORT:-29564}/healthz" >/dev/null && break; sleep 0.1; done
-    c0=$(es_cpu_ms); t0=$(now)
-    "$bin/loadgen" --url "https://127.0.0.1:${BENCH_PORT:-28543}/audit" --ca "$work/certs/ca.crt" \
-      --cert "$work/certs/client.crt" --key "$work/certs/client.key" --run-id "$prefix" \
-      --duration 100000 --batches $((events / 400)) >"$work/loadgen.out"
-    n=$(awk '/^accepted events:/ {print $3}' "$work/loadgen.out")
     ;;
   containers)
     mb="${1:-100}"
     data=/tmp/klg-ceiling-ctr-data
     cargo bench --bench containers_tail --no-run --quiet
     bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
-    n=$("$bench" --bench --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
-    src=containers
-    cat >"$work/node.yaml" <<YAML
+    docs=$("$bench" --bench --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
+    cat >"$work/gateway.yaml" <<YAML
 cluster_name: bench
 data_dir: $work/data
 admin:
-  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29565}
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29765}
 log:
   level: warn
 sources:
@@ -152,31 +182,30 @@ elasticsearch:
   template:
     number_of_replicas: 0
 YAML
-    c0=$(es_cpu_ms); t0=$(now)
-    "$gw_bin" serve --config "$work/node.yaml" 2>"$work/gateway.log" &
-    gw_pid=$!
     ;;
   *) echo "usage: $0 audit [EVENTS] | containers [MB] | ab NDJSON A.json B.json [ROUNDS]" >&2; exit 2 ;;
 esac
 
+# Rounds interleave the two sides (gateway, ceiling, gateway, ceiling, ...): the machine is
+# shared, and only figures from the same stretch of time compare. The first gateway run's
+# documents are exported once and are what every ceiling round loads.
 pattern="$prefix-$src-*"
-wait_for "$pattern" "$n"
-t1=$(now); c1=$(es_cpu_ms)
-gw_secs=$(echo "$t1 - $t0" | bc); gw_cpu=$((c1 - c0))
-kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=""
-dead=$(count "$prefix-deadletter-*")
-((dead == 0)) || echo "warning: $dead dead letters" >&2
-
-"$bin/bulkload" export --url "$es" --index "$pattern" --out "$work/docs.ndjson" >&2
 tmpl="kube-log-gateway-$prefix-$src"
-curl -s "$es/_index_template/$tmpl" |
-  python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["index_templates"][0]["index_template"]))' >"$work/template.json"
-read -r ld ls lc < <(load_once "$work/docs.ndjson" "$pattern" "$n")
-
-echo "== $src, $(cat /proc/loadavg | cut -d' ' -f1-3) load, ${LOAD_PARALLEL:-4} loader requests in flight"
-report gateway "$n" "$gw_secs" "$gw_cpu"
-report ceiling "$ld" "$ls" "$lc"
-echo "fraction of the ceiling: $(echo "scale=3; ($n / $gw_secs) / ($ld / $ls)" | bc)"
+echo "== $src, ${LOAD_PARALLEL:-4} loader requests in flight, ${ROUNDS:-3} rounds"
+for r in $(seq "${ROUNDS:-3}"); do
+  gateway_once >"$work/gateway.out" # not in a subshell: the EXIT trap must know gw_pid
+  read -r n gs gc <"$work/gateway.out"
+  report "gateway:$r" "$n" "$gs" "$gc"
+  if [[ $r == 1 ]]; then
+    "$bin/bulkload" export --url "$es" --index "$pattern" --out "$work/docs.ndjson" >&2
+    curl -s "$es/_index_template/$tmpl" |
+      python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["index_templates"][0]["index_template"]))' >"$work/template.json"
+  fi
+  read -r ld ls lc < <(load_once "$work/docs.ndjson" "$pattern" "$n")
+  report "ceiling:$r" "$ld" "$ls" "$lc"
+  echo "fraction of the ceiling, round $r: $(echo "scale=3; ($n / $gs) / ($ld / $ls)" | bc)"
+done
+echo "load: $(cat /proc/loadavg)"
 if [[ -n "${KEEP:-}" ]]; then
   mkdir -p "$KEEP"
   cp "$work/docs.ndjson" "$KEEP/$src.ndjson"
