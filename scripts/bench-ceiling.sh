@@ -8,6 +8,9 @@
 #                                                # templates, interleaved A B A B (default 2 rounds);
 #                                                # LOAD_ARGS_A / LOAD_ARGS_B: extra `bulkload load`
 #                                                # arguments per side (e.g. --batch-docs 400, --gzip 0)
+#     NDJSON and A.json come from a run with KEEP=DIR (DIR/audit.ndjson, DIR/audit-template.json);
+#     B.json is an edited copy of A.json (a setting, a mapping). The audit/containers mode deletes
+#     the gateway's own template when it ends, so A and B are the only ones matching.
 #
 # audit/containers: runs the release gateway end to end for the documents (like
 # bench-webhook.sh e2e and bench-containers.sh e2e), stops it, exports what it
@@ -22,7 +25,8 @@
 # Environment: ES_PORT (default 9200; other engineers' tests use 9200, so prefer your own),
 # GW_BIN (gateway binary, default target/release/kube-log-gateway: lets two builds be compared),
 # LOAD_PARALLEL (loader requests in flight, default 4), KEEP=DIR (keep the NDJSON and the
-# installed template there, as input for `ab`).
+# installed template there, as input for `ab`), KEEP_WORK=1 (keep the work directory with the
+# gateway's log).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
