@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The gateway against a plain bulk load of the very documents it produced (the ceiling).
+#
+#   scripts/bench-ceiling.sh audit [EVENTS]      # audit webhook end to end via loadgen (default 200000)
+#   scripts/bench-ceiling.sh containers [MB]     # container logs end to end (default 100 MB of CRI logs)
+#   scripts/bench-ceiling.sh ab NDJSON A.json B.json [ROUNDS]
+#                                                # the same documents bulk-loaded under two index
+#                                                # templates, interleaved A B A B (default 2 rounds);
+#                                                # LOAD_ARGS_A / LOAD_ARGS_B: extra `bulkload load`
+#                                                # arguments per side (e.g. --batch-docs 400, --gzip 0)
+#     NDJSON and A.json come from a run with KEEP=DIR (DIR/audit.ndjson, DIR/audit-template.json);
+#     B.json is an edited copy of A.json (a setting, a mapping). The audit/containers mode deletes
+#     the gateway's own template when it ends, so A and B are the only ones matching.
+#
+# audit/containers: runs the release gateway end to end for the documents (like
+# bench-webhook.sh e2e and bench-containers.sh e2e), stops it, exports what it
+# wrote (index, _id, _source) to bulk NDJSON with `bulkload export`, deletes the
+# indices (the gateway's template stays installed), then `bulkload load`s the NDJSON
+# back with the gateway's default batching (2000 docs / 5 MiB, gzip fast, 4 in flight).
+# ROUNDS (default 3) interleave the sides: gateway, ceiling, gateway, ceiling, ...
+# Both sides are timed the same way: from the first document sent until all are
+# searchable (a `_refresh` + `_count` every second). Elasticsearch's CPU comes from
+# `GET _nodes/stats/process` (process.cpu.total_in_millis), per 10,000 documents.
+#
+# Environment: ES_PORT (default 9200; other engineers' tests use 9200, so prefer your own),
+# GW_BIN (gateway binary, default target/release/kube-log-gateway: lets two builds be compared),
+# LOAD_PARALLEL (loader requests in flight, default 4), KEEP=DIR (keep the NDJSON and the
+# installed template there, as input for `ab`), KEEP_WORK=1 (keep the work directory with the
+# gateway's log).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+mode="${1:-audit}"
+shift || true
+es="http://127.0.0.1:${ES_PORT:-9200}"
+bin=target/release
+gw_bin="${GW_BIN:-$bin/kube-log-gateway}"
+work="$(mktemp -d /tmp/klg-ceiling.XXXXXX)"
+gw_pid=""
+prefix="ceil$(date +%s%N | cut -c1-13)"
+trap '[[ -n "$gw_pid" ]] && { kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; }
+      curl -s -XDELETE "$es/$prefix-*" >/dev/null || true; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$work"' EXIT
+
+cargo build --release --quiet --bin kube-log-gateway --bin loadgen --bin bulkload
+ES_PORT="${ES_PORT:-9200}" bash scripts/elasticsearch.sh start >/dev/null
+
+es_cpu_ms() {
+  curl -s "$es/_nodes/_local/stats/process?filter_path=nodes.*.process.cpu.total_in_millis" |
+    python3 -c 'import json,sys; print(next(iter(json.load(sys.stdin)["nodes"].values()))["process"]["cpu"]["total_in_millis"])'
+}
+count() {
+  curl -s -XPOST "$es/$1/_refresh" >/dev/null || true
+  local n
+  n=$(curl -s "$es/$1/_count" | sed -E 's/.*"count":([0-9]+).*/\1/')
+  [[ "$n" =~ ^[0-9]+$ ]] && echo "$n" || echo 0
+}
+wait_for() { # INDEX N
+  while (($(count "$1") < $2)); do sleep 1; done
+}
+now() { date +%s.%N; }
+
+# Bulk-loads NDJSON into fresh indices; prints "docs secs es_cpu_ms".
+load_once() { # NDJSON INDEX_PATTERN N [BULKLOAD ARGS...]
+  local file="$1" pat="$2" docs="$3"
+  shift 3
+  curl -s -XDELETE "$es/$pat" >/dev/null
+  local c0 t0 t1 c1
+  c0=$(es_cpu_ms); t0=$(now)
+  "$bin/bulkload" load --url "$es" --file "$file" --parallel "${LOAD_PARALLEL:-4}" "$@" >"$work/load.out"
+  wait_for "$pat" "$docs"
+  t1=$(now); c1=$(es_cpu_ms)
+  sed 's/^/  loader: /' "$work/load.out" >&2
+  echo "$docs $(echo "$t1 - $t0" | bc) $((c1 - c0))"
+}
+
+report() { # LABEL DOCS SECS CPU_MS
+  printf '%-10s %9d docs  %8.1f s  %8.0f docs/s  ES CPU %6.2f s per 10k docs\n' \
+    "$1" "$2" "$3" "$(echo "$2 / $3" | bc -l)" "$(echo "$4 / 1000 * 10000 / $2" | bc -l)"
+}
+
+if [[ "$mode" == ab ]]; then
+  ndjson="$1" a="$2" b="$3" rounds="${4:-2}"
+  n=$(($(wc -l <"$ndjson") / 2))
+  index=$(head -1 "$ndjson" | sed -E 's/.*"_index":"([^"]+)".*/\1/')
+  pattern="${index%-*}-*"
+  for r in $(seq "$rounds"); do
+    for side in A B; do
+      [[ $side == A ]] && t="$a" || t="$b"
+      [[ $side == A ]] && extra="${LOAD_ARGS_A:-}" || extra="${LOAD_ARGS_B:-}"
+      name=klg-ceiling-ab
+      curl -s -XDELETE "$es/$pattern" >/dev/null
+      curl -sf -XPUT "$es/_index_template/$name" -H 'content-type: application/json' --data-binary @"$t" >/dev/null
+      # shellcheck disable=SC2086 # extra: loader arguments, split on purpose
+      read -r d s c < <(load_once "$ndjson" "$pattern" "$n" $extra)
+      report "$side:$r" "$d" "$s" "$c"
+      curl -s -XDELETE "$es/_index_template/$name" >/dev/null
+    done
+  done
+  curl -s -XDELETE "$es/$pattern" >/dev/null
+  echo "load: $(cat /proc/loadavg)"
+  exit 0
+fi
+
+# One gateway run end to end into fresh indices; prints "docs secs es_cpu_ms".
+gateway_once() {
+  curl -s -XDELETE "$es/$prefix-*" >/dev/null
+  rm -rf "$work/data"
+  local c0 t0 t1 c1 n
+  case "$src" in
+    audit)
+      "$gw_bin" serve --config "$work/gateway.yaml" >/dev/null 2>"$work/gateway.log" &
+      gw_pid=$!
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:${BENCH_ADMIN_PORT:-29764}/healthz" >/dev/null && break; sleep 0.1; done
+      c0=$(es_cpu_ms); t0=$(now)
+      "$bin/loadgen" --url "https://127.0.0.1:${BENCH_PORT:-28743}/audit" --ca "$work/certs/ca.crt" \
+        --cert "$work/certs/client.crt" --key "$work/certs/client.key" --run-id "$prefix" \
+        --duration 100000 --batches $((events / 400)) >"$work/loadgen.out"
+      n=$(awk '/^accepted events:/ {print $3}' "$work/loadgen.out")
+      ;;
+    containers)
+      n=$docs
+      c0=$(es_cpu_ms); t0=$(now)
+      "$gw_bin" serve --config "$work/gateway.yaml" >/dev/null 2>"$work/gateway.log" &
+      gw_pid=$!
+      ;;
+  esac
+  wait_for "$prefix-$src-*" "$n"
+  t1=$(now); c1=$(es_cpu_ms)
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=""
+  local dead
+  dead=$(count "$prefix-deadletter-*")
+  ((dead == 0)) || echo "warning: $dead dead letters" >&2
+  echo "$n $(echo "$t1 - $t0" | bc) $((c1 - c0))"
+}
+
+src="$mode"
+case "$mode" in
+  audit)
+    events="${1:-200000}"
+    "$gw_bin" certs --out "$work/certs" >/dev/null
+    cat >"$work/gateway.yaml" <<YAML
+cluster_name: bench
+data_dir: $work/data
+server:
+  listen: 127.0.0.1:${BENCH_PORT:-28743}
+  tls:
+    cert_file: $work/certs/server.crt
+    key_file: $work/certs/server.key
+    client_ca_file: $work/certs/ca.crt
+admin:
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29764}
+log:
+  level: warn
+spool:
+  max_bytes: 34359738368
+elasticsearch:
+  urls: ["$es"]
+  indices:
+    audit: "$prefix-audit-%Y.%m.%d"
+    dead_letter: "$prefix-deadletter-%Y.%m.%d"
+  template:
+    number_of_replicas: 0
+YAML
+    ;;
+  containers)
+    mb="${1:-100}"
+    data=/tmp/klg-ceiling-ctr-data
+    cargo bench --bench containers_tail --no-run --quiet
+    bench="$(ls -t target/release/deps/containers_tail-* | grep -v '\.d$' | head -1)"
+    docs=$("$bench" --bench --mb "$mb" --dir "$data" | sed -E 's/.* lines\/s, ([0-9]+) documents.*/\1/')
+    cat >"$work/gateway.yaml" <<YAML
+cluster_name: bench
+data_dir: $work/data
+admin:
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29765}
+log:
+  level: warn
+sources:
+  containers:
+    paths: ["$data/*.log"]
+elasticsearch:
+  urls: ["$es"]
+  indices:
+    containers: "$prefix-containers-%Y.%m.%d"
+    dead_letter: "$prefix-deadletter-%Y.%m.%d"
+  template:
+    number_of_replicas: 0
+YAML
+    ;;
+  *) echo "usage: $0 audit [EVENTS] | containers [MB] | ab NDJSON A.json B.json [ROUNDS]" >&2; exit 2 ;;
+esac
+
+# Rounds interleave the two sides (gateway, ceiling, gateway, ceiling, ...): the machine is
+# shared, and only figures from the same stretch of time compare. The first gateway run's
+# documents are exported once and are what every ceiling round loads.
+pattern="$prefix-$src-*"
+tmpl="kube-log-gateway-$prefix-$src"
+echo "== $src, ${LOAD_PARALLEL:-4} loader requests in flight, ${ROUNDS:-3} rounds"
+for r in $(seq "${ROUNDS:-3}"); do
+  gateway_once >"$work/gateway.out" # not in a subshell: the EXIT trap must know gw_pid
+  read -r n gs gc <"$work/gateway.out"
+  report "gateway:$r" "$n" "$gs" "$gc"
+  if [[ $r == 1 ]]; then
+    "$bin/bulkload" export --url "$es" --index "$pattern" --out "$work/docs.ndjson" >&2
+    curl -s "$es/_index_template/$tmpl" |
+      python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["index_templates"][0]["index_template"]))' >"$work/template.json"
+  fi
+  read -r ld ls lc < <(load_once "$work/docs.ndjson" "$pattern" "$n")
+  report "ceiling:$r" "$ld" "$ls" "$lc"
+  echo "fraction of the ceiling, round $r: $(echo "scale=3; ($n / $gs) / ($ld / $ls)" | bc)"
+done
+echo "load: $(cat /proc/loadavg)"
+if [[ -n "${KEEP:-}" ]]; then
+  mkdir -p "$KEEP"
+  cp "$work/docs.ndjson" "$KEEP/$src.ndjson"
+  cp "$work/template.json" "$KEEP/$src-template.json"
+  echo "kept $KEEP/$src.ndjson and $KEEP/$src-template.json"
+fi
+curl -s -XDELETE "$es/_index_template/$tmpl" >/dev/null
