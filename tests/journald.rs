@@ -440,14 +440,25 @@ async fn kill_9_mid_stream_then_restart_ships_every_entry_exactly_once() {
     let got = wait_for_count(&f.indices(), N, Duration::from_secs(120)).await;
     assert_eq!(got, N, "{}", f.log());
     // The cursor only moves past delivered entries: at the last one, nothing more is on its way.
-    let last = cursors(&f.journal_dir(), &["kubelet.service"]).pop().unwrap();
+    let all = cursors(&f.journal_dir(), &["kubelet.service"]);
+    let index_of = |c: &str| all.iter().position(|x| x == c).expect("the saved cursor is a kubelet entry's");
+    let last = all.last().unwrap().clone();
     wait_until("the final cursor", Duration::from_secs(60), || f.cursor().as_deref() == Some(last.as_str())).await;
     assert_eq!(count(&f.indices()).await, N);
-    // Resumed from the cursor, not from the start: only the last unsaved
-    // stretch before the kill was read again (as 409 duplicates).
+    // Resumed from the saved cursor, not from the start: only entries after
+    // it were read again (as 409 duplicates) — at most those Elasticsearch
+    // held at the kill, plus the requests it was still indexing then (4 in
+    // flight of 250). How far the cursor lagged depends on the machine's load,
+    // so the bound comes from the cursor itself, not from a fixed number.
+    let confirmed = index_of(&saved) + 1;
+    assert!(confirmed > 0 && confirmed as u64 <= at_kill, "cursor at entry {confirmed}, {at_kill} stored at the kill");
     let duplicates = metric(&f.admin, "klg_documents_total", "outcome=\"duplicate\"").await;
-    eprintln!("after restart: {duplicates} duplicates (409)");
-    assert!(duplicates < 2_000.0, "re-read {duplicates} entries");
+    eprintln!("after restart: {duplicates} duplicates (409); the cursor had confirmed {confirmed}");
+    assert!(
+        duplicates <= (at_kill - confirmed as u64 + 1_000) as f64,
+        "re-read {duplicates} entries, but only {} were stored after the saved cursor",
+        at_kill - confirmed as u64
+    );
     drop(gw);
     let stored = count(&f.indices()).await;
     // Every entry's _id comes from its cursor identity: more than N would be a duplicate.
