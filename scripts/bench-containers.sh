@@ -32,6 +32,18 @@ case "$mode" in
     work="$(mktemp -d /tmp/klg-bench-ctr.XXXXXX)"
     prefix="benchctr$(date +%s)"
     trap 'kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; curl -s -XDELETE "$es/$prefix-*" >/dev/null; rm -rf "$work"' EXIT
+    # JOURNAL_DIR (journal files, e.g. from `journald-<hash> generate DIR N` of the journald
+    # bench) turns the journald source on beside the containers one: both node sources at
+    # once. JOURNAL_ENTRIES is how many of its entries match kubelet.service.
+    journald_yaml=""
+    expect=$docs
+    if [[ -n "${JOURNAL_DIR:-}" ]]; then
+      journald_yaml="  journald:
+    directories: [\"$JOURNAL_DIR\"]
+    units: [kubelet.service]
+    start_at: head"
+      expect=$((docs + ${JOURNAL_ENTRIES:?JOURNAL_ENTRIES: the kubelet.service entries in JOURNAL_DIR}))
+    fi
     cat >"$work/node.yaml" <<YAML
 cluster_name: bench
 data_dir: $work/data
@@ -42,10 +54,12 @@ log:
 sources:
   containers:
     paths: ["$data/*.log"]
+$journald_yaml
 elasticsearch:
   urls: ["$es"]
   indices:
     containers: "$prefix-containers-%Y.%m.%d"
+    kubelet: "$prefix-journald-%Y.%m.%d"
     dead_letter: "$prefix-deadletter-%Y.%m.%d"
   template:
     number_of_replicas: 0
@@ -56,17 +70,17 @@ YAML
     gw_pid=$!
     while :; do
       sleep 1
-      curl -s -XPOST "$es/$prefix-containers-*/_refresh" >/dev/null || true
-      n=$(curl -s "$es/$prefix-containers-*/_count" | sed -E 's/.*"count":([0-9]+).*/\1/')
+      curl -s -XPOST "$es/$prefix-*/_refresh" >/dev/null || true
+      n=$(curl -s "$es/$prefix-containers-*,$prefix-journald-*/_count?allow_no_indices=true" | sed -E 's/.*"count":([0-9]+).*/\1/')
       [[ "$n" =~ ^[0-9]+$ ]] || n=0
-      ((n >= docs)) && break
+      ((n >= expect)) && break
     done
     end=$(date +%s.%N)
     ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
     es_pid=$(pgrep -f "instances/${ES_PORT:-9200}/" | head -1 || true)
     secs=$(echo "$end - $start" | bc)
-    echo "e2e: $n documents ($mb MB of CRI logs) searchable in ${secs} s = $(echo "$n / $secs" | bc) docs/s," \
+    echo "e2e: $n documents ($mb MB of CRI logs${JOURNAL_DIR:+ + journal entries from $JOURNAL_DIR}) searchable in ${secs} s = $(echo "$n / $secs" | bc) docs/s," \
       "$(echo "$mb / $secs" | bc -l | cut -c1-5) MB/s; gateway CPU $(echo "$ticks / 100" | bc -l | cut -c1-5) s," \
       "peak RSS $((hwm / 1024)) MiB"
     ;;
