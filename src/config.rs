@@ -84,9 +84,18 @@ impl Config {
     /// one comma-separated value (`crate::setting::list`), so no key needs to be
     /// named here.
     pub fn load_with_env(path: &Path, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        // Unreadable or not UTF-8: the `config` crate below says so, naming the file.
-        if let Ok(text) = std::fs::read_to_string(path) {
-            check_yaml_aliases(&text)?;
+        // Unreadable: the `config` crate below says so, naming the file. Not
+        // UTF-8: refused here, because that crate would read it lossily and
+        // expand its aliases unchecked (found with fuzz/fuzz_targets/config_load.rs).
+        if let Ok(bytes) = std::fs::read(path) {
+            let text = std::str::from_utf8(&bytes).map_err(|e| ConfigError::Read {
+                path: path.to_path_buf(),
+                source: config::ConfigError::Message(format!(
+                    "not UTF-8 (an invalid byte at offset {})",
+                    e.valid_up_to()
+                )),
+            })?;
+            check_yaml_aliases(text)?;
         }
         let env: config::Map<String, String> = vars.into_iter().filter(|(k, _)| k.starts_with("KLG__")).collect();
         let env_source = config::Environment::with_prefix("KLG")
@@ -235,6 +244,18 @@ mod tests {
 
     /// Found by fuzz/fuzz_targets/config_load.rs: 400 bytes that took more than
     /// 2 GiB in the YAML loader before any key was checked.
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_before_its_aliases_are_expanded() {
+        // The fuzzer's find: an alias bomb with invalid bytes in the middle went
+        // around the alias check and took gigabytes.
+        let bomb = include_bytes!("../fuzz/corpus/config_load/seed-alias-bomb-not-utf8.yaml");
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bomb).unwrap();
+        let err = Config::load_with_env(f.path(), []).unwrap_err().to_string();
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+        assert!(err.contains("not UTF-8 (an invalid byte at offset 295)"), "{err}");
+    }
+
     #[test]
     fn yaml_alias_bomb_is_refused() {
         let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
