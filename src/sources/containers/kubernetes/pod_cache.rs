@@ -13,7 +13,7 @@
 //! IP, no managed fields); per ReplicaSet/Job two names; per namespace its labels.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,6 @@ pub struct PodCache {
     annotations: Vec<glob::Pattern>,
     /// Every watch's first list is in, or the cache gave up waiting for them.
     ready: (Mutex<bool>, Condvar),
-    pods_synced: AtomicBool,
     /// The watches whose first list is not in yet (a bit per [`Listed`]).
     unlisted: AtomicU8,
 }
@@ -178,7 +177,6 @@ impl PodCache {
             retention,
             annotations: annotations.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect(),
             ready: (Mutex::new(false), Condvar::new()),
-            pods_synced: AtomicBool::new(false),
             unlisted: AtomicU8::new(
                 Listed::Pods as u8 | Listed::Namespaces as u8 | Listed::ReplicaSets as u8 | Listed::Jobs as u8,
             ),
@@ -213,7 +211,7 @@ impl PodCache {
 
     /// Whether the pods' first list has completed (since start).
     pub fn pods_synced(&self) -> bool {
-        self.pods_synced.load(Ordering::Acquire)
+        self.unlisted.load(Ordering::Acquire) & Listed::Pods as u8 == 0
     }
 
     /// One watch's list completed; when it is the last of the four first
@@ -279,7 +277,6 @@ impl PodCache {
             }
         }
         drop(st);
-        self.pods_synced.store(true, Ordering::Release);
         self.bump();
         self.listed(Listed::Pods);
     }
