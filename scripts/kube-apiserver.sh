@@ -37,6 +37,9 @@
 #   The webhook kubeconfig is deploy/kube-apiserver/audit-webhook-kubeconfig.yaml with
 #   its server URL and file paths replaced by these, so the documented file is what runs.
 #   KLG_AUDIT_POLICY  the audit policy (default deploy/kube-apiserver/audit-policy.yaml)
+#   KUBE_APISERVER_EXTRA_ARGS  more kube-apiserver flags, space-separated, appended last
+#                     (e.g. "--watch-cache=false --etcd-compaction-interval=1s", which a
+#                     test uses to make watch history expire: a 410 Gone on demand)
 #
 # What runs (all on 127.0.0.1, nothing on the network):
 #   etcd 3.4 (Debian's etcd-server), data in $KUBE_DIR/etcd
@@ -357,6 +360,12 @@ do_start() {
   if [[ -n "${KLG_WEBHOOK_URL:-}" ]]; then
     webhook=(--audit-webhook-config-file="$(write_webhook_kubeconfig)" --audit-webhook-batch-max-wait=1s)
   fi
+  local extra_args=()
+  read -r -a extra_args <<<"${KUBE_APISERVER_EXTRA_ARGS:-}"
+  local a
+  for a in "${extra_args[@]}"; do
+    [[ "$a" == --* ]] || die "KUBE_APISERVER_EXTRA_ARGS: '$a' is not a --flag (flags are space-separated, each --name=value)"
+  done
   # etcd: one member, loopback only, its own data dir (kept across restarts).
   mkdir -p "$KUBE_DIR/etcd"
   chmod 700 "$KUBE_DIR/etcd"
@@ -398,6 +407,7 @@ do_start() {
     --audit-policy-file="$policy" \
     --audit-log-path="$KUBE_DIR/audit.log" --audit-log-format=json --audit-log-maxsize=0 \
     "${webhook[@]}" \
+    "${extra_args[@]}" \
     </dev/null >"$KUBE_DIR/kube-apiserver.log" 2>&1 {INSTANCE_LOCK_FD}>&- &
   apid=$!
   echo "$apid" >"$KUBE_DIR/kube-apiserver.pid"

@@ -30,8 +30,12 @@ struct Api {
 
 impl Api {
     fn start() -> Api {
+        Self::start_with_args(&[])
+    }
+
+    fn start_with_args(extra_args: &[&str]) -> Api {
         let (kube_port, etcd_port) = (free_port(), free_port());
-        Api { inner: KubeApiserver::start_with(None, Some((kube_port, etcd_port))) }
+        Api { inner: KubeApiserver::start_with_args(None, Some((kube_port, etcd_port)), extra_args) }
     }
 
     /// kube-apiserver again, at the same URL, with the same etcd.
@@ -159,9 +163,13 @@ fn setup(name: &str) -> Setup {
 
 impl Setup {
     fn enable_kubernetes(&mut self, api: &Api) {
+        self.enable_kubernetes_with(api.inner.var("KUBECONFIG"));
+    }
+
+    fn enable_kubernetes_with(&mut self, kubeconfig: &str) {
         self.config.containers_mut().kubernetes = vec![
             ("enabled".into(), "true".into()),
-            ("kubeconfig".into(), format!("{:?}", api.inner.var("KUBECONFIG"))),
+            ("kubeconfig".into(), format!("{kubeconfig:?}")),
             ("annotations".into(), "[\"example.com/*\"]".into()),
             ("retry_max_backoff".into(), "1s".into()),
             ("initial_sync_timeout".into(), "30s".into()),
@@ -439,6 +447,100 @@ async fn api_killed_mid_run_loses_no_line_and_flags_only_pods_it_never_knew() {
     let relists = s.home.metric("klg_containers_kube_relists_total", "resource=\"pods\"").await;
     let restarts = s.home.metric("klg_containers_kube_watch_restarts_total", "resource=\"pods\"").await;
     eprintln!("pods: {relists} lists, {restarts} failed requests");
+    assert!(Es::test().terms(&index, "event.id", 2, 10).await.is_empty(), "an _id twice");
+    s.home.delete_indices().await;
+}
+
+/// History expired while the gateway was cut off from the API: its watches come
+/// back with a resourceVersion that etcd has compacted away, get 410 Gone, and list
+/// again. What changed meanwhile (a label on a known pod, a new pod) is on the next
+/// lines, and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_expired_while_cut_off_gets_410_and_a_relist_that_sees_the_changes() {
+    if !binaries_built_or_skip() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    require_es().await;
+    let mut s = setup("kmeta-410");
+    // Without the watch cache, watches are served by etcd itself, which answers a
+    // compacted resourceVersion with 410 Gone; kube-apiserver compacts every second.
+    let api = Api::start_with_args(&["--watch-cache=false", "--etcd-compaction-interval=1s"]);
+    api.namespace(&s.dir);
+    let uid = api.pod(&s.dir, "shop", "web-1", &[("app", "web")], None, "nginx:1.27", "10.244.3.1");
+
+    // The gateway reaches the API only through a proxy the test can cut.
+    let kube_url = api.inner.var("KUBE_URL").to_string();
+    let proxy = GatedProxy::start(kube_url.trim_start_matches("https://").to_string()).await;
+    proxy.open();
+    let proxied_url = proxy.url.replace("http://", "https://");
+    let kubeconfig = s.dir.join("proxied.kubeconfig");
+    let original = std::fs::read_to_string(api.inner.var("KUBECONFIG")).unwrap();
+    assert!(original.contains(&kube_url), "the kubeconfig names {kube_url}:\n{original}");
+    std::fs::write(&kubeconfig, original.replace(&kube_url, &proxied_url)).unwrap();
+    s.enable_kubernetes_with(kubeconfig.to_str().unwrap());
+
+    let web1 = LogFile::new(&s.root, "shop", "web-1", &uid, 0);
+    web1.line("before 0");
+    let _gw = s.home.start(&s.config);
+    let d = s.wait_for_message("before 0").await;
+    assert_eq!(d["kubernetes"]["labels"]["app"], "web", "{d}");
+    let pods_lists = || s.home.metric("klg_containers_kube_relists_total", "resource=\"pods\"");
+    assert_eq!(pods_lists().await, 1.0, "one list at start");
+
+    // Cut: the watch streams break mid-stream and every reconnect fails.
+    let list: Value = serde_json::from_str(&api.kubectl(&["get", "--raw", "/api/v1/pods?limit=1"])).unwrap();
+    let cut_at = list["metadata"]["resourceVersion"].as_str().expect("a list's resourceVersion").to_string();
+    proxy.cut();
+    s.home
+        .wait_for_metric(
+            "klg_containers_kube_watch_restarts_total",
+            "resource=\"pods\"",
+            Duration::from_secs(60),
+            |v| v > 0.0,
+        )
+        .await;
+    // Meanwhile, unseen by the gateway: a label changes, a pod is created.
+    api.kubectl(&["-n", "shop", "label", "pod", "web-1", "app=web-v2", "--overwrite"]);
+    let uid2 = api.pod(&s.dir, "shop", "web-2", &[("app", "two")], None, "nginx:1.27", "10.244.3.2");
+    // Wait until etcd has compacted the history the gateway would resume from: a
+    // watch from the resourceVersion before the cut is refused with 410 Gone.
+    let watch_from_cut = format!("/api/v1/pods?watch=1&resourceVersion={cut_at}&timeoutSeconds=1");
+    let (_, expired) = poll(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async { api.inner.kubectl(&["get", "--raw", &watch_from_cut]) },
+        // An ERROR event with code 410 in the stream, or the request refused as Expired.
+        |out| {
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            said.contains("\"code\":410") || said.contains("too old resource version")
+        },
+    )
+    .await;
+    assert!(
+        expired,
+        "etcd never compacted resourceVersion {cut_at}; kube-apiserver log:\n{}",
+        tail(&api.inner.server_log())
+    );
+
+    // Back: the resumed watches get 410 Gone and list again.
+    proxy.open();
+    s.home
+        .wait_for_metric("klg_containers_kube_relists_total", "resource=\"pods\"", Duration::from_secs(60), |v| {
+            v >= 2.0
+        })
+        .await;
+    let web2 = LogFile::new(&s.root, "shop", "web-2", &uid2, 0);
+    web1.line("after 0");
+    web2.line("newcomer 0");
+    let d1 = s.wait_for_message("after 0").await;
+    let d2 = s.wait_for_message("newcomer 0").await;
+    assert_eq!(d1["kubernetes"]["labels"]["app"], "web-v2", "the label changed while cut off: {d1}");
+    assert_eq!(d2["kubernetes"]["labels"]["app"], "two", "the pod created while cut off: {d2}");
+    assert!(flags(&d2).is_empty(), "{d2}");
+    assert_eq!(d2["kubernetes"]["pod"]["ip"], "10.244.3.2", "{d2}");
+    let index = s.home.indices("containers");
+    assert_eq!(wait_for_count(&index, 3, Duration::from_secs(30)).await, 3);
     assert!(Es::test().terms(&index, "event.id", 2, 10).await.is_empty(), "an _id twice");
     s.home.delete_indices().await;
 }

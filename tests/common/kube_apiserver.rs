@@ -79,6 +79,8 @@ pub struct KubeApiserver {
     /// (kube-apiserver, etcd) ports when fixed, so that a restart keeps its URL.
     ports: Option<(u16, u16)>,
     webhook: Option<Webhook>,
+    /// More kube-apiserver flags (`KUBE_APISERVER_EXTRA_ARGS`), kept across restarts.
+    extra_args: Vec<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -90,6 +92,12 @@ impl KubeApiserver {
     /// Like [`KubeApiserver::start`], on fixed (kube-apiserver, etcd) ports: a test
     /// that kills kube-apiserver can [`KubeApiserver::restart`] it at the same URL.
     pub fn start_with(webhook: Option<Webhook>, ports: Option<(u16, u16)>) -> KubeApiserver {
+        Self::start_with_args(webhook, ports, &[])
+    }
+
+    /// Like [`KubeApiserver::start_with`], with more kube-apiserver flags
+    /// (e.g. `--etcd-compaction-interval=1s`), used again on every restart.
+    pub fn start_with_args(webhook: Option<Webhook>, ports: Option<(u16, u16)>, extra_args: &[&str]) -> KubeApiserver {
         let builder = tempfile::Builder::new().prefix("klg-kube-").to_owned();
         let tmp = match std::env::var_os("KLG_KUBE_TEST_ROOT") {
             Some(root) => builder.tempdir_in(root),
@@ -98,7 +106,8 @@ impl KubeApiserver {
         .unwrap();
         let dir = tmp.path().join("kube");
         // Constructed before the start, so a start that fails half-way is stopped too.
-        let mut api = KubeApiserver { dir, env: HashMap::new(), ports, webhook, _tmp: tmp };
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut api = KubeApiserver { dir, env: HashMap::new(), ports, webhook, extra_args, _tmp: tmp };
         api.restart();
         api
     }
@@ -113,6 +122,7 @@ impl KubeApiserver {
         {
             cmd.env_remove(v);
         }
+        cmd.env("KUBE_APISERVER_EXTRA_ARGS", self.extra_args.join(" "));
         if let Some((kube, etcd)) = self.ports {
             cmd.env("KUBE_PORT", kube.to_string()).env("ETCD_PORT", etcd.to_string());
         }

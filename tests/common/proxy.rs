@@ -10,6 +10,8 @@ pub struct GatedProxy {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     open: Arc<AtomicBool>,
+    /// Bumped by [`GatedProxy::cut`]: every forwarded connection watching it ends.
+    cuts: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,20 +22,26 @@ impl GatedProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let open = Arc::new(AtomicBool::new(false));
         let gate = open.clone();
+        let (cuts, cut_seen) = tokio::sync::watch::channel(0u64);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !gate.load(Ordering::SeqCst) {
                     continue; // dropped: the client sees the connection closed
                 }
                 let target = target.clone();
+                let mut cut = cut_seen.clone();
+                cut.mark_unchanged();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.changed() => {} // both sockets dropped: the client sees a reset or EOF
+                        }
                     }
                 });
             }
         });
-        GatedProxy { url, open, task }
+        GatedProxy { url, open, cuts, task }
     }
 
     /// A closed proxy to an `http://host:port` URL.
@@ -49,6 +57,13 @@ impl GatedProxy {
     /// From now on, new connections are closed at once.
     pub fn close(&self) {
         self.open.store(false, Ordering::SeqCst);
+    }
+
+    /// [`GatedProxy::close`], and the connections already forwarded end too
+    /// (a long-running watch or keep-alive connection breaks mid-stream).
+    pub fn cut(&self) {
+        self.close();
+        self.cuts.send_modify(|n| *n += 1);
     }
 }
 
