@@ -12,6 +12,11 @@
 # ES_CONCURRENCY=fixed|adaptive and ES_MAX_IN_FLIGHT=N set elasticsearch.concurrency
 # and elasticsearch.max_in_flight (default: the gateway's defaults); the
 # concurrency limit is sampled every second and summarized at the end.
+#
+# BENCH_BIN=DIR runs the kube-log-gateway and loadgen binaries found in DIR
+# instead of building (for A/B runs of two builds, interleaved).
+# PERF=FILE records the gateway with `perf record -F 999 -g` for the whole load
+# (`perf report -i FILE --no-children --sort symbol` reads it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,8 +25,12 @@ shift || true
 work="$(mktemp -d /tmp/klg-bench.XXXXXX)"
 trap 'kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; [[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 
-cargo build --release --quiet --bin kube-log-gateway --bin loadgen
-bin=target/release
+if [[ -n "${BENCH_BIN:-}" ]]; then
+  bin="$BENCH_BIN"
+else
+  cargo build --release --quiet --bin kube-log-gateway --bin loadgen
+  bin=target/release
+fi
 "$bin/kube-log-gateway" certs --out "$work/certs" >/dev/null
 
 case "$mode" in
@@ -85,11 +94,17 @@ fi
   curl -s "http://127.0.0.1:${BENCH_ADMIN_PORT:-29464}/metrics" | awk '/^klg_elasticsearch_concurrency_limit / {print $2}'
 done) >"$work/limit.samples" 2>/dev/null &
 limit_sampler=$!
+perf_pid=""
+if [[ -n "${PERF:-}" ]]; then
+  perf record -F 999 -g -o "$PERF" -p "$gw_pid" 2>/dev/null >/dev/null &
+  perf_pid=$!
+fi
 t0=$(date +%s.%N); c0=$(cpu_ticks)
 [[ -n "$es_pid" ]] && e0=$(cpu_ticks "$es_pid")
 "$bin/loadgen" --url https://127.0.0.1:${BENCH_PORT:-28443}/audit --ca "$work/certs/ca.crt" \
   --cert "$work/certs/client.crt" --key "$work/certs/client.key" --run-id "$prefix" "$@" | tee "$work/loadgen.out"
 t1=$(date +%s.%N); c1=$(cpu_ticks)
+if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
 accepted=$(awk '/^accepted events:/ {print $3}' "$work/loadgen.out")
 
 if [[ "$mode" == e2e ]]; then
