@@ -494,6 +494,6 @@ mod tests {
             assert_eq!(v["message"], Value::String(want), "document {i}");
             assert_eq!(v["log"]["offset"], json!(i), "document {i}");
         }
-        assert_eq!(docs[7].body.windows(3).filter(|w| *w == "\u{fffd}".as_bytes()[..]).count(), 1);
+        assert_eq!(docs[7].body.windows(3).filter(|w| *w == "\u{fffd}".as_bytes()).count(), 1);
     }
 }
