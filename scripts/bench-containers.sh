@@ -68,6 +68,16 @@ YAML
     start=$(date +%s.%N)
     ${BENCH_WRAP:-} target/release/kube-log-gateway serve --config "$work/node.yaml" 2>"$work/gateway.log" &
     gw_pid=$!
+    # Peak RssAnon (heap) and RssFile (mapped files: journal windows, the binary) apart,
+    # sampled every 0.2 s: VmHWM only has their peak sum.
+    ( anon=0 file=0
+      while [[ -r /proc/$gw_pid/status ]]; do
+        read -r a f < <(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print a+0, f+0}' "/proc/$gw_pid/status" 2>/dev/null || echo "0 0")
+        ((a > anon)) && anon=$a
+        ((f > file)) && file=$f
+        echo "$anon $file" 2>/dev/null >"$work/rss"
+        sleep 0.2
+      done ) &
     while :; do
       sleep 1
       curl -s -XPOST "$es/$prefix-*/_refresh" >/dev/null || true
@@ -79,10 +89,12 @@ YAML
     ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
     es_pid=$(pgrep -f "instances/${ES_PORT:-9200}/" | head -1 || true)
+    anon_kib=0 file_kib=0
+    read -r anon_kib file_kib <"$work/rss" 2>/dev/null || true
     secs=$(echo "$end - $start" | bc)
     echo "e2e: $n documents ($mb MB of CRI logs${JOURNAL_DIR:+ + journal entries from $JOURNAL_DIR}) searchable in ${secs} s = $(echo "$n / $secs" | bc) docs/s," \
       "$(echo "$mb / $secs" | bc -l | cut -c1-5) MB/s; gateway CPU $(echo "$ticks / 100" | bc -l | cut -c1-5) s," \
-      "peak RSS $((hwm / 1024)) MiB"
+      "peak RSS $((hwm / 1024)) MiB (sampled peaks: RssAnon $((anon_kib / 1024)) MiB, RssFile $((file_kib / 1024)) MiB)"
     ;;
   *) echo "usage: $0 tail|e2e" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -74,7 +74,15 @@ pub struct ContainerNormalizer {
     /// writing a string, so a body written straight into its own `Vec` kept
     /// about twice the memory it needs for as long as it was in flight.
     scratch: Vec<u8>,
+    /// Bodies are copied out of `scratch` into this chunk and split off.
+    arena: BytesMut,
 }
+
+/// Bodies share chunks of this size (~20 documents each): one allocation and
+/// one free per chunk instead of per body. A body bigger than a quarter of it
+/// gets its own allocation, so a chunk never holds one large body's leftovers.
+/// A body kept alive (retried, say) keeps its chunk alive: at most 16 KiB.
+const ARENA_CHUNK: usize = 16 * 1024;
 
 /// The per-file part of every document.
 #[derive(Serialize)]
@@ -145,7 +153,15 @@ struct Container<'a> {
 
 impl ContainerNormalizer {
     pub fn new(cluster: String, host: String, node: String, index: IndexPattern) -> Self {
-        ContainerNormalizer { cluster, host, node, index: DayIndex::new(index), kube: None, scratch: Vec::new() }
+        ContainerNormalizer {
+            cluster,
+            host,
+            node,
+            index: DayIndex::new(index),
+            kube: None,
+            scratch: Vec::new(),
+            arena: BytesMut::new(),
+        }
     }
 
     /// Enrich documents from the metadata cache.
@@ -251,7 +267,12 @@ impl ContainerNormalizer {
             kube_metrics().metadata_missing.inc();
         }
         let fixed = ctx.fixed.borrow();
-        let message = String::from_utf8_lossy(&rec.message);
+        // simdutf8 for the valid case (nearly all lines); std's lossy
+        // conversion walks the bytes one chunk at a time even when they are valid.
+        let message = match simdutf8::basic::from_utf8(&rec.message) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&rec.message),
+        };
         let mut b = std::mem::take(&mut self.scratch);
         b.clear();
         b.extend_from_slice(b"{\"@timestamp\":");
@@ -301,7 +322,15 @@ impl ContainerNormalizer {
             b.push(b'}');
         }
         b.push(b'}');
-        let body = Bytes::copy_from_slice(&b);
+        let body = if b.len() > ARENA_CHUNK / 4 {
+            Bytes::copy_from_slice(&b)
+        } else {
+            if self.arena.capacity() - self.arena.len() < b.len() {
+                self.arena = BytesMut::with_capacity(ARENA_CHUNK);
+            }
+            self.arena.extend_from_slice(&b);
+            self.arena.split().freeze()
+        };
         self.scratch = b;
         Document { index: self.index.index_for(rec.time), id, body, source: SourceKind::Containers }
     }
@@ -423,5 +452,48 @@ mod tests {
                 "kube_log_gateway": { "flags": ["cut"] }
             })
         );
+    }
+
+    #[test]
+    fn bodies_sharing_a_chunk_stay_apart_and_invalid_utf8_is_replaced() {
+        let mut n = normalizer();
+        let ctx = n.file_context(
+            FileKey { dev: 1, ino: 2 },
+            Fingerprint { len: 1, hash: [0; 16] },
+            Path::new("/l/a.log"),
+            Metadata::default(),
+        );
+        let line = parse_cri(b"2026-01-02T03:04:05Z stdout F x").unwrap();
+        let messages: Vec<Vec<u8>> = (0..200usize)
+            .map(|i| match i {
+                7 => b"bad \xff byte".to_vec(),
+                // Over a quarter of a chunk: its own allocation.
+                50 => vec![b'y'; ARENA_CHUNK],
+                _ => format!("message {i} {}", "z".repeat(i * 13 % 700)).into_bytes(),
+            })
+            .collect();
+        let docs: Vec<Document> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let rec = Record {
+                    offset: i as u64,
+                    time_text: line.time_text.clone(),
+                    time: line.time,
+                    stream: Some(Stream::Stdout),
+                    message: m.as_slice().into(),
+                    flags: Flags::default(),
+                    error: None,
+                };
+                n.normalize(&ctx, &rec, "2026-01-02T03:04:06.000Z")
+            })
+            .collect();
+        for (i, doc) in docs.iter().enumerate() {
+            let v: Value = serde_json::from_slice(&doc.body).unwrap();
+            let want = String::from_utf8_lossy(&messages[i]).into_owned();
+            assert_eq!(v["message"], Value::String(want), "document {i}");
+            assert_eq!(v["log"]["offset"], json!(i), "document {i}");
+        }
+        assert_eq!(docs[7].body.windows(3).filter(|w| *w == "\u{fffd}".as_bytes()).count(), 1);
     }
 }
