@@ -7,6 +7,7 @@
 //! cargo bench --bench journald -- generate DIR 1000000   # once: journal files via systemd-journal-remote
 //! /usr/bin/time -v target/release/deps/journald-<hash> run DIR
 //! target/release/deps/journald-<hash> ours DIR 3           # only the gateway's reader, 3 times
+//! REOPEN_EVERY=5000 target/release/deps/journald-<hash> ours DIR 1   # with that `reopen_every`
 //! ```
 //!
 //! `ours` prints, per pass, entries/s and the CPU seconds per million entries of
@@ -55,10 +56,11 @@ fn main() {
                 let (entries, bytes, secs) = ours(Path::new(dir));
                 let cpu = cpu_secs() - cpu0;
                 println!(
-                    "ours: {entries} entries, {:.1} MB of documents, {secs:.2} s → {:.0} entries/s, {:.2} CPU-s per million entries, load {}",
+                    "ours: {entries} entries, {:.1} MB of documents, {secs:.2} s → {:.0} entries/s, {:.2} CPU-s per million entries, {}, load {}",
                     bytes as f64 / 1e6,
                     entries as f64 / secs,
                     cpu / entries as f64 * 1e6,
+                    vm_hwm(),
                     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
                 );
             }
@@ -184,6 +186,10 @@ fn journalctl(dir: &Path) -> (u64, f64) {
 fn ours(dir: &Path) -> (u64, u64, f64) {
     let started = Instant::now();
     let mut reader = JournalReader::open(dir, &["kubelet.service".to_string()], &[]).unwrap();
+    // REOPEN_EVERY=N: the `reopen_every` key's value for this pass (default: the key's default).
+    if let Some(n) = std::env::var("REOPEN_EVERY").ok().and_then(|v| v.parse().ok()) {
+        reader.set_reopen_every(n);
+    }
     reader.position(None, StartAt::Head).unwrap();
     let mut normalizer =
         JournaldNormalizer::new("bench".into(), "node-1".into(), IndexPattern::parse("kubelet-%Y.%m.%d").unwrap());
