@@ -6,7 +6,13 @@
 //! ```text
 //! cargo bench --bench journald -- generate DIR 1000000   # once: journal files via systemd-journal-remote
 //! /usr/bin/time -v target/release/deps/journald-<hash> run DIR
+//! target/release/deps/journald-<hash> ours DIR 3           # only the gateway's reader, 3 times
+//! REOPEN_EVERY=5000 target/release/deps/journald-<hash> ours DIR 1   # with that `reopen_every`
 //! ```
+//!
+//! `ours` prints, per pass, entries/s and the CPU seconds per million entries of
+//! this process (utime + stime from /proc/self/stat): on a shared machine the
+//! CPU per entry is the figure that compares, the rate depends on the load.
 //!
 //! Without arguments and without `--bench` (that is, under `cargo test
 //! --benches`), a smoke run: the same `generate` and `run` on a few thousand
@@ -44,8 +50,23 @@ fn main() {
         ["run", dir] => {
             run(Path::new(dir));
         }
+        ["ours", dir, rounds] => {
+            for _ in 0..rounds.parse::<u32>().expect("rounds") {
+                let cpu0 = cpu_secs();
+                let (entries, bytes, secs) = ours(Path::new(dir));
+                let cpu = cpu_secs() - cpu0;
+                println!(
+                    "ours: {entries} entries, {:.1} MB of documents, {secs:.2} s → {:.0} entries/s, {:.2} CPU-s per million entries, {}, load {}",
+                    bytes as f64 / 1e6,
+                    entries as f64 / secs,
+                    cpu / entries as f64 * 1e6,
+                    vm_hwm(),
+                    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+                );
+            }
+        }
         [] if !bench => smoke(),
-        _ => eprintln!("usage: journald generate DIR COUNT | journald run DIR"),
+        _ => eprintln!("usage: journald generate DIR COUNT | journald run DIR | journald ours DIR ROUNDS"),
     }
 }
 
@@ -165,6 +186,10 @@ fn journalctl(dir: &Path) -> (u64, f64) {
 fn ours(dir: &Path) -> (u64, u64, f64) {
     let started = Instant::now();
     let mut reader = JournalReader::open(dir, &["kubelet.service".to_string()], &[]).unwrap();
+    // REOPEN_EVERY=N: the `reopen_every` key's value for this pass (default: the key's default).
+    if let Some(n) = std::env::var("REOPEN_EVERY").ok().and_then(|v| v.parse().ok()) {
+        reader.set_reopen_every(n);
+    }
     reader.position(None, StartAt::Head).unwrap();
     let mut normalizer =
         JournaldNormalizer::new("bench".into(), "node-1".into(), IndexPattern::parse("kubelet-%Y.%m.%d").unwrap());
@@ -178,6 +203,16 @@ fn ours(dir: &Path) -> (u64, u64, f64) {
         docs.clear();
     }
     (entries, bytes, started.elapsed().as_secs_f64())
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn vm_hwm() -> String {

@@ -3,6 +3,8 @@
 #
 #   scripts/bench-ceiling.sh audit [EVENTS]      # audit webhook end to end via loadgen (default 200000)
 #   scripts/bench-ceiling.sh containers [MB]     # container logs end to end (default 100 MB of CRI logs)
+#   scripts/bench-ceiling.sh journald [ENTRIES]  # journal files end to end, node role with the journald
+#                                                # source only (default 1000000 entries, 80 % kubelet)
 #   scripts/bench-ceiling.sh ab NDJSON A.json B.json [ROUNDS]
 #                                                # the same documents bulk-loaded under two index
 #                                                # templates, interleaved A B A B (default 2 rounds);
@@ -12,7 +14,7 @@
 #     B.json is an edited copy of A.json (a setting, a mapping). The audit/containers mode deletes
 #     the gateway's own template when it ends, so A and B are the only ones matching.
 #
-# audit/containers: runs the release gateway end to end for the documents (like
+# audit/containers/journald: runs the release gateway end to end for the documents (like
 # bench-webhook.sh e2e and bench-containers.sh e2e), stops it, exports what it
 # wrote (index, _id, _source) to bulk NDJSON with `bulkload export`, deletes the
 # indices (the gateway's template stays installed), then `bulkload load`s the NDJSON
@@ -21,6 +23,13 @@
 # Both sides are timed the same way: from the first document sent until all are
 # searchable (a `_refresh` + `_count` every second). Elasticsearch's CPU comes from
 # `GET _nodes/stats/process` (process.cpu.total_in_millis), per 10,000 documents.
+#
+# journald: the journal comes from the journald bench's `generate` (systemd-journal-remote,
+# files of 100,000 entries) into /tmp/klg-ceiling-jdata-ENTRIES, made once and reused; the
+# gateway reads it from the head (`start_at: head`, a fresh data_dir every round). Beside each
+# gateway round: its CPU seconds and its peak RSS split into RssAnon / RssFile (the largest of
+# each seen in /proc/PID/status, sampled every 0.2 s). JOURNALD_YAML: extra lines for the
+# `sources.journald` section (e.g. "    reopen_every: 10000").
 #
 # Environment: ES_PORT (default 9200; other engineers' tests use 9200, so prefer your own),
 # GW_BIN (gateway binary, default target/release/kube-log-gateway: lets two builds be compared),
@@ -58,6 +67,19 @@ wait_for() { # INDEX N
   while (($(count "$1") < $2)); do sleep 1; done
 }
 now() { date +%s.%N; }
+# The largest RssAnon, RssFile and VmHWM (kB) of PID seen until killed, on one line of OUT,
+# rewritten after every sample.
+sample_rss() { # PID OUT
+  local anon=0 file=0 hwm=0 a f h
+  while [[ -r /proc/$1/status ]]; do
+    read -r a f h < <(awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} /^VmHWM/ {h=$2} END {print a+0, f+0, h+0}' "/proc/$1/status")
+    ((a > anon)) && anon=$a
+    ((f > file)) && file=$f
+    ((h > hwm)) && hwm=$h
+    echo "$anon $file $hwm" >"$2"
+    sleep 0.2
+  done
+}
 
 # Bulk-loads NDJSON into fresh indices; prints "docs secs es_cpu_ms".
 load_once() { # NDJSON INDEX_PATTERN N [BULKLOAD ARGS...]
@@ -117,15 +139,29 @@ gateway_once() {
         --duration 100000 --batches $((events / 400)) >"$work/loadgen.out"
       n=$(awk '/^accepted events:/ {print $3}' "$work/loadgen.out")
       ;;
-    containers)
+    containers | journald)
       n=$docs
       c0=$(es_cpu_ms); t0=$(now)
       "$gw_bin" serve --config "$work/gateway.yaml" >/dev/null 2>"$work/gateway.log" &
       gw_pid=$!
       ;;
   esac
+  local sampler=""
+  if [[ $src == journald ]]; then
+    echo "0 0 0" >"$work/rss.out"
+    sample_rss "$gw_pid" "$work/rss.out" &
+    sampler=$!
+  fi
   wait_for "$prefix-$src-*" "$n"
   t1=$(now); c1=$(es_cpu_ms)
+  if [[ -n $sampler ]]; then
+    local ticks
+    ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+    kill "$sampler"; wait "$sampler" 2>/dev/null || true
+    read -r anon file hwm <"$work/rss.out"
+    echo "  gateway: CPU $(echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc) s, peak RSS (VmHWM) $((hwm / 1024)) MiB," \
+      "peak RssAnon $((anon / 1024)) MiB, peak RssFile $((file / 1024)) MiB" >&2
+  fi
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=""
   local dead
   dead=$(count "$prefix-deadletter-*")
@@ -187,7 +223,36 @@ elasticsearch:
     number_of_replicas: 0
 YAML
     ;;
-  *) echo "usage: $0 audit [EVENTS] | containers [MB] | ab NDJSON A.json B.json [ROUNDS]" >&2; exit 2 ;;
+  journald)
+    entries="${1:-1000000}"
+    data=/tmp/klg-ceiling-jdata-$entries
+    cargo bench --bench journald --no-run --quiet
+    bench="$(ls -t target/release/deps/journald-* | grep -v '\.d$' | head -1)"
+    [[ -d $data ]] || "$bench" generate "$data" "$entries" >&2
+    docs=$(python3 -c "print(sum(1 for i in range($entries) if i % 5 != 4))") # kubelet.service's
+    cat >"$work/gateway.yaml" <<YAML
+cluster_name: bench
+data_dir: $work/data
+admin:
+  listen: 127.0.0.1:${BENCH_ADMIN_PORT:-29766}
+log:
+  level: warn
+sources:
+  journald:
+    directories: ["$data"]
+    units: [kubelet.service]
+    start_at: head
+${JOURNALD_YAML:-}
+elasticsearch:
+  urls: ["$es"]
+  indices:
+    kubelet: "$prefix-journald-%Y.%m.%d"
+    dead_letter: "$prefix-deadletter-%Y.%m.%d"
+  template:
+    number_of_replicas: 0
+YAML
+    ;;
+  *) echo "usage: $0 audit [EVENTS] | containers [MB] | journald [ENTRIES] | ab NDJSON A.json B.json [ROUNDS]" >&2; exit 2 ;;
 esac
 
 # Rounds interleave the two sides (gateway, ceiling, gateway, ceiling, ...): the machine is

@@ -32,6 +32,10 @@ pub struct JournaldConfig {
     /// The cursor file is rewritten at most this often (and always when idle and at shutdown).
     #[serde(default = "defaults::checkpoint_interval", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// The journal handle is reopened after this many entries read, which unmaps the
+    /// journal-file windows libsystemd keeps mapped (file-backed RSS) while reading.
+    #[serde(default = "defaults::reopen_every")]
+    pub reopen_every: u64,
 }
 
 impl Default for JournaldConfig {
@@ -44,6 +48,7 @@ impl Default for JournaldConfig {
             batch_size: defaults::batch_size(),
             max_in_flight_batches: defaults::max_in_flight_batches(),
             checkpoint_interval: defaults::checkpoint_interval(),
+            reopen_every: defaults::reopen_every(),
         }
     }
 }
@@ -79,6 +84,9 @@ mod defaults {
     }
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(1)
+    }
+    pub fn reopen_every() -> u64 {
+        super::super::reader::REOPEN_EVERY
     }
 }
 
@@ -123,6 +131,9 @@ impl JournaldConfig {
         if self.checkpoint_interval.is_zero() {
             return Err(key_error(format!("{P}.checkpoint_interval"), "must be greater than zero"));
         }
+        if self.reopen_every == 0 {
+            return Err(key_error(format!("{P}.reopen_every"), "must be at least 1 (entries)"));
+        }
         if let StartAt::Since(d) = self.start_at {
             if d.is_zero() {
                 return Err(key_error(format!("{P}.start_at.since"), "must be greater than zero (or use `tail`)"));
@@ -162,5 +173,23 @@ mod tests {
         c.validate().unwrap();
         c.directories = vec!["relative".into()];
         assert!(c.validate().unwrap_err().to_string().contains("sources.journald.directories[0]"));
+        let c = JournaldConfig { reopen_every: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("sources.journald.reopen_every"));
+        assert_eq!(parse(r#"{"reopen_every":5000}"#).reopen_every, 5000);
+    }
+
+    #[test]
+    fn reopen_every_from_the_file_and_the_environment() {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        f.write_all(b"sources:\n  journald:\n    reopen_every: 7000\n").unwrap();
+        let load = |env: &[(&str, &str)]| {
+            crate::config::Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        };
+        assert_eq!(load(&[]).unwrap().sources.journald.unwrap().reopen_every, 7000);
+        let cfg = load(&[("KLG__SOURCES__JOURNALD__REOPEN_EVERY", "5000")]).unwrap();
+        assert_eq!(cfg.sources.journald.unwrap().reopen_every, 5000);
+        let err = load(&[("KLG__SOURCES__JOURNALD__REOPEN_EVERY", "0")]).unwrap_err().to_string();
+        assert!(err.contains("sources.journald.reopen_every"), "{err}");
     }
 }

@@ -140,7 +140,10 @@ fn start_reader(
         .spawn(move || {
             let dir = thread_dir;
             let mut reader = match JournalReader::open(&dir, &jcfg.units, &jcfg.identifiers) {
-                Ok(r) => r,
+                Ok(mut r) => {
+                    r.set_reopen_every(jcfg.reopen_every);
+                    r
+                }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                     return;
