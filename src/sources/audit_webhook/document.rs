@@ -18,7 +18,7 @@ use super::event::{parse_event, AuditEvent, RawObject, Unknown, UserInfo};
 use super::secrets;
 use crate::document::dead_letter::{dead_letter_document, Rejection};
 use crate::document::ecs::{Named, Orchestrator};
-use crate::document::id::{document_id, IdBuilder};
+use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{ingested_now, rfc3339_micros};
@@ -113,13 +113,14 @@ impl AuditNormalizer {
         };
         // From the strings as sent, before any normalization: a resend maps to
         // the same `_id` whatever this version makes of its times.
-        let mut id = IdBuilder::new();
-        id.part(self.cluster.as_bytes())
-            .part(event.audit_id.as_bytes())
-            .part(event.stage.as_bytes())
-            .part(sent_stage.as_bytes())
-            .part(event.request_uri.as_deref().unwrap_or("").as_bytes())
-            .part(event.verb.as_deref().unwrap_or("").as_bytes());
+        let id = document_id(&[
+            self.cluster.as_bytes(),
+            event.audit_id.as_bytes(),
+            event.stage.as_bytes(),
+            sent_stage.as_bytes(),
+            event.request_uri.as_deref().unwrap_or("").as_bytes(),
+            event.verb.as_deref().unwrap_or("").as_bytes(),
+        ]);
         let mut flags = Flags::default();
         let mut original = OriginalTimes::default();
         let time = match stage {
@@ -140,8 +141,6 @@ impl AuditNormalizer {
                 time
             }
         };
-        // Then the event's own time first (src/document/id.rs): the instant `@timestamp` holds.
-        let id = id.finish(Some(time.timestamp_millis()));
         match received {
             None | Some(Stamp::AsSent(_)) => {}
             Some(Stamp::Normalized(_, text)) => {
@@ -233,7 +232,7 @@ impl AuditNormalizer {
                 )),
             };
         }
-        let id = document_id(None, &[self.cluster.as_bytes(), b"rejected", raw.get().as_bytes()]);
+        let id = document_id(&[self.cluster.as_bytes(), b"rejected", raw.get().as_bytes()]);
         dead_letter_document(
             &self.dead_letter,
             SourceKind::Audit,

@@ -234,20 +234,18 @@ impl ContainerNormalizer {
         state.pod.borrow().is_none()
     }
 
-    /// The `_id` of the message starting at `offset`, with its time from the
-    /// line (`None` for a line that cannot be parsed: it has no time of its own):
-    /// `document_id(millis, &[node, dev, inode, fingerprint, offset])`.
-    pub fn id(ctx: &FileContext, offset: u64, millis: Option<i64>) -> String {
+    /// The `_id` of the message starting at `offset`:
+    /// `document_id(&[node, dev, inode, fingerprint, offset])`.
+    pub fn id(ctx: &FileContext, offset: u64) -> String {
         let mut id = ctx.id_prefix.clone();
         id.part(&offset.to_le_bytes());
-        id.finish(millis)
+        id.finish()
     }
 
     /// One message → one document. `ingested` is the current time, formatted
     /// once per read by the caller.
     pub fn normalize(&mut self, ctx: &FileContext, rec: &Record<'_>, ingested: &str) -> Document {
-        // An invalid line's time is when it was read: not a time of its own.
-        let id = Self::id(ctx, rec.offset, (!rec.flags.invalid).then(|| rec.time.timestamp_millis()));
+        let id = Self::id(ctx, rec.offset);
         let metadata_missing = self.refresh(ctx);
         if metadata_missing {
             kube_metrics().metadata_missing.inc();
@@ -369,11 +367,14 @@ mod tests {
         let key = FileKey { dev: 7, ino: 42 };
         let fp = Fingerprint { len: 10, hash: [3; 16] };
         let ctx = n.file_context(key, fp, Path::new("/x.log"), Metadata::default());
-        let want = document_id(
-            Some(5),
-            &[b"node-a", &7u64.to_le_bytes(), &42u64.to_le_bytes(), &fp.to_bytes(), &1234u64.to_le_bytes()],
-        );
-        assert_eq!(ContainerNormalizer::id(&ctx, 1234, Some(5)), want);
+        let want = document_id(&[
+            b"node-a",
+            &7u64.to_le_bytes(),
+            &42u64.to_le_bytes(),
+            &fp.to_bytes(),
+            &1234u64.to_le_bytes(),
+        ]);
+        assert_eq!(ContainerNormalizer::id(&ctx, 1234), want);
     }
 
     #[test]

@@ -155,15 +155,14 @@ fn cursor_identity(cursor: &str) -> [&str; 4] {
     out
 }
 
-/// The `_id` of a journal entry: its realtime, then the hash of (machine id, entry
-/// identity from the cursor). Falls back to the whole cursor if it has none of those parts.
-pub fn entry_id(machine_id: &[u8], cursor: &str, realtime_usec: u64) -> String {
-    let millis = Some(i64::try_from(realtime_usec / 1000).unwrap_or(i64::MAX));
+/// The `_id` of a journal entry: hash of (machine id, entry identity from
+/// the cursor). Falls back to the whole cursor if it has none of those parts.
+pub fn entry_id(machine_id: &[u8], cursor: &str) -> String {
     let [b, m, t, x] = cursor_identity(cursor);
     if b.is_empty() && m.is_empty() && t.is_empty() && x.is_empty() {
-        return document_id(millis, &[machine_id, cursor.as_bytes()]);
+        return document_id(&[machine_id, cursor.as_bytes()]);
     }
-    document_id(millis, &[machine_id, b.as_bytes(), m.as_bytes(), t.as_bytes(), x.as_bytes()])
+    document_id(&[machine_id, b.as_bytes(), m.as_bytes(), t.as_bytes(), x.as_bytes()])
 }
 
 fn lossy(b: &[u8]) -> Option<Cow<'_, str>> {
@@ -181,7 +180,7 @@ impl JournaldNormalizer {
 
     /// One entry → one document. `ingested` is the RFC 3339 time the entry was read.
     pub fn normalize(&mut self, e: &RawEntry, ingested: &str) -> Document {
-        let id = entry_id(&e.machine_id, &e.cursor, e.realtime_usec);
+        let id = entry_id(&e.machine_id, &e.cursor);
         let when = time::from_usec(e.realtime_usec);
         let timestamp = time::rfc3339_micros(when);
 
@@ -380,11 +379,9 @@ mod tests {
 
     #[test]
     fn id_depends_on_entry_identity_not_on_the_sequence_number() {
-        let a = entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff", 100);
-        assert_eq!(a, entry_id(b"m1", "s=bbb;i=99;b=b1;m=3e8;t=64;x=ff", 100));
-        assert_ne!(a, entry_id(b"m2", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff", 100));
-        assert_ne!(a, entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=fe", 100));
-        // The entry's realtime (here 1 ms = 1000 µs) comes first, in milliseconds.
-        assert_eq!(&entry_id(b"m1", "s=a;i=1", 1_000)[..8], "AAAAAAAB");
+        let a = entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff");
+        assert_eq!(a, entry_id(b"m1", "s=bbb;i=99;b=b1;m=3e8;t=64;x=ff"));
+        assert_ne!(a, entry_id(b"m2", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff"));
+        assert_ne!(a, entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=fe"));
     }
 }
