@@ -9,7 +9,9 @@
 #                                                # the same documents bulk-loaded under two index
 #                                                # templates, interleaved A B A B (default 2 rounds);
 #                                                # LOAD_ARGS_A / LOAD_ARGS_B: extra `bulkload load`
-#                                                # arguments per side (e.g. --batch-docs 400, --gzip 0)
+#                                                # arguments per side (e.g. --batch-docs 400, --gzip 0);
+#                                                # NDJSON_B: a second NDJSON for side B (the same
+#                                                # documents with another _id or fewer fields)
 #     NDJSON and A.json come from a run with KEEP=DIR (DIR/audit.ndjson, DIR/audit-template.json);
 #     B.json is an edited copy of A.json (a setting, a mapping). The audit/containers mode deletes
 #     the gateway's own template when it ends, so A and B are the only ones matching.
@@ -103,18 +105,24 @@ report() { # LABEL DOCS SECS CPU_MS
 if [[ "$mode" == ab ]]; then
   ndjson="$1" a="$2" b="$3" rounds="${4:-2}"
   n=$(($(wc -l <"$ndjson") / 2))
+  if [[ -n "${NDJSON_B:-}" ]] && (($(wc -l <"$NDJSON_B") / 2 != n)); then
+    echo "NDJSON_B has another number of documents than $ndjson" >&2
+    exit 2
+  fi
   index=$(head -1 "$ndjson" | sed -E 's/.*"_index":"([^"]+)".*/\1/')
   pattern="${index%-*}-*"
   for r in $(seq "$rounds"); do
     for side in A B; do
       [[ $side == A ]] && t="$a" || t="$b"
       [[ $side == A ]] && extra="${LOAD_ARGS_A:-}" || extra="${LOAD_ARGS_B:-}"
+      [[ $side == A ]] && file="$ndjson" || file="${NDJSON_B:-$ndjson}"
       name=klg-ceiling-ab
       curl -s -XDELETE "$es/$pattern" >/dev/null
       curl -sf -XPUT "$es/_index_template/$name" -H 'content-type: application/json' --data-binary @"$t" >/dev/null
       # shellcheck disable=SC2086 # extra: loader arguments, split on purpose
-      read -r d s c < <(load_once "$ndjson" "$pattern" "$n" $extra)
+      read -r d s c < <(load_once "$file" "$pattern" "$n" $extra)
       report "$side:$r" "$d" "$s" "$c"
+      echo "          load: $(cut -d' ' -f1-3 /proc/loadavg)"
       curl -s -XDELETE "$es/_index_template/$name" >/dev/null
     done
   done
