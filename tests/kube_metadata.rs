@@ -136,6 +136,17 @@ struct Setup {
     config: GatewayConfig,
 }
 
+/// The start of every test here: `None` (skipped) without the kube-apiserver binaries;
+/// else one kube-apiserver test at a time, Elasticsearch up, and a fresh [`Setup`].
+async fn begin(name: &str) -> Option<(tokio::sync::MutexGuard<'static, ()>, Setup)> {
+    if !binaries_built_or_skip() {
+        return None;
+    }
+    let one = ONE_AT_A_TIME.lock().await;
+    require_es().await;
+    Some((one, setup(name)))
+}
+
 fn setup(name: &str) -> Setup {
     let builder = tempfile::Builder::new().prefix("klg-kube-meta-").to_owned();
     let tmp = match std::env::var_os("KLG_KUBE_TEST_ROOT") {
@@ -282,12 +293,9 @@ fn create_workloads(api: &Api, dir: &Path) -> [(String, String); 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_carry_labels_owners_image_and_ip_and_later_lines_see_label_changes() {
-    if !binaries_built_or_skip() {
+    let Some((_one, mut s)) = begin("kmeta").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    require_es().await;
-    let mut s = setup("kmeta");
+    };
     let api = Api::start();
     let [(web, web_uid), (job, job_uid), (db, db_uid)] = create_workloads(&api, &s.dir);
     s.enable_kubernetes(&api);
@@ -380,12 +388,9 @@ async fn documents_carry_labels_owners_image_and_ip_and_later_lines_see_label_ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_killed_mid_run_loses_no_line_and_flags_only_pods_it_never_knew() {
-    if !binaries_built_or_skip() {
+    let Some((_one, mut s)) = begin("kmeta-down").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    require_es().await;
-    let mut s = setup("kmeta-down");
+    };
     let mut api = Api::start();
     api.namespace(&s.dir);
     let uid = api.pod(&s.dir, "shop", "web-1", &[("app", "web")], None, "nginx:1.27", "10.244.2.1");
@@ -457,12 +462,9 @@ async fn api_killed_mid_run_loses_no_line_and_flags_only_pods_it_never_knew() {
 /// lines, and nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_expired_while_cut_off_gets_410_and_a_relist_that_sees_the_changes() {
-    if !binaries_built_or_skip() {
+    let Some((_one, mut s)) = begin("kmeta-410").await else {
         return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    require_es().await;
-    let mut s = setup("kmeta-410");
+    };
     // Without the watch cache, watches are served by etcd itself, which answers a
     // compacted resourceVersion with 410 Gone; kube-apiserver compacts every second.
     let api = Api::start_with_args(&["--watch-cache=false", "--etcd-compaction-interval=1s"]);
@@ -530,17 +532,33 @@ async fn history_expired_while_cut_off_gets_410_and_a_relist_that_sees_the_chang
             v >= 2.0
         })
         .await;
+    // The relist is counted when it starts; its pods are applied when it ends. So
+    // lines are written until they show the changes (never, without the relist:
+    // the resumed watches would keep getting 410 and the cache would stay as it was).
     let web2 = LogFile::new(&s.root, "shop", "web-2", &uid2, 0);
-    web1.line("after 0");
-    web2.line("newcomer 0");
-    let d1 = s.wait_for_message("after 0").await;
-    let d2 = s.wait_for_message("newcomer 0").await;
+    let mut written = 1;
+    let mut seen = None;
+    for i in 0..150 {
+        web1.line(&format!("after {i}"));
+        web2.line(&format!("newcomer {i}"));
+        written += 2;
+        let d1 = s.wait_for_message(&format!("after {i}")).await;
+        let d2 = s.wait_for_message(&format!("newcomer {i}")).await;
+        if d1["kubernetes"]["labels"]["app"] == "web-v2" && d2["kubernetes"]["labels"]["app"] == "two" {
+            seen = Some((d1, d2));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (d1, d2) = seen.unwrap_or_else(|| {
+        panic!("the changes made while cut off never showed after the relist; log:\n{}", tail(&s.home.log()))
+    });
     assert_eq!(d1["kubernetes"]["labels"]["app"], "web-v2", "the label changed while cut off: {d1}");
     assert_eq!(d2["kubernetes"]["labels"]["app"], "two", "the pod created while cut off: {d2}");
     assert!(flags(&d2).is_empty(), "{d2}");
     assert_eq!(d2["kubernetes"]["pod"]["ip"], "10.244.3.2", "{d2}");
     let index = s.home.indices("containers");
-    assert_eq!(wait_for_count(&index, 3, Duration::from_secs(30)).await, 3);
+    assert_eq!(wait_for_count(&index, written, Duration::from_secs(30)).await, written, "every line once");
     assert!(Es::test().terms(&index, "event.id", 2, 10).await.is_empty(), "an _id twice");
     s.home.delete_indices().await;
 }
