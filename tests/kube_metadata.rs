@@ -187,6 +187,11 @@ impl Setup {
         ];
     }
 
+    /// Waits (up to 60 s) until the pods watch's counter `metric` is at least `at_least`.
+    async fn pods_metric_reaches(&self, metric: &str, at_least: f64) {
+        self.home.wait_for_metric(metric, "resource=\"pods\"", Duration::from_secs(60), |v| v >= at_least).await;
+    }
+
     async fn docs(&self) -> Vec<Value> {
         search(&self.home.indices("containers"), json!({"match_all": {}})).await
     }
@@ -402,14 +407,7 @@ async fn api_killed_mid_run_loses_no_line_and_flags_only_pods_it_never_knew() {
     assert_eq!(d["kubernetes"]["labels"]["app"], "web", "{d}");
 
     api.kill_apiserver();
-    s.home
-        .wait_for_metric(
-            "klg_containers_kube_watch_restarts_total",
-            "resource=\"pods\"",
-            Duration::from_secs(60),
-            |v| v > 0.0,
-        )
-        .await;
+    s.pods_metric_reaches("klg_containers_kube_watch_restarts_total", 1.0).await;
     // With the API gone: the known pod's lines keep their metadata; a pod that
     // appeared meanwhile (unknown to the cache) ships flagged.
     let newcomer_uid = "11111111-2222-3333-4444-555555555555";
@@ -494,14 +492,7 @@ async fn history_expired_while_cut_off_gets_410_and_a_relist_that_sees_the_chang
     let list: Value = serde_json::from_str(&api.kubectl(&["get", "--raw", "/api/v1/pods?limit=1"])).unwrap();
     let cut_at = list["metadata"]["resourceVersion"].as_str().expect("a list's resourceVersion").to_string();
     proxy.cut();
-    s.home
-        .wait_for_metric(
-            "klg_containers_kube_watch_restarts_total",
-            "resource=\"pods\"",
-            Duration::from_secs(60),
-            |v| v > 0.0,
-        )
-        .await;
+    s.pods_metric_reaches("klg_containers_kube_watch_restarts_total", 1.0).await;
     // Meanwhile, unseen by the gateway: a label changes, a pod is created.
     api.kubectl(&["-n", "shop", "label", "pod", "web-1", "app=web-v2", "--overwrite"]);
     let uid2 = api.pod(&s.dir, "shop", "web-2", &[("app", "two")], None, "nginx:1.27", "10.244.3.2");
@@ -527,11 +518,7 @@ async fn history_expired_while_cut_off_gets_410_and_a_relist_that_sees_the_chang
 
     // Back: the resumed watches get 410 Gone and list again.
     proxy.open();
-    s.home
-        .wait_for_metric("klg_containers_kube_relists_total", "resource=\"pods\"", Duration::from_secs(60), |v| {
-            v >= 2.0
-        })
-        .await;
+    s.pods_metric_reaches("klg_containers_kube_relists_total", 2.0).await;
     // The relist is counted when it starts; its pods are applied when it ends. So
     // lines are written until they show the changes (never, without the relist:
     // the resumed watches would keep getting 410 and the cache would stay as it was).
