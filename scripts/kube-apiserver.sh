@@ -24,7 +24,8 @@
 #                     certificates, tokens, etcd data, logs, audit log, pid files. Tests use
 #                     a temporary directory each, so several instances can run at once.
 #   KUBE_PORT         kube-apiserver's HTTPS port on 127.0.0.1 (default: a free one)
-#   ETCD_PORT         etcd's client port (default: a free one); the peer port is another free one
+#   ETCD_PORT         etcd's client port (default: a free one)
+#   ETCD_PEER_PORT    etcd's peer port (default: a free one)
 #   KUBE_BUILD_JOBS   `go build -p` (default: 1, or the number of cores when CI=true); the
 #                     build runs under `nice -n 19` either way
 #   KLG_CACHE_DIR     as for scripts/elasticsearch.sh: /var/cache/kube-log-gateway as root,
@@ -346,9 +347,12 @@ do_start() {
   chmod 700 "$KUBE_DIR"
   make_credentials
   local etcd_port="${ETCD_PORT:-$(free_port)}" peer_port port="${KUBE_PORT:-$(free_port)}"
-  peer_port="$(free_port)"
-  while [[ "$peer_port" == "$etcd_port" || "$peer_port" == "$port" ]]; do peer_port="$(free_port)"; done
-  [[ "$port" != "$etcd_port" ]] || die "KUBE_PORT and ETCD_PORT are the same ($port)"
+  peer_port="${ETCD_PEER_PORT:-$(free_port)}"
+  while [[ -z "${ETCD_PEER_PORT:-}" && ( "$peer_port" == "$etcd_port" || "$peer_port" == "$port" ) ]]; do
+    peer_port="$(free_port)"
+  done
+  [[ "$port" != "$etcd_port" && "$peer_port" != "$etcd_port" && "$peer_port" != "$port" ]] ||
+    die "KUBE_PORT ($port), ETCD_PORT ($etcd_port) and ETCD_PEER_PORT ($peer_port) must differ"
   for p in "$etcd_port" "$peer_port" "$port"; do
     port_in_use "$p" && die "port $p on 127.0.0.1 is in use"
   done

@@ -22,7 +22,7 @@ const CONTAINER_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123
 /// One kube-apiserver at a time: a start takes both cores for a few seconds.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A kube-apiserver on fixed ports, so that it can be killed and started again at
+/// A kube-apiserver that can be killed and started again at
 /// the same URL (etcd's data and the certificates are kept across the restart).
 struct Api {
     inner: KubeApiserver,
@@ -34,8 +34,7 @@ impl Api {
     }
 
     fn start_with_args(extra_args: &[&str]) -> Api {
-        let (kube_port, etcd_port) = (free_port(), free_port());
-        Api { inner: KubeApiserver::start_with_args(None, Some((kube_port, etcd_port)), extra_args) }
+        Api { inner: KubeApiserver::start_with_args(None, extra_args) }
     }
 
     /// kube-apiserver again, at the same URL, with the same etcd.

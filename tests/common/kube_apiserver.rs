@@ -76,8 +76,9 @@ impl Webhook {
 pub struct KubeApiserver {
     pub dir: PathBuf,
     pub env: HashMap<String, String>,
-    /// (kube-apiserver, etcd) ports when fixed, so that a restart keeps its URL.
-    ports: Option<(u16, u16)>,
+    /// (kube-apiserver, etcd client, etcd peer) ports, picked once by the test
+    /// process (see [`super::free_port`]), so that a restart keeps its URL.
+    ports: (u16, u16, u16),
     webhook: Option<Webhook>,
     /// More kube-apiserver flags (`KUBE_APISERVER_EXTRA_ARGS`), kept across restarts.
     extra_args: Vec<String>,
@@ -86,18 +87,12 @@ pub struct KubeApiserver {
 
 impl KubeApiserver {
     pub fn start(webhook: Option<Webhook>) -> KubeApiserver {
-        Self::start_with(webhook, None)
+        Self::start_with_args(webhook, &[])
     }
 
-    /// Like [`KubeApiserver::start`], on fixed (kube-apiserver, etcd) ports: a test
-    /// that kills kube-apiserver can [`KubeApiserver::restart`] it at the same URL.
-    pub fn start_with(webhook: Option<Webhook>, ports: Option<(u16, u16)>) -> KubeApiserver {
-        Self::start_with_args(webhook, ports, &[])
-    }
-
-    /// Like [`KubeApiserver::start_with`], with more kube-apiserver flags
+    /// Like [`KubeApiserver::start`], with more kube-apiserver flags
     /// (e.g. `--etcd-compaction-interval=1s`), used again on every restart.
-    pub fn start_with_args(webhook: Option<Webhook>, ports: Option<(u16, u16)>, extra_args: &[&str]) -> KubeApiserver {
+    pub fn start_with_args(webhook: Option<Webhook>, extra_args: &[&str]) -> KubeApiserver {
         let builder = tempfile::Builder::new().prefix("klg-kube-").to_owned();
         let tmp = match std::env::var_os("KLG_KUBE_TEST_ROOT") {
             Some(root) => builder.tempdir_in(root),
@@ -107,6 +102,7 @@ impl KubeApiserver {
         let dir = tmp.path().join("kube");
         // Constructed before the start, so a start that fails half-way is stopped too.
         let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let ports = (super::free_port(), super::free_port(), super::free_port());
         let mut api = KubeApiserver { dir, env: HashMap::new(), ports, webhook, extra_args, _tmp: tmp };
         api.restart();
         api
@@ -114,18 +110,26 @@ impl KubeApiserver {
 
     /// Runs `scripts/kube-apiserver.sh start` (again): etcd's data and the
     /// certificates in `dir` are kept, so a killed kube-apiserver comes back with
-    /// the same objects and, on fixed ports, the same URL.
+    /// the same objects at the same URL.
     pub fn restart(&mut self) {
         let mut cmd = Command::new("bash");
         cmd.arg(KUBE_APISERVER_SCRIPT).arg("start").env("KUBE_DIR", &self.dir);
-        for v in ["KLG_WEBHOOK_URL", "KLG_WEBHOOK_CA", "KLG_WEBHOOK_CERT", "KLG_WEBHOOK_KEY", "KUBE_PORT", "ETCD_PORT"]
-        {
+        for v in [
+            "KLG_WEBHOOK_URL",
+            "KLG_WEBHOOK_CA",
+            "KLG_WEBHOOK_CERT",
+            "KLG_WEBHOOK_KEY",
+            "KUBE_PORT",
+            "ETCD_PORT",
+            "ETCD_PEER_PORT",
+        ] {
             cmd.env_remove(v);
         }
         cmd.env("KUBE_APISERVER_EXTRA_ARGS", self.extra_args.join(" "));
-        if let Some((kube, etcd)) = self.ports {
-            cmd.env("KUBE_PORT", kube.to_string()).env("ETCD_PORT", etcd.to_string());
-        }
+        let (kube, etcd, peer) = self.ports;
+        cmd.env("KUBE_PORT", kube.to_string())
+            .env("ETCD_PORT", etcd.to_string())
+            .env("ETCD_PEER_PORT", peer.to_string());
         if let Some(w) = &self.webhook {
             cmd.env("KLG_WEBHOOK_URL", &w.url)
                 .env("KLG_WEBHOOK_CA", w.certs.join("ca.crt"))

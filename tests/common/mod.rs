@@ -57,9 +57,41 @@ pub fn unique(name: &str) -> String {
     format!("t{}{}-{}", std::process::id(), nanos % 100_000, name).to_lowercase()
 }
 
-/// A free TCP port on 127.0.0.1 (nothing listens on it once this returns).
+/// A free TCP port on 127.0.0.1 (nothing listens on it once this returns), for a
+/// server the test starts a moment later.
+///
+/// Not the kernel's `bind(0)` pick: that comes from the ephemeral range, which every
+/// client socket draws from too, so between this probe and the server's bind an
+/// outgoing connection (kube-apiserver to etcd, the gateway to Elasticsearch) could
+/// take the port and the server would fail with "address in use". The ports here are
+/// below that range, and one process-wide cursor (starting at a pid-derived offset, so
+/// test binaries run side by side rarely meet) never hands the same port out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.min(65_536));
+    if high <= low + 1_000 {
+        // An unusual ephemeral range with no room below it: the kernel's pick.
+        return std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    }
+    let span = high - low;
+    let _ = CURSOR.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (low + CURSOR.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 between {low} and {high}");
 }
 
 /// An `http://` URL where nothing listens: an Elasticsearch that is down.
