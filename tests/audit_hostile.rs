@@ -5,6 +5,7 @@
 //! * fields a later kube-apiserver adds are kept (`_source`), not indexed;
 //! * annotation / `extra` keys Elasticsearch cannot take are renamed;
 //! * timestamps `date_nanos` cannot take are normalized or replaced;
+//! * a keyword too long for Lucene is stored, not indexed;
 //! * deep nesting, invalid UTF-8, a 50 MB string, 100,000 items in one list.
 
 mod common;
@@ -100,6 +101,15 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
     let mut received = event("received-out-of-range", T);
     received["requestReceivedTimestamp"] = json!("0001-01-01T00:00:00Z");
     items.push(received);
+    // 4. A requestURI of 10,923 three-byte characters: 32,769 bytes, past Lucene's
+    // 32,766-byte limit for one term; were it indexed as a keyword, Elasticsearch would
+    // refuse the whole document ("immense term"). `ignore_above` counts UTF-16 units,
+    // and no unit takes more than 3 bytes of UTF-8, so the mapping's 8,192 caps a
+    // term at 24,576 bytes; a limit above 10,922 would fail here.
+    let long_uri = "\u{20AC}".repeat(10_923);
+    let mut long = event("long-uri", T);
+    long["requestURI"] = json!(long_uri);
+    items.push(long);
     let n = items.len() as u64;
 
     let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(items)).await;
@@ -168,6 +178,12 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
         assert!(d["kubernetes"]["audit"].get("stageTimestamp").is_none(), "{id}");
         assert_eq!(index, &day("2026.11.09"), "{id}");
     }
+    // 4. Stored whole, just not indexed as a keyword.
+    let (_, d) = &docs["long-uri"];
+    assert_eq!(d["kubernetes"]["audit"]["requestURI"], long_uri.as_str());
+    assert_eq!(d["url"]["original"], long_uri.as_str());
+    assert!(flags(d).is_empty());
+
     let (_, d) = &docs["received-out-of-range"];
     assert_eq!(d["@timestamp"], T);
     assert_eq!(flags(d), ["request_received_timestamp_out_of_range"]);
