@@ -271,6 +271,28 @@ mod tests {
     }
 
     #[test]
+    fn the_field_limit_is_set_from_the_environment_and_refused_when_too_small() {
+        let cfg = load(
+            "{}",
+            &[
+                ("KLG__ELASTICSEARCH__TEMPLATE__TOTAL_FIELDS_LIMIT", "5000"),
+                ("KLG__ELASTICSEARCH__TEMPLATE__IGNORE_DYNAMIC_BEYOND_LIMIT", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.elasticsearch.template.total_fields_limit, 5000);
+        assert!(!cfg.elasticsearch.template.ignore_dynamic_beyond_limit);
+        let defaults = load("{}", &[]).unwrap().elasticsearch.template;
+        assert_eq!((defaults.total_fields_limit, defaults.ignore_dynamic_beyond_limit), (2000, true));
+        let err = load("elasticsearch:\n  template:\n    total_fields_limit: 100\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("elasticsearch.template.total_fields_limit")
+                && err.contains("100 is too small: the gateway's own mappings need up to 500 fields"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let cfg = load("{}", &[]).unwrap();
         assert_eq!(cfg.cluster_name, "default");

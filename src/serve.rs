@@ -198,3 +198,26 @@ fn mappings(p: &IndexPatterns) -> Vec<IndexMapping> {
 fn sources_configured(cfg: &Config) -> bool {
     cfg.sources.journald.is_some() || cfg.sources.containers.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::elasticsearch::config::MIN_TOTAL_FIELDS_LIMIT;
+
+    #[test]
+    fn every_mapping_fits_the_smallest_total_fields_limit_even_all_in_one_index() {
+        let p = crate::sink::elasticsearch::config::Indices::default().patterns().unwrap();
+        let all = mappings(&p);
+        let mut one = all[0].clone();
+        for m in &all[1..] {
+            one.absorb(m.clone());
+        }
+        let largest = all.iter().map(IndexMapping::field_count).max().unwrap();
+        assert!(largest > 50, "the count sees the fields ({largest})");
+        assert!(
+            one.field_count() * 2 <= MIN_TOTAL_FIELDS_LIMIT as usize,
+            "{} fields in one index leave too little room under {MIN_TOTAL_FIELDS_LIMIT}",
+            one.field_count()
+        );
+    }
+}

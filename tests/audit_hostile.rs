@@ -6,6 +6,7 @@
 //! * annotation / `extra` keys Elasticsearch cannot take are renamed;
 //! * timestamps `date_nanos` cannot take are normalized or replaced;
 //! * a keyword too long for Lucene is stored, not indexed;
+//! * annotation keys past the index's field limit are stored, not indexed;
 //! * deep nesting, invalid UTF-8, a 50 MB string, 100,000 items in one list.
 
 mod common;
@@ -211,6 +212,72 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(count(&setup.audit_indices()).await, n);
+    drop(gw);
+    delete_indices(&format!("{}-*", setup.prefix)).await;
+}
+
+/// An admission webhook may add audit annotations under keys of its own choosing:
+/// each key is a field, and past the index's field limit Elasticsearch would refuse
+/// the whole document. Past the limit, a new key is kept in `_source`, not indexed.
+#[tokio::test]
+async fn annotation_keys_past_the_field_limit_are_kept_not_refused() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("hostile-fieldlimit");
+    setup.config.elasticsearch.total_fields_limit = Some(500);
+    let gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    const T: &str = "2026-11-09T06:00:01Z";
+
+    // 600 keys of one webhook in one event: past 500 fields with the mapping's own.
+    let mut many = event("many-keys", T);
+    for i in 0..600 {
+        many["annotations"][format!("webhook.example.com/key-{i:03}")] = json!(format!("v{i}"));
+    }
+    // A later event with a key nobody has seen: past the limit too.
+    let mut later = event("later", T);
+    later["annotations"]["webhook.example.com/late"] = json!("late");
+    let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(vec![many, later])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"accepted": 2, "rejected": 0}));
+    assert_eq!(wait_for_count(&setup.audit_indices(), 2, Duration::from_secs(60)).await, 2, "{}", setup.log());
+    setup.wait_spool_empty(Duration::from_secs(30)).await;
+    assert_eq!(count(&setup.dead_letter_indices()).await, 0, "nothing dead-lettered: {}", setup.log());
+
+    // Every key kept in _source …
+    let docs = by_audit_id(&setup.audit_indices(), json!({"match_all": {}})).await;
+    let annotations = docs["many-keys"].1["kubernetes"]["audit"]["annotations"].as_object().unwrap().clone();
+    assert_eq!(annotations.len(), 601);
+    assert_eq!(annotations["webhook_example_com/key-599"], "v599");
+    assert_eq!(docs["later"].1["kubernetes"]["audit"]["annotations"]["webhook_example_com/late"], "late");
+    // … the first keys searchable, as is the decision on both …
+    let hits = by_audit_id(
+        &setup.audit_indices(),
+        json!({"term": {"kubernetes.audit.annotations.authorization_k8s_io/decision": "allow"}}),
+    )
+    .await;
+    assert_eq!(hits.keys().collect::<Vec<_>>(), ["later", "many-keys"]);
+    let hits = by_audit_id(
+        &setup.audit_indices(),
+        json!({"term": {"kubernetes.audit.annotations.webhook_example_com/key-000": "v0"}}),
+    )
+    .await;
+    assert_eq!(hits.keys().collect::<Vec<_>>(), ["many-keys"]);
+    // … and the ones past the limit named in `_ignored`, which docs/fields.md aggregates.
+    let hits = by_audit_id(
+        &setup.audit_indices(),
+        json!({"term": {"_ignored": "kubernetes.audit.annotations.webhook_example_com/late"}}),
+    )
+    .await;
+    assert_eq!(hits.keys().collect::<Vec<_>>(), ["later"]);
+    let query = json!({"size": 0, "query": {"exists": {"field": "_ignored"}},
+        "aggs": {"fields": {"terms": {"field": "_ignored", "size": 1000}}}});
+    let (status, v) = es_json(reqwest::Method::POST, &format!("/{}/_search", setup.audit_indices()), Some(query)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["hits"]["total"]["value"], 2, "{v}");
+    let ignored: Vec<&str> =
+        v["aggregations"]["fields"]["buckets"].as_array().unwrap().iter().map(|b| b["key"].as_str().unwrap()).collect();
+    assert!(ignored.contains(&"kubernetes.audit.annotations.webhook_example_com/key-599"), "{ignored:?}");
+    assert!(!ignored.contains(&"kubernetes.audit.annotations.webhook_example_com/key-000"), "{ignored:?}");
     drop(gw);
     delete_indices(&format!("{}-*", setup.prefix)).await;
 }

@@ -26,6 +26,17 @@ impl IndexMapping {
         IndexMapping { pattern, properties, dynamic_templates }
     }
 
+    /// The fields Elasticsearch counts against `index.mapping.total_fields.limit`
+    /// for these properties: every object and leaf, and every multi-field.
+    pub fn field_count(&self) -> usize {
+        fn count(properties: &Value) -> usize {
+            properties
+                .as_object()
+                .map_or(0, |fields| fields.values().map(|f| 1 + count(&f["properties"]) + count(&f["fields"])).sum())
+        }
+        count(&self.properties)
+    }
+
     /// Two sources writing to one pattern share one template: `other`'s fields
     /// and dynamic templates are added to these.
     pub fn absorb(&mut self, other: IndexMapping) {

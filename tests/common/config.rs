@@ -110,6 +110,8 @@ pub struct Elasticsearch {
     pub test_template: bool,
     /// With `test_template`: `number_of_replicas` instead of 0 (a test on a cluster).
     pub replicas: Option<u32>,
+    /// With `test_template`: `total_fields_limit`.
+    pub total_fields_limit: Option<u32>,
     pub linger: Option<String>,
     /// `batch.max_documents`.
     pub max_documents: Option<usize>,
@@ -337,6 +339,9 @@ impl GatewayConfig {
         if es.test_template {
             let replicas = es.replicas.unwrap_or(0);
             writeln!(y, "  template:\n    number_of_replicas: {replicas}\n    refresh_interval: 1s").unwrap();
+            if let Some(limit) = es.total_fields_limit {
+                writeln!(y, "    total_fields_limit: {limit}").unwrap();
+            }
         }
         if es.linger.is_some() || es.max_documents.is_some() {
             y.push_str("  batch:\n");

@@ -136,6 +136,15 @@ pub struct TemplateSettings {
     pub number_of_replicas: u32,
     #[serde(default = "defaults::refresh_interval")]
     pub refresh_interval: String,
+    /// `index.mapping.total_fields.limit`: the mapped fields an index may have,
+    /// the gateway's own plus the keys of open-ended maps (audit annotations).
+    #[serde(default = "defaults::total_fields_limit")]
+    pub total_fields_limit: u32,
+    /// `index.mapping.total_fields.ignore_dynamic_beyond_limit`: past the limit, a
+    /// new key is kept in `_source` (and named in `_ignored`) instead of the whole
+    /// document being refused and dead-lettered.
+    #[serde(default = "defaults::yes")]
+    pub ignore_dynamic_beyond_limit: bool,
 }
 
 impl Default for TemplateSettings {
@@ -144,9 +153,16 @@ impl Default for TemplateSettings {
             number_of_shards: defaults::shards(),
             number_of_replicas: defaults::replicas(),
             refresh_interval: defaults::refresh_interval(),
+            total_fields_limit: defaults::total_fields_limit(),
+            ignore_dynamic_beyond_limit: true,
         }
     }
 }
+
+/// The smallest `elasticsearch.template.total_fields_limit` accepted: the
+/// gateway's own fields, all four mappings in one index (every pattern the same),
+/// with room to spare (a test in serve.rs keeps it so).
+pub const MIN_TOTAL_FIELDS_LIMIT: u32 = 500;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +277,15 @@ impl ElasticsearchConfig {
                 readable(key, f)?;
             }
         }
+        if self.template.total_fields_limit < MIN_TOTAL_FIELDS_LIMIT {
+            return Err(key_error(
+                "elasticsearch.template.total_fields_limit",
+                format!(
+                    "{} is too small: the gateway's own mappings need up to {MIN_TOTAL_FIELDS_LIMIT} fields",
+                    self.template.total_fields_limit
+                ),
+            ));
+        }
         if self.batch.max_documents == 0 {
             return Err(key_error("elasticsearch.batch.max_documents", "must be at least 1"));
         }
@@ -357,6 +382,9 @@ mod defaults {
     }
     pub fn refresh_interval() -> String {
         "5s".into()
+    }
+    pub fn total_fields_limit() -> u32 {
+        2000
     }
     pub fn batch_docs() -> usize {
         2000

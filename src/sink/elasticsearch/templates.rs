@@ -48,7 +48,10 @@ pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template 
                         "number_of_shards": settings.number_of_shards,
                         "number_of_replicas": settings.number_of_replicas,
                         "refresh_interval": settings.refresh_interval,
-                        "mapping": { "total_fields": { "limit": 2000 } }
+                        "mapping": { "total_fields": {
+                            "limit": settings.total_fields_limit,
+                            "ignore_dynamic_beyond_limit": settings.ignore_dynamic_beyond_limit
+                        } }
                     }
                 },
                 "mappings": {
@@ -140,6 +143,10 @@ mod tests {
         assert_eq!(t.body["index_patterns"], json!(["audit-*"]));
         assert_eq!(t.body["template"]["mappings"]["dynamic"], json!(false));
         assert_eq!(t.body["template"]["mappings"]["properties"]["@timestamp"]["type"], "date_nanos");
+        assert_eq!(
+            t.body["template"]["settings"]["index"]["mapping"]["total_fields"],
+            json!({"limit": 2000, "ignore_dynamic_beyond_limit": true})
+        );
     }
 
     #[test]
