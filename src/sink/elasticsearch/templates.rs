@@ -48,10 +48,7 @@ pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template 
                         "number_of_shards": settings.number_of_shards,
                         "number_of_replicas": settings.number_of_replicas,
                         "refresh_interval": settings.refresh_interval,
-                        "mapping": { "total_fields": {
-                            "limit": settings.total_fields_limit,
-                            "ignore_dynamic_beyond_limit": settings.ignore_dynamic_beyond_limit
-                        } }
+                        "mapping": { "total_fields": total_fields(settings) }
                     }
                 },
                 "mappings": {
@@ -63,6 +60,17 @@ pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template 
             }
         }),
     }
+}
+
+/// `index.mapping.total_fields`. `ignore_dynamic_beyond_limit` only when on:
+/// Elasticsearch before 8.13 refuses the setting, so `false` leaves it out and
+/// such a cluster still takes the templates.
+fn total_fields(settings: &TemplateSettings) -> Value {
+    let mut total_fields = json!({ "limit": settings.total_fields_limit });
+    if settings.ignore_dynamic_beyond_limit {
+        total_fields["ignore_dynamic_beyond_limit"] = json!(true);
+    }
+    total_fields
 }
 
 /// One template per index pattern. Two sources may share a pattern: one
@@ -147,6 +155,9 @@ mod tests {
             t.body["template"]["settings"]["index"]["mapping"]["total_fields"],
             json!({"limit": 2000, "ignore_dynamic_beyond_limit": true})
         );
+        let old_cluster = TemplateSettings { ignore_dynamic_beyond_limit: false, ..TemplateSettings::default() };
+        let t = template(mapping("audit-%Y.%m.%d", json!({})), &old_cluster);
+        assert_eq!(t.body["template"]["settings"]["index"]["mapping"]["total_fields"], json!({"limit": 2000}));
     }
 
     #[test]
