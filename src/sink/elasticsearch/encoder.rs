@@ -10,8 +10,14 @@ use flate2::Compression;
 use crate::document::Document;
 
 /// The NDJSON body for `POST /_bulk` with one `create` per document.
-pub fn bulk_body<'a>(docs: impl IntoIterator<Item = &'a Document>) -> Vec<u8> {
-    let mut out = Vec::new();
+pub fn bulk_body<'a, I>(docs: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a Document>,
+    I::IntoIter: Clone,
+{
+    let docs = docs.into_iter();
+    // Sized up front: grown by doubling, a 5 MiB body was copied about twice over.
+    let mut out = Vec::with_capacity(docs.clone().map(encoded_len).sum());
     for doc in docs {
         write_create(&mut out, doc);
     }
@@ -40,9 +46,11 @@ pub fn write_create(out: &mut Vec<u8>, doc: &Document) {
     out.push(b'\n');
 }
 
-/// The size a document adds to a bulk body, for batching by bytes.
+/// The size a document adds to a bulk body, for batching by bytes: exact for
+/// index names and ids that need no escaping (all the gateway makes).
 pub fn encoded_len(doc: &Document) -> usize {
-    doc.body.len() + doc.index.len() + doc.id.len() + 32
+    const ACTION: usize = r#"{"create":{"_index":"","_id":""}}"#.len() + 2; // and two line breaks
+    doc.body.len() + doc.index.len() + doc.id.len() + ACTION
 }
 
 /// gzip at a fast level: bulk bodies are repetitive JSON and compress ~10×, and
@@ -75,6 +83,8 @@ mod tests {
             },
         ];
         let body = String::from_utf8(bulk_body(&docs)).unwrap();
+        // Exact where nothing needs escaping (the first), 1 byte short for the `"`.
+        assert_eq!(body.len(), encoded_len(&docs[0]) + encoded_len(&docs[1]) + 1);
         assert_eq!(
             body,
             "{\"create\":{\"_index\":\"audit-2026.01.01\",\"_id\":\"a\"}}\n{\"x\":1}\n\
