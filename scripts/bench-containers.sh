@@ -31,7 +31,7 @@ case "$mode" in
     es="http://127.0.0.1:${ES_PORT:-9200}"
     work="$(mktemp -d /tmp/klg-bench-ctr.XXXXXX)"
     prefix="benchctr$(date +%s)"
-    trap 'kill "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; curl -s -XDELETE "$es/$prefix-*" >/dev/null; rm -rf "$work"' EXIT
+    trap 'kill "$gw_pid" 2>/dev/null || true; wait "$wrap_pid" 2>/dev/null || true; curl -s -XDELETE "$es/$prefix-*" >/dev/null; rm -rf "$work"' EXIT
     # JOURNAL_DIR (journal files, e.g. from `journald-<hash> generate DIR N` of the journald
     # bench) turns the journald source on beside the containers one: both node sources at
     # once. JOURNAL_ENTRIES is how many of its entries match kubelet.service.
@@ -67,7 +67,22 @@ elasticsearch:
 YAML
     start=$(date +%s.%N)
     ${BENCH_WRAP:-} target/release/kube-log-gateway serve --config "$work/node.yaml" 2>"$work/gateway.log" &
-    gw_pid=$!
+    gw_pid=$! wrap_pid=$!
+    if [[ -n "${BENCH_WRAP:-}" ]]; then
+      # The gateway is the wrapper's descendant: sample and stop it, not the wrapper
+      # (which then writes its own results and exits; the trap waits for it).
+      gw_bin=$(readlink -f target/release/kube-log-gateway)
+      found=""
+      for _ in $(seq 1 300); do
+        for p in $wrap_pid $(pgrep -f kube-log-gateway || true); do
+          [[ "$(readlink -f "/proc/$p/exe" 2>/dev/null)" == "$gw_bin" ]] && found=$p && break
+        done
+        [[ -n "$found" ]] && break
+        sleep 0.1
+      done
+      [[ -n "$found" ]] || { echo "bench-containers: no gateway process under BENCH_WRAP" >&2; exit 1; }
+      gw_pid=$found
+    fi
     # Peak RssAnon (heap) and RssFile (mapped files: journal windows, the binary) apart,
     # sampled every 0.2 s: VmHWM only has their peak sum.
     ( anon=0 file=0
