@@ -445,4 +445,60 @@ mod tests {
         assert_ne!(a, entry_id(b"m2", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff"));
         assert_ne!(a, entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=fe"));
     }
+
+    fn pinned_entries() -> Vec<RawEntry> {
+        let raw = |usec: u64, cursor: &str, fields: &[&[u8]]| {
+            let mut e = RawEntry { realtime_usec: usec, cursor: cursor.into(), ..Default::default() };
+            for f in fields {
+                e.set_field(f);
+            }
+            e
+        };
+        vec![
+            entry(b"I1109 06:14:42.535854    1234 file.go:123] \"SyncLoop\" pod=\"kube-system/x\""),
+            entry(b"E1109 06:14:42.535854 1 a.go:1] failed \\ with \"quotes\"\ttab \xc3\xbc \xe2\x9c\x93"),
+            entry(b"bad \xff\xfe byte\nsecond line\r\n\x01\x1f\x7f"),
+            entry(b"nul\0inside"),
+            raw(1, "s=a;i=2", &[b"_SYSTEMD_UNIT=containerd.service"]),
+            raw(1_762_668_882_000_000, "s=a;i=3;b=b1;m=1;t=2;x=3", &[b"PRIORITY=3", b"MESSAGE=plain", b"_PID= 42 "]),
+            raw(
+                1_762_668_883_999_999,
+                "s=cc32;i=4;b=0123;m=3e9;t=643235499a5af;x=1",
+                &[b"SYSLOG_IDENTIFIER=sshd", b"PRIORITY=9", b"_COMM=sshd", b"_HOSTNAME=n\xc3\xb6de", b"_BOOT_ID=b"],
+            ),
+            raw(253_402_300_799_999_999, "", &[b"_MACHINE_ID=m", b"_PID=x", b"MESSAGE="]),
+        ]
+    }
+
+    /// Index, `_id` and body bytes written by the code before the body was
+    /// written by hand (serde structs through sonic-rs): a new writer must give
+    /// exactly these bytes, and the ids must never change (a resend after an
+    /// upgrade must get a 409, not a duplicate).
+    const PINNED: [(&str, &str, &str); 9] = [
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"I1109 06:14:42.535854    1234 file.go:123] \\\"SyncLoop\\\" pod=\\\"kube-system/x\\\"\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"file.go\",\"line\":123}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1234}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"E1109 06:14:42.535854 1 a.go:1] failed \\\\ with \\\"quotes\\\"\\ttab ü ✓\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"error\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"a.go\",\"line\":1}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"bad �� byte\\nsecond line\\r\\n\\u0001\\u001f\u{7f}\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"}},\"process\":{\"pid\":42,\"name\":\"kubelet\"},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"},\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"nul\\u0000inside\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"}},\"process\":{\"pid\":42,\"name\":\"kubelet\"},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"},\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}}"),
+            ("kubelet-1970.01.01", "6bh1UIk_7CmU2-Y7YF52yg", "{\"@timestamp\":\"1970-01-01T00:00:00.000001Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"6bh1UIk_7CmU2-Y7YF52yg\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{},\"systemd\":{\"unit\":\"containerd.service\"},\"journald\":{\"cursor\":\"s=a;i=2\"}}"),
+            ("kubelet-2025.11.09", "8TpJTktJzybl13jhwseIUA", "{\"@timestamp\":\"2025-11-09T06:14:42.000000Z\",\"message\":\"plain\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"8TpJTktJzybl13jhwseIUA\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"error\",\"syslog\":{\"priority\":3,\"severity\":{\"name\":\"error\"}}},\"process\":{\"pid\":42},\"journald\":{\"cursor\":\"s=a;i=3;b=b1;m=1;t=2;x=3\"}}"),
+            ("kubelet-2025.11.09", "73DyId9fgZSUP0neI9y8nQ", "{\"@timestamp\":\"2025-11-09T06:14:43.999999Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"73DyId9fgZSUP0neI9y8nQ\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"nöde\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"syslog\":{\"priority\":9,\"appname\":\"sshd\"}},\"process\":{\"name\":\"sshd\"},\"journald\":{\"boot_id\":\"b\",\"cursor\":\"s=cc32;i=4;b=0123;m=3e9;t=643235499a5af;x=1\"}}"),
+            ("kubelet-9999.12.31", "a0PNErRc3W04cvDZskBaSw", "{\"@timestamp\":\"9999-12-31T23:59:59.999999Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"a0PNErRc3W04cvDZskBaSw\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{},\"journald\":{\"machine_id\":\"m\",\"cursor\":\"\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"I1109 06:14:42.535854    1234 file.go:123] \\\"SyncLoop\\\" pod=\\\"kube-system/x\\\"\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"a\\\"b\\\\c\\u0001\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"nöde/ü\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"file.go\",\"line\":123}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1234}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+    ];
+
+    #[test]
+    fn documents_are_pinned_byte_for_byte() {
+        let mut odd = JournaldNormalizer::new(
+            "a\"b\\c\u{1}".into(),
+            "nöde/ü".into(),
+            IndexPattern::parse("kubelet-%Y.%m.%d").unwrap(),
+        );
+        let mut docs: Vec<Document> = pinned_entries().iter().map(|e| normalize(e).0).collect();
+        docs.push(odd.normalize(&pinned_entries()[0], "2026-11-09T06:15:00.000Z"));
+        assert_eq!(docs.len(), PINNED.len());
+        for (doc, (index, id, body)) in docs.iter().zip(PINNED) {
+            assert_eq!((doc.index.as_str(), doc.id.as_str()), (index, id));
+            assert_eq!(std::str::from_utf8(&doc.body).unwrap(), body);
+        }
+    }
 }
