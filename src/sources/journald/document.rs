@@ -3,22 +3,28 @@
 //! The reader thread fills a reusable [`RawEntry`] with the few fields the
 //! document needs (as bytes, exactly as libsystemd returns them), and
 //! [`JournaldNormalizer::normalize`] turns it into the final JSON `_source`.
-//! This is the hot path of the node role: typed structs, borrowed strings, no
-//! `serde_json::Value`, the index name formatted once a day.
+//! This is the hot path of the node role: borrowed strings, no
+//! `serde_json::Value`, the index name formatted once a day, and the body
+//! written by hand like the container source's: constant keys as bytes, the
+//! strings through the shared writer's SIMD escaping. Through serde, sonic-rs
+//! escaped each of the ~40 keys of every document anew (docs/decisions.md §14).
+//! A unit test pins the bytes the serde structs wrote.
 
 use std::borrow::Cow;
 
-use serde::Serialize;
+use bytes::Bytes;
+
 use serde_json::{json, Value};
 
 use super::entry::RawEntry;
 use super::klog::{parse_klog, syslog_severity};
-use crate::document::ecs::{Named, Orchestrator};
+use crate::document::ecs::Orchestrator;
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
+use crate::document::json::{self as json_writer, write_str as json_string};
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{self, DayIndex};
-use crate::document::{json as json_writer, Document, SourceKind};
+use crate::document::{Document, SourceKind};
 
 /// The unit whose entries get `event.dataset: kubelet`; every other unit or
 /// identifier gets `journald`, so a Kibana filter on the dataset still means
@@ -28,6 +34,12 @@ pub const KUBELET_UNIT: &[u8] = b"kubelet.service";
 pub struct JournaldNormalizer {
     pub cluster: String,
     pub node: String,
+    /// `,"orchestrator":{…}`, the same for every document.
+    orchestrator_json: Vec<u8>,
+    /// `,"kubernetes":{"node":{"name":…}}`, the same for every document.
+    kubernetes_json: Vec<u8>,
+    /// The body is written here, then copied out at its exact size.
+    scratch: Vec<u8>,
     index: DayIndex,
     /// `@timestamp` of the last entry: consecutive entries mostly share their
     /// second, so only the microseconds are written anew (see [`Timestamp`]).
@@ -62,110 +74,6 @@ impl Timestamp {
         self.text.push_str(std::str::from_utf8(&tail).expect("ASCII"));
         &self.text
     }
-}
-
-#[derive(Serialize)]
-struct JournaldDocument<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<Cow<'a, str>>,
-    event: EventFields<'a>,
-    orchestrator: Orchestrator<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<Named<'a>>,
-    kubernetes: Kubernetes<'a>,
-    log: LogFields<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process: Option<Process<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd: Option<Systemd<'a>>,
-    journald: Journald<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kube_log_gateway: Option<GatewayFlags>,
-}
-
-#[derive(Serialize)]
-struct EventFields<'a> {
-    dataset: &'static str,
-    kind: &'static str,
-    id: &'a str,
-    ingested: &'a str,
-}
-
-#[derive(Serialize)]
-struct Kubernetes<'a> {
-    node: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct LogFields<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    level: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    syslog: Option<Syslog<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<Origin<'a>>,
-}
-
-#[derive(Serialize)]
-struct Syslog<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<Severity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    appname: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct Severity {
-    name: &'static str,
-}
-
-#[derive(Serialize)]
-struct Origin<'a> {
-    file: OriginFile<'a>,
-}
-
-#[derive(Serialize)]
-struct OriginFile<'a> {
-    name: &'a str,
-    line: u32,
-}
-
-#[derive(Serialize)]
-struct Process<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thread: Option<Thread>,
-}
-
-#[derive(Serialize)]
-struct Thread {
-    id: u64,
-}
-
-#[derive(Serialize)]
-struct Systemd<'a> {
-    unit: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct Journald<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    boot_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    machine_id: Option<Cow<'a, str>>,
-    cursor: &'a str,
-}
-
-#[derive(Serialize)]
-struct GatewayFlags {
-    flags: [&'static str; 1],
 }
 
 /// The parts of a cursor (`s=…;i=…;b=…;m=…;t=…;x=…`) that identify the entry
@@ -215,9 +123,53 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(b).ok()?.trim().parse().ok()
 }
 
+/// A scratch buffer larger than this (a huge message) is not kept for the next entry.
+const SCRATCH_KEPT_BYTES: usize = 1 << 20;
+
+/// A JSON object being written: `{`, members separated by commas, `}`.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    /// Starts a member: the comma if needed, then `key` (`"name":`, and
+    /// whatever constant opening follows it); the value goes to the returned buffer.
+    fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(key);
+        self.out
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
 impl JournaldNormalizer {
     pub fn new(cluster: String, node: String, index: IndexPattern) -> Self {
-        JournaldNormalizer { cluster, node, index: DayIndex::new(index), timestamp: Timestamp::default() }
+        let mut orchestrator_json = b",\"orchestrator\":".to_vec();
+        json_writer::write(&mut orchestrator_json, &Orchestrator::kubernetes(&cluster)).expect("serializes");
+        let mut kubernetes_json = b",\"kubernetes\":{\"node\":{\"name\":".to_vec();
+        json_string(&mut kubernetes_json, &node);
+        kubernetes_json.extend_from_slice(b"}}");
+        JournaldNormalizer {
+            cluster,
+            node,
+            orchestrator_json,
+            kubernetes_json,
+            scratch: Vec::new(),
+            index: DayIndex::new(index),
+            timestamp: Timestamp::default(),
+        }
     }
 
     /// One entry → one document. `ingested` is the RFC 3339 time the entry was read.
@@ -238,42 +190,111 @@ impl JournaldNormalizer {
             (None, s) => s,
         };
         let appname = lossy(&e.identifier);
-        let syslog = (priority.is_some() || appname.is_some()).then(|| Syslog {
-            priority,
-            severity: severity.map(|name| Severity { name }),
-            appname,
-        });
         let pid = parse_u64(&e.pid);
         let comm = lossy(&e.comm);
-        let process = (pid.is_some() || comm.is_some() || klog.is_some()).then(|| Process {
-            pid,
-            name: comm,
-            thread: klog.map(|k| Thread { id: k.thread_id }),
-        });
         let hostname = lossy(&e.hostname);
-        let doc = JournaldDocument {
-            timestamp,
-            message: message.clone(),
-            event: EventFields {
-                dataset: if e.unit == KUBELET_UNIT { "kubelet" } else { "journald" },
-                kind: "event",
-                id: &id,
-                ingested,
-            },
-            orchestrator: Orchestrator::kubernetes(&self.cluster),
-            host: hostname.as_deref().map(|name| Named { name }),
-            kubernetes: Kubernetes { node: Named { name: &self.node } },
-            log: LogFields {
-                level,
-                syslog,
-                origin: klog.map(|k| Origin { file: OriginFile { name: k.file, line: k.line } }),
-            },
-            process,
-            systemd: lossy(&e.unit).map(|unit| Systemd { unit }),
-            journald: Journald { boot_id: lossy(&e.boot_id), machine_id: lossy(&e.machine_id), cursor: &e.cursor },
-            kube_log_gateway: binary.then_some(GatewayFlags { flags: ["message_binary"] }),
-        };
-        let body = json_writer::to_body(&doc).expect("a journald document serializes");
+
+        // Members in the order, and with the omissions, of the serde structs
+        // this replaced (pinned by `documents_are_pinned_byte_for_byte`).
+        let mut b = std::mem::take(&mut self.scratch);
+        b.clear();
+        b.extend_from_slice(b"{\"@timestamp\":\"");
+        b.extend_from_slice(timestamp.as_bytes());
+        b.push(b'"');
+        if let Some(message) = &message {
+            b.extend_from_slice(b",\"message\":");
+            json_string(&mut b, message);
+        }
+        b.extend_from_slice(if e.unit == KUBELET_UNIT {
+            b",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\""
+        } else {
+            b",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\""
+        });
+        b.extend_from_slice(id.as_bytes());
+        b.extend_from_slice(b"\",\"ingested\":");
+        json_string(&mut b, ingested);
+        b.push(b'}');
+        b.extend_from_slice(&self.orchestrator_json);
+        if let Some(hostname) = &hostname {
+            b.extend_from_slice(b",\"host\":{\"name\":");
+            json_string(&mut b, hostname);
+            b.push(b'}');
+        }
+        b.extend_from_slice(&self.kubernetes_json);
+
+        b.extend_from_slice(b",\"log\":");
+        let mut log = Object::open(&mut b);
+        if let Some(level) = level {
+            log.key(b"\"level\":\"").extend_from_slice(level.as_bytes());
+            log.out.push(b'"');
+        }
+        if priority.is_some() || appname.is_some() {
+            let mut syslog = Object::open(log.key(b"\"syslog\":"));
+            if let Some(p) = priority {
+                syslog.key(b"\"priority\":").extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
+            }
+            if let Some(name) = severity {
+                syslog.key(b"\"severity\":{\"name\":\"").extend_from_slice(name.as_bytes());
+                syslog.out.extend_from_slice(b"\"}");
+            }
+            if let Some(appname) = &appname {
+                json_string(syslog.key(b"\"appname\":"), appname);
+            }
+            syslog.close();
+        }
+        if let Some(k) = &klog {
+            let out = log.key(b"\"origin\":{\"file\":{\"name\":");
+            json_string(out, k.file);
+            out.extend_from_slice(b",\"line\":");
+            out.extend_from_slice(itoa::Buffer::new().format(k.line).as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+        log.close();
+
+        if pid.is_some() || comm.is_some() || klog.is_some() {
+            b.extend_from_slice(b",\"process\":");
+            let mut process = Object::open(&mut b);
+            if let Some(pid) = pid {
+                process.key(b"\"pid\":").extend_from_slice(itoa::Buffer::new().format(pid).as_bytes());
+            }
+            if let Some(comm) = &comm {
+                json_string(process.key(b"\"name\":"), comm);
+            }
+            if let Some(k) = &klog {
+                let out = process.key(b"\"thread\":{\"id\":");
+                out.extend_from_slice(itoa::Buffer::new().format(k.thread_id).as_bytes());
+                out.push(b'}');
+            }
+            process.close();
+        }
+        if let Some(unit) = lossy(&e.unit) {
+            b.extend_from_slice(b",\"systemd\":{\"unit\":");
+            json_string(&mut b, &unit);
+            b.push(b'}');
+        }
+        b.extend_from_slice(b",\"journald\":{");
+        if let Some(boot_id) = lossy(&e.boot_id) {
+            b.extend_from_slice(b"\"boot_id\":");
+            json_string(&mut b, &boot_id);
+            b.push(b',');
+        }
+        if let Some(machine_id) = lossy(&e.machine_id) {
+            b.extend_from_slice(b"\"machine_id\":");
+            json_string(&mut b, &machine_id);
+            b.push(b',');
+        }
+        b.extend_from_slice(b"\"cursor\":");
+        json_string(&mut b, &e.cursor);
+        b.push(b'}');
+        if binary {
+            b.extend_from_slice(b",\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}");
+        }
+        b.push(b'}');
+        let body = Bytes::copy_from_slice(&b);
+        if b.capacity() > SCRATCH_KEPT_BYTES {
+            b = Vec::new();
+        }
+        self.scratch = b;
         Document { index: self.index.index_for(when), id, body, source: SourceKind::Journald }
     }
 }
@@ -500,5 +521,26 @@ mod tests {
             assert_eq!((doc.index.as_str(), doc.id.as_str()), (index, id));
             assert_eq!(std::str::from_utf8(&doc.body).unwrap(), body);
         }
+    }
+
+    /// The one shape the pinned documents lack: a klog line with no PRIORITY,
+    /// identifier, pid or comm (`log` without `syslog`, `process` with only the
+    /// thread), written out as the serde structs did.
+    #[test]
+    fn klog_line_without_syslog_fields() {
+        let mut e = RawEntry { realtime_usec: 5, cursor: "x".into(), ..Default::default() };
+        e.set_field(b"MESSAGE=I1109 06:14:42.535854 7 f.go:2] m");
+        let (doc, _) = normalize(&e);
+        let want = format!(
+            concat!(
+                r#"{{"@timestamp":"1970-01-01T00:00:00.000005Z","message":"I1109 06:14:42.535854 7 f.go:2] m","#,
+                r#""event":{{"dataset":"journald","kind":"event","id":"{}","ingested":"2026-11-09T06:15:00.000Z"}},"#,
+                r#""orchestrator":{{"type":"kubernetes","cluster":{{"name":"prod"}}}},"kubernetes":{{"node":{{"name":"node-a"}}}},"#,
+                r#""log":{{"level":"info","origin":{{"file":{{"name":"f.go","line":2}}}}}},"process":{{"thread":{{"id":7}}}},"#,
+                r#""journald":{{"cursor":"x"}}}}"#
+            ),
+            doc.id
+        );
+        assert_eq!(std::str::from_utf8(&doc.body).unwrap(), want);
     }
 }
