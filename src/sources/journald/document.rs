@@ -83,15 +83,26 @@ impl Timestamp {
 /// libsystemd treats two entries equal on these parts as one; so does `_id`.
 fn cursor_identity(cursor: &str) -> [&str; 4] {
     let mut out = [""; 4];
-    for part in cursor.split(';') {
-        let slot = match part.get(..2) {
-            Some("b=") => 0,
-            Some("m=") => 1,
-            Some("t=") => 2,
-            Some("x=") => 3,
-            _ => continue,
-        };
-        out[slot] = &part[2..];
+    // `cursor.split(';')` in one pass over the bytes: the splitting iterator
+    // was ~2 % of the reading CPU. Every prefix is ASCII, so the slices below
+    // fall on character boundaries.
+    let b = cursor.as_bytes();
+    let mut start = 0;
+    while start <= b.len() {
+        let end = memchr::memchr(b';', &b[start..]).map_or(b.len(), |i| start + i);
+        if end - start >= 2 && b[start + 1] == b'=' {
+            let slot = match b[start] {
+                b'b' => Some(0),
+                b'm' => Some(1),
+                b't' => Some(2),
+                b'x' => Some(3),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                out[slot] = &cursor[start + 2..end];
+            }
+        }
+        start = end + 1;
     }
     out
 }
@@ -181,7 +192,7 @@ impl JournaldNormalizer {
         // Binary-safe message: the bytes libsystemd returned, decoded lossily;
         // a NUL or invalid UTF-8 is flagged so that nobody trusts it blindly.
         let message = lossy(&e.message);
-        let binary = matches!(message, Some(Cow::Owned(_))) || e.message.contains(&0);
+        let binary = matches!(message, Some(Cow::Owned(_))) || memchr::memchr(0, &e.message).is_some();
         let klog = message.as_deref().and_then(parse_klog);
         let priority = std::str::from_utf8(&e.priority).ok().and_then(|p| p.trim().parse::<u8>().ok());
         let severity = priority.and_then(syslog_severity);
@@ -542,5 +553,40 @@ mod tests {
             doc.id
         );
         assert_eq!(std::str::from_utf8(&doc.body).unwrap(), want);
+    }
+
+    /// The one-pass cursor parser against `split(';')`, the way it was written before.
+    #[test]
+    fn cursor_identity_is_split_on_semicolons() {
+        fn by_split(cursor: &str) -> [&str; 4] {
+            let mut out = [""; 4];
+            for part in cursor.split(';') {
+                let slot = match part.get(..2) {
+                    Some("b=") => 0,
+                    Some("m=") => 1,
+                    Some("t=") => 2,
+                    Some("x=") => 3,
+                    _ => continue,
+                };
+                out[slot] = &part[2..];
+            }
+            out
+        }
+        for cursor in [
+            "s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe",
+            "",
+            ";",
+            ";;b=",
+            "b",
+            "b=",
+            "x=1;x=2",
+            "b=1;",
+            "m=é;t=ü",
+            "é=1;bé=2;b=ok",
+            "s=a;i=2",
+            "t=1;m=2;b=3;x=4;y=5",
+        ] {
+            assert_eq!(cursor_identity(cursor), by_split(cursor), "{cursor:?}");
+        }
     }
 }
