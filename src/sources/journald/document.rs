@@ -31,9 +31,9 @@ use crate::document::{Document, SourceKind};
 /// "the kubelet" when `units` lists more services.
 pub const KUBELET_UNIT: &[u8] = b"kubelet.service";
 
+/// Cluster and node names exist only as the two JSON members below, formatted
+/// once: nothing can change one without the other.
 pub struct JournaldNormalizer {
-    pub cluster: String,
-    pub node: String,
     /// `,"orchestrator":{…}`, the same for every document.
     orchestrator_json: Vec<u8>,
     /// `,"kubernetes":{"node":{"name":…}}`, the same for every document.
@@ -183,8 +183,6 @@ impl JournaldNormalizer {
         json_string(&mut kubernetes_json, &node);
         kubernetes_json.extend_from_slice(b"}}");
         JournaldNormalizer {
-            cluster,
-            node,
             orchestrator_json,
             kubernetes_json,
             scratch: Vec::new(),
@@ -610,7 +608,7 @@ mod tests {
     }
 
     /// Bodies split off a shared chunk stay whole while later ones are written,
-    /// and a body over a quarter of a chunk gets its own allocation.
+    /// around one over a quarter of a chunk too (that one gets its own allocation).
     #[test]
     fn bodies_from_the_arena_stay_intact() {
         let mut n =
