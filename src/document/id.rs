@@ -63,4 +63,46 @@ mod tests {
         line.part(&42u64.to_le_bytes());
         assert_eq!(line.finish(), document_id(&[b"node", &7u64.to_le_bytes(), &42u64.to_le_bytes()]));
     }
+
+    /// Ids computed by the code before the parts were hashed in one `update`
+    /// (one `Hasher::update` per length and per part). A resend after an
+    /// upgrade must carry the same `_id` (409, not a duplicate), so these must
+    /// never change, whatever the hashing does inside.
+    #[test]
+    fn ids_are_pinned_across_versions() {
+        let mid: Vec<u8> = (0..200u8).collect();
+        let big = vec![0xabu8; 3000];
+        let (dev, inode, offset) = (7u64.to_le_bytes(), 42u64.to_le_bytes(), 1234u64.to_le_bytes());
+        let cases: [(&[&[u8]], &str); 7] = [
+            (&[], "rxNJufX5oaagQE3qNtzJSQ"),
+            (&[b""], "ceCpkXNWSTHAuKzFLSaFqA"),
+            (
+                &[
+                    b"fedcba9876543210fedcba9876543210",
+                    b"0123456789abcdef0123456789abcdef",
+                    b"3e8",
+                    b"643235499a5ae",
+                    b"dd9e383ca2c1c3fe",
+                ],
+                "0ZJAMeyzUrekARRZvMgp_g",
+            ),
+            (&[b"node-1", &dev, &inode, b"fingerprint", &offset], "USvGsy1rXPow-SbSRvcswg"),
+            (&[b"prod", b"5b1c0e4e-7c1a-4a8e-9a43-2f0c9d1e6b11", b"ResponseComplete"], "Qd-R03bDTiHlA5oD5235mw"),
+            (&[b"x", &mid], "tD8S3t9dkK1x50ufPHwIbg"),
+            (&[b"prod", b"rejected", &big], "bhbcLcN4UhpbyUfWS4_VVg"),
+        ];
+        for (parts, want) in cases {
+            assert_eq!(document_id(parts), want, "{} parts", parts.len());
+            // The same parts through a cloned prefix, as the container source adds them.
+            if let Some((last, prefix)) = parts.split_last() {
+                let mut b = IdBuilder::new();
+                for p in prefix {
+                    b.part(p);
+                }
+                let mut line = b.clone();
+                line.part(last);
+                assert_eq!(line.finish(), want);
+            }
+        }
+    }
 }

@@ -3,31 +3,45 @@
 //! The reader thread fills a reusable [`RawEntry`] with the few fields the
 //! document needs (as bytes, exactly as libsystemd returns them), and
 //! [`JournaldNormalizer::normalize`] turns it into the final JSON `_source`.
-//! This is the hot path of the node role: typed structs, borrowed strings, no
-//! `serde_json::Value`, the index name formatted once a day.
+//! This is the hot path of the node role: borrowed strings, no
+//! `serde_json::Value`, the index name formatted once a day, and the body
+//! written by hand like the container source's: constant keys as bytes, the
+//! strings through the shared writer's SIMD escaping. Through serde, sonic-rs
+//! escaped each of the ~40 keys of every document anew (docs/decisions.md §14).
+//! A unit test pins the bytes the serde structs wrote.
 
 use std::borrow::Cow;
 
-use serde::Serialize;
+use bytes::{Bytes, BytesMut};
+
 use serde_json::{json, Value};
 
 use super::entry::RawEntry;
 use super::klog::{parse_klog, syslog_severity};
-use crate::document::ecs::{Named, Orchestrator};
+use crate::document::ecs::Orchestrator;
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
+use crate::document::json::{self as json_writer, write_str as json_string};
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{self, DayIndex};
-use crate::document::{json as json_writer, Document, SourceKind};
+use crate::document::{Document, SourceKind};
 
 /// The unit whose entries get `event.dataset: kubelet`; every other unit or
 /// identifier gets `journald`, so a Kibana filter on the dataset still means
 /// "the kubelet" when `units` lists more services.
 pub const KUBELET_UNIT: &[u8] = b"kubelet.service";
 
+/// Cluster and node names exist only as the two JSON members below, formatted
+/// once: nothing can change one without the other.
 pub struct JournaldNormalizer {
-    pub cluster: String,
-    pub node: String,
+    /// `,"orchestrator":{…}`, the same for every document.
+    orchestrator_json: Vec<u8>,
+    /// `,"kubernetes":{"node":{"name":…}}`, the same for every document.
+    kubernetes_json: Vec<u8>,
+    /// The body is written here, then copied into `arena`.
+    scratch: Vec<u8>,
+    /// Bodies are copied out of `scratch` into this chunk and split off.
+    arena: BytesMut,
     index: DayIndex,
     /// `@timestamp` of the last entry: consecutive entries mostly share their
     /// second, so only the microseconds are written anew (see [`Timestamp`]).
@@ -64,110 +78,6 @@ impl Timestamp {
     }
 }
 
-#[derive(Serialize)]
-struct JournaldDocument<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<Cow<'a, str>>,
-    event: EventFields<'a>,
-    orchestrator: Orchestrator<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<Named<'a>>,
-    kubernetes: Kubernetes<'a>,
-    log: LogFields<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    process: Option<Process<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd: Option<Systemd<'a>>,
-    journald: Journald<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kube_log_gateway: Option<GatewayFlags>,
-}
-
-#[derive(Serialize)]
-struct EventFields<'a> {
-    dataset: &'static str,
-    kind: &'static str,
-    id: &'a str,
-    ingested: &'a str,
-}
-
-#[derive(Serialize)]
-struct Kubernetes<'a> {
-    node: Named<'a>,
-}
-
-#[derive(Serialize)]
-struct LogFields<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    level: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    syslog: Option<Syslog<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<Origin<'a>>,
-}
-
-#[derive(Serialize)]
-struct Syslog<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    severity: Option<Severity>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    appname: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct Severity {
-    name: &'static str,
-}
-
-#[derive(Serialize)]
-struct Origin<'a> {
-    file: OriginFile<'a>,
-}
-
-#[derive(Serialize)]
-struct OriginFile<'a> {
-    name: &'a str,
-    line: u32,
-}
-
-#[derive(Serialize)]
-struct Process<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    thread: Option<Thread>,
-}
-
-#[derive(Serialize)]
-struct Thread {
-    id: u64,
-}
-
-#[derive(Serialize)]
-struct Systemd<'a> {
-    unit: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct Journald<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    boot_id: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    machine_id: Option<Cow<'a, str>>,
-    cursor: &'a str,
-}
-
-#[derive(Serialize)]
-struct GatewayFlags {
-    flags: [&'static str; 1],
-}
-
 /// The parts of a cursor (`s=…;i=…;b=…;m=…;t=…;x=…`) that identify the entry
 /// itself rather than its place in one file: boot id, monotonic and realtime
 /// stamps and the xor hash of its fields. journald copies entries from
@@ -175,15 +85,26 @@ struct GatewayFlags {
 /// libsystemd treats two entries equal on these parts as one; so does `_id`.
 fn cursor_identity(cursor: &str) -> [&str; 4] {
     let mut out = [""; 4];
-    for part in cursor.split(';') {
-        let slot = match part.get(..2) {
-            Some("b=") => 0,
-            Some("m=") => 1,
-            Some("t=") => 2,
-            Some("x=") => 3,
-            _ => continue,
-        };
-        out[slot] = &part[2..];
+    // `cursor.split(';')` in one pass over the bytes: the splitting iterator
+    // was ~2 % of the reading CPU. Every prefix is ASCII, so the slices below
+    // fall on character boundaries.
+    let b = cursor.as_bytes();
+    let mut start = 0;
+    while start <= b.len() {
+        let end = memchr::memchr(b';', &b[start..]).map_or(b.len(), |i| start + i);
+        if end - start >= 2 && b[start + 1] == b'=' {
+            let slot = match b[start] {
+                b'b' => Some(0),
+                b'm' => Some(1),
+                b't' => Some(2),
+                b'x' => Some(3),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                out[slot] = &cursor[start + 2..end];
+            }
+        }
+        start = end + 1;
     }
     out
 }
@@ -199,13 +120,14 @@ pub fn entry_id(machine_id: &[u8], cursor: &str) -> String {
 }
 
 /// `b` as text (`None` if empty). Valid UTF-8 — nearly always — is checked with
-/// `str::from_utf8`, which skips ASCII a word at a time; `from_utf8_lossy` walks
-/// it in chunks and was 6 % of the reading CPU (docs/decisions.md).
+/// simdutf8 (SIMD for the message, `str::from_utf8` below 64 bytes, as in the
+/// container source); `from_utf8_lossy` walks it in chunks and was 6 % of the
+/// reading CPU (docs/decisions.md).
 fn lossy(b: &[u8]) -> Option<Cow<'_, str>> {
     if b.is_empty() {
         return None;
     }
-    Some(match std::str::from_utf8(b) {
+    Some(match simdutf8::basic::from_utf8(b) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(b),
     })
@@ -215,9 +137,59 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(b).ok()?.trim().parse().ok()
 }
 
+/// A scratch buffer larger than this (a huge message) is not kept for the next entry.
+const SCRATCH_KEPT_BYTES: usize = 1 << 20;
+
+/// Bodies share chunks of this size (~14 documents of ~1.1 kB): one allocation
+/// and one free per chunk instead of per body, as in the container source. A
+/// body bigger than a quarter of it gets its own allocation, so a chunk never
+/// holds one large body's leftovers. A body kept alive (retried, say) keeps its
+/// chunk alive: at most 16 KiB.
+const ARENA_CHUNK: usize = 16 * 1024;
+
+/// A JSON object being written: `{`, members separated by commas, `}`.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    /// Starts a member: the comma if needed, then `key` (`"name":`, and
+    /// whatever constant opening follows it); the value goes to the returned buffer.
+    fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(key);
+        self.out
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
 impl JournaldNormalizer {
     pub fn new(cluster: String, node: String, index: IndexPattern) -> Self {
-        JournaldNormalizer { cluster, node, index: DayIndex::new(index), timestamp: Timestamp::default() }
+        let mut orchestrator_json = b",\"orchestrator\":".to_vec();
+        json_writer::write(&mut orchestrator_json, &Orchestrator::kubernetes(&cluster)).expect("serializes");
+        let mut kubernetes_json = b",\"kubernetes\":{\"node\":{\"name\":".to_vec();
+        json_string(&mut kubernetes_json, &node);
+        kubernetes_json.extend_from_slice(b"}}");
+        JournaldNormalizer {
+            orchestrator_json,
+            kubernetes_json,
+            scratch: Vec::new(),
+            arena: BytesMut::new(),
+            index: DayIndex::new(index),
+            timestamp: Timestamp::default(),
+        }
     }
 
     /// One entry → one document. `ingested` is the RFC 3339 time the entry was read.
@@ -229,7 +201,7 @@ impl JournaldNormalizer {
         // Binary-safe message: the bytes libsystemd returned, decoded lossily;
         // a NUL or invalid UTF-8 is flagged so that nobody trusts it blindly.
         let message = lossy(&e.message);
-        let binary = matches!(message, Some(Cow::Owned(_))) || e.message.contains(&0);
+        let binary = matches!(message, Some(Cow::Owned(_))) || memchr::memchr(0, &e.message).is_some();
         let klog = message.as_deref().and_then(parse_klog);
         let priority = std::str::from_utf8(&e.priority).ok().and_then(|p| p.trim().parse::<u8>().ok());
         let severity = priority.and_then(syslog_severity);
@@ -238,42 +210,119 @@ impl JournaldNormalizer {
             (None, s) => s,
         };
         let appname = lossy(&e.identifier);
-        let syslog = (priority.is_some() || appname.is_some()).then(|| Syslog {
-            priority,
-            severity: severity.map(|name| Severity { name }),
-            appname,
-        });
         let pid = parse_u64(&e.pid);
         let comm = lossy(&e.comm);
-        let process = (pid.is_some() || comm.is_some() || klog.is_some()).then(|| Process {
-            pid,
-            name: comm,
-            thread: klog.map(|k| Thread { id: k.thread_id }),
-        });
         let hostname = lossy(&e.hostname);
-        let doc = JournaldDocument {
-            timestamp,
-            message: message.clone(),
-            event: EventFields {
-                dataset: if e.unit == KUBELET_UNIT { "kubelet" } else { "journald" },
-                kind: "event",
-                id: &id,
-                ingested,
-            },
-            orchestrator: Orchestrator::kubernetes(&self.cluster),
-            host: hostname.as_deref().map(|name| Named { name }),
-            kubernetes: Kubernetes { node: Named { name: &self.node } },
-            log: LogFields {
-                level,
-                syslog,
-                origin: klog.map(|k| Origin { file: OriginFile { name: k.file, line: k.line } }),
-            },
-            process,
-            systemd: lossy(&e.unit).map(|unit| Systemd { unit }),
-            journald: Journald { boot_id: lossy(&e.boot_id), machine_id: lossy(&e.machine_id), cursor: &e.cursor },
-            kube_log_gateway: binary.then_some(GatewayFlags { flags: ["message_binary"] }),
+
+        // Members in the order, and with the omissions, of the serde structs
+        // this replaced (pinned by `documents_are_pinned_byte_for_byte`).
+        let mut b = std::mem::take(&mut self.scratch);
+        b.clear();
+        b.extend_from_slice(b"{\"@timestamp\":\"");
+        b.extend_from_slice(timestamp.as_bytes());
+        b.push(b'"');
+        if let Some(message) = &message {
+            b.extend_from_slice(b",\"message\":");
+            json_string(&mut b, message);
+        }
+        b.extend_from_slice(if e.unit == KUBELET_UNIT {
+            b",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\""
+        } else {
+            b",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\""
+        });
+        b.extend_from_slice(id.as_bytes());
+        b.extend_from_slice(b"\",\"ingested\":");
+        json_string(&mut b, ingested);
+        b.push(b'}');
+        b.extend_from_slice(&self.orchestrator_json);
+        if let Some(hostname) = &hostname {
+            b.extend_from_slice(b",\"host\":{\"name\":");
+            json_string(&mut b, hostname);
+            b.push(b'}');
+        }
+        b.extend_from_slice(&self.kubernetes_json);
+
+        b.extend_from_slice(b",\"log\":");
+        let mut log = Object::open(&mut b);
+        if let Some(level) = level {
+            log.key(b"\"level\":\"").extend_from_slice(level.as_bytes());
+            log.out.push(b'"');
+        }
+        if priority.is_some() || appname.is_some() {
+            let mut syslog = Object::open(log.key(b"\"syslog\":"));
+            if let Some(p) = priority {
+                syslog.key(b"\"priority\":").extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
+            }
+            if let Some(name) = severity {
+                syslog.key(b"\"severity\":{\"name\":\"").extend_from_slice(name.as_bytes());
+                syslog.out.extend_from_slice(b"\"}");
+            }
+            if let Some(appname) = &appname {
+                json_string(syslog.key(b"\"appname\":"), appname);
+            }
+            syslog.close();
+        }
+        if let Some(k) = &klog {
+            let out = log.key(b"\"origin\":{\"file\":{\"name\":");
+            json_string(out, k.file);
+            out.extend_from_slice(b",\"line\":");
+            out.extend_from_slice(itoa::Buffer::new().format(k.line).as_bytes());
+            out.extend_from_slice(b"}}");
+        }
+        log.close();
+
+        if pid.is_some() || comm.is_some() || klog.is_some() {
+            b.extend_from_slice(b",\"process\":");
+            let mut process = Object::open(&mut b);
+            if let Some(pid) = pid {
+                process.key(b"\"pid\":").extend_from_slice(itoa::Buffer::new().format(pid).as_bytes());
+            }
+            if let Some(comm) = &comm {
+                json_string(process.key(b"\"name\":"), comm);
+            }
+            if let Some(k) = &klog {
+                let out = process.key(b"\"thread\":{\"id\":");
+                out.extend_from_slice(itoa::Buffer::new().format(k.thread_id).as_bytes());
+                out.push(b'}');
+            }
+            process.close();
+        }
+        if let Some(unit) = lossy(&e.unit) {
+            b.extend_from_slice(b",\"systemd\":{\"unit\":");
+            json_string(&mut b, &unit);
+            b.push(b'}');
+        }
+        b.extend_from_slice(b",\"journald\":{");
+        if let Some(boot_id) = lossy(&e.boot_id) {
+            b.extend_from_slice(b"\"boot_id\":");
+            json_string(&mut b, &boot_id);
+            b.push(b',');
+        }
+        if let Some(machine_id) = lossy(&e.machine_id) {
+            b.extend_from_slice(b"\"machine_id\":");
+            json_string(&mut b, &machine_id);
+            b.push(b',');
+        }
+        b.extend_from_slice(b"\"cursor\":");
+        json_string(&mut b, &e.cursor);
+        b.push(b'}');
+        if binary {
+            b.extend_from_slice(b",\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}");
+        }
+        b.push(b'}');
+        let body = if b.len() > ARENA_CHUNK / 4 {
+            Bytes::copy_from_slice(&b)
+        } else {
+            if self.arena.capacity() - self.arena.len() < b.len() {
+                self.arena = BytesMut::with_capacity(ARENA_CHUNK);
+            }
+            self.arena.extend_from_slice(&b);
+            self.arena.split().freeze()
         };
-        let body = json_writer::to_body(&doc).expect("a journald document serializes");
+        if b.capacity() > SCRATCH_KEPT_BYTES {
+            b = Vec::new();
+        }
+        self.scratch = b;
         Document { index: self.index.index_for(when), id, body, source: SourceKind::Journald }
     }
 }
@@ -444,5 +493,132 @@ mod tests {
         assert_eq!(a, entry_id(b"m1", "s=bbb;i=99;b=b1;m=3e8;t=64;x=ff"));
         assert_ne!(a, entry_id(b"m2", "s=aaa;i=1;b=b1;m=3e8;t=64;x=ff"));
         assert_ne!(a, entry_id(b"m1", "s=aaa;i=1;b=b1;m=3e8;t=64;x=fe"));
+    }
+
+    fn pinned_entries() -> Vec<RawEntry> {
+        let raw = |usec: u64, cursor: &str, fields: &[&[u8]]| {
+            let mut e = RawEntry { realtime_usec: usec, cursor: cursor.into(), ..Default::default() };
+            for f in fields {
+                e.set_field(f);
+            }
+            e
+        };
+        vec![
+            entry(b"I1109 06:14:42.535854    1234 file.go:123] \"SyncLoop\" pod=\"kube-system/x\""),
+            entry(b"E1109 06:14:42.535854 1 a.go:1] failed \\ with \"quotes\"\ttab \xc3\xbc \xe2\x9c\x93"),
+            entry(b"bad \xff\xfe byte\nsecond line\r\n\x01\x1f\x7f"),
+            entry(b"nul\0inside"),
+            raw(1, "s=a;i=2", &[b"_SYSTEMD_UNIT=containerd.service"]),
+            raw(1_762_668_882_000_000, "s=a;i=3;b=b1;m=1;t=2;x=3", &[b"PRIORITY=3", b"MESSAGE=plain", b"_PID= 42 "]),
+            raw(
+                1_762_668_883_999_999,
+                "s=cc32;i=4;b=0123;m=3e9;t=643235499a5af;x=1",
+                &[b"SYSLOG_IDENTIFIER=sshd", b"PRIORITY=9", b"_COMM=sshd", b"_HOSTNAME=n\xc3\xb6de", b"_BOOT_ID=b"],
+            ),
+            raw(253_402_300_799_999_999, "", &[b"_MACHINE_ID=m", b"_PID=x", b"MESSAGE="]),
+        ]
+    }
+
+    /// Index, `_id` and body bytes written by the code before the body was
+    /// written by hand (serde structs through sonic-rs): a new writer must give
+    /// exactly these bytes, and the ids must never change (a resend after an
+    /// upgrade must get a 409, not a duplicate).
+    const PINNED: [(&str, &str, &str); 9] = [
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"I1109 06:14:42.535854    1234 file.go:123] \\\"SyncLoop\\\" pod=\\\"kube-system/x\\\"\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"file.go\",\"line\":123}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1234}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"E1109 06:14:42.535854 1 a.go:1] failed \\\\ with \\\"quotes\\\"\\ttab ü ✓\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"error\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"a.go\",\"line\":1}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"bad �� byte\\nsecond line\\r\\n\\u0001\\u001f\u{7f}\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"}},\"process\":{\"pid\":42,\"name\":\"kubelet\"},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"},\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"nul\\u0000inside\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"}},\"process\":{\"pid\":42,\"name\":\"kubelet\"},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"},\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}}"),
+            ("kubelet-1970.01.01", "6bh1UIk_7CmU2-Y7YF52yg", "{\"@timestamp\":\"1970-01-01T00:00:00.000001Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"6bh1UIk_7CmU2-Y7YF52yg\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{},\"systemd\":{\"unit\":\"containerd.service\"},\"journald\":{\"cursor\":\"s=a;i=2\"}}"),
+            ("kubelet-2025.11.09", "8TpJTktJzybl13jhwseIUA", "{\"@timestamp\":\"2025-11-09T06:14:42.000000Z\",\"message\":\"plain\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"8TpJTktJzybl13jhwseIUA\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"level\":\"error\",\"syslog\":{\"priority\":3,\"severity\":{\"name\":\"error\"}}},\"process\":{\"pid\":42},\"journald\":{\"cursor\":\"s=a;i=3;b=b1;m=1;t=2;x=3\"}}"),
+            ("kubelet-2025.11.09", "73DyId9fgZSUP0neI9y8nQ", "{\"@timestamp\":\"2025-11-09T06:14:43.999999Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"73DyId9fgZSUP0neI9y8nQ\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"host\":{\"name\":\"nöde\"},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{\"syslog\":{\"priority\":9,\"appname\":\"sshd\"}},\"process\":{\"name\":\"sshd\"},\"journald\":{\"boot_id\":\"b\",\"cursor\":\"s=cc32;i=4;b=0123;m=3e9;t=643235499a5af;x=1\"}}"),
+            ("kubelet-9999.12.31", "a0PNErRc3W04cvDZskBaSw", "{\"@timestamp\":\"9999-12-31T23:59:59.999999Z\",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\"a0PNErRc3W04cvDZskBaSw\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"prod\"}},\"kubernetes\":{\"node\":{\"name\":\"node-a\"}},\"log\":{},\"journald\":{\"machine_id\":\"m\",\"cursor\":\"\"}}"),
+            ("kubelet-2025.11.09", "0ZJAMeyzUrekARRZvMgp_g", "{\"@timestamp\":\"2025-11-09T06:14:42.535854Z\",\"message\":\"I1109 06:14:42.535854    1234 file.go:123] \\\"SyncLoop\\\" pod=\\\"kube-system/x\\\"\",\"event\":{\"dataset\":\"kubelet\",\"kind\":\"event\",\"id\":\"0ZJAMeyzUrekARRZvMgp_g\",\"ingested\":\"2026-11-09T06:15:00.000Z\"},\"orchestrator\":{\"type\":\"kubernetes\",\"cluster\":{\"name\":\"a\\\"b\\\\c\\u0001\"}},\"host\":{\"name\":\"node-1\"},\"kubernetes\":{\"node\":{\"name\":\"nöde/ü\"}},\"log\":{\"level\":\"info\",\"syslog\":{\"priority\":6,\"severity\":{\"name\":\"info\"},\"appname\":\"kubelet\"},\"origin\":{\"file\":{\"name\":\"file.go\",\"line\":123}}},\"process\":{\"pid\":42,\"name\":\"kubelet\",\"thread\":{\"id\":1234}},\"systemd\":{\"unit\":\"kubelet.service\"},\"journald\":{\"boot_id\":\"0123456789abcdef0123456789abcdef\",\"machine_id\":\"fedcba9876543210fedcba9876543210\",\"cursor\":\"s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe\"}}"),
+    ];
+
+    #[test]
+    fn documents_are_pinned_byte_for_byte() {
+        let mut odd = JournaldNormalizer::new(
+            "a\"b\\c\u{1}".into(),
+            "nöde/ü".into(),
+            IndexPattern::parse("kubelet-%Y.%m.%d").unwrap(),
+        );
+        let mut docs: Vec<Document> = pinned_entries().iter().map(|e| normalize(e).0).collect();
+        docs.push(odd.normalize(&pinned_entries()[0], "2026-11-09T06:15:00.000Z"));
+        assert_eq!(docs.len(), PINNED.len());
+        for (doc, (index, id, body)) in docs.iter().zip(PINNED) {
+            assert_eq!((doc.index.as_str(), doc.id.as_str()), (index, id));
+            assert_eq!(std::str::from_utf8(&doc.body).unwrap(), body);
+        }
+    }
+
+    /// The one shape the pinned documents lack: a klog line with no PRIORITY,
+    /// identifier, pid or comm (`log` without `syslog`, `process` with only the
+    /// thread), written out as the serde structs did.
+    #[test]
+    fn klog_line_without_syslog_fields() {
+        let mut e = RawEntry { realtime_usec: 5, cursor: "x".into(), ..Default::default() };
+        e.set_field(b"MESSAGE=I1109 06:14:42.535854 7 f.go:2] m");
+        let (doc, _) = normalize(&e);
+        let want = format!(
+            concat!(
+                r#"{{"@timestamp":"1970-01-01T00:00:00.000005Z","message":"I1109 06:14:42.535854 7 f.go:2] m","#,
+                r#""event":{{"dataset":"journald","kind":"event","id":"{}","ingested":"2026-11-09T06:15:00.000Z"}},"#,
+                r#""orchestrator":{{"type":"kubernetes","cluster":{{"name":"prod"}}}},"kubernetes":{{"node":{{"name":"node-a"}}}},"#,
+                r#""log":{{"level":"info","origin":{{"file":{{"name":"f.go","line":2}}}}}},"process":{{"thread":{{"id":7}}}},"#,
+                r#""journald":{{"cursor":"x"}}}}"#
+            ),
+            doc.id
+        );
+        assert_eq!(std::str::from_utf8(&doc.body).unwrap(), want);
+    }
+
+    /// The one-pass cursor parser against `split(';')`, the way it was written before.
+    #[test]
+    fn cursor_identity_is_split_on_semicolons() {
+        fn by_split(cursor: &str) -> [&str; 4] {
+            let mut out = [""; 4];
+            for part in cursor.split(';') {
+                let slot = match part.get(..2) {
+                    Some("b=") => 0,
+                    Some("m=") => 1,
+                    Some("t=") => 2,
+                    Some("x=") => 3,
+                    _ => continue,
+                };
+                out[slot] = &part[2..];
+            }
+            out
+        }
+        for cursor in [
+            "s=cc32;i=1;b=0123456789abcdef0123456789abcdef;m=3e8;t=643235499a5ae;x=dd9e383ca2c1c3fe",
+            "",
+            ";",
+            ";;b=",
+            "b",
+            "b=",
+            "x=1;x=2",
+            "b=1;",
+            "m=é;t=ü",
+            "é=1;bé=2;b=ok",
+            "s=a;i=2",
+            "t=1;m=2;b=3;x=4;y=5",
+        ] {
+            assert_eq!(cursor_identity(cursor), by_split(cursor), "{cursor:?}");
+        }
+    }
+
+    /// Bodies split off a shared chunk stay whole while later ones are written,
+    /// around one over a quarter of a chunk too (that one gets its own allocation).
+    #[test]
+    fn bodies_from_the_arena_stay_intact() {
+        let mut n =
+            JournaldNormalizer::new("prod".into(), "node-a".into(), IndexPattern::parse("kubelet-%Y.%m.%d").unwrap());
+        let messages: Vec<Vec<u8>> = (0..100usize)
+            .map(|i| if i == 30 { vec![b'y'; ARENA_CHUNK] } else { vec![b'a' + (i % 26) as u8; i * 7] })
+            .collect();
+        let docs: Vec<Document> = messages.iter().map(|m| n.normalize(&entry(m), "2026-11-09T06:15:00.000Z")).collect();
+        for (m, doc) in messages.iter().zip(&docs) {
+            assert_eq!(doc.body, normalize(&entry(m)).0.body);
+        }
     }
 }

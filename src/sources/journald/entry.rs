@@ -42,10 +42,16 @@ impl RawEntry {
 
     /// Takes one `NAME=value` datum as `sd_journal_enumerate_data` returns it.
     /// Only the first occurrence of a field counts (journald allows repeats).
-    #[inline]
     pub fn set_field(&mut self, data: &[u8]) {
-        let Some(eq) = data.iter().position(|&b| b == b'=') else { return };
-        let (name, value) = (&data[..eq], &data[eq + 1..]);
+        let Some(eq) = memchr::memchr(b'=', data) else { return };
+        self.set_name_value(&data[..eq], &data[eq + 1..]);
+    }
+
+    /// [`set_field`](Self::set_field) with the datum already split at its
+    /// first `=`: the `systemd` crate finds the `=` of every datum it
+    /// enumerates, so the reader does not search for it a second time.
+    #[inline]
+    pub fn set_name_value(&mut self, name: &[u8], value: &[u8]) {
         let slot = match name {
             b"MESSAGE" => &mut self.message,
             b"PRIORITY" => &mut self.priority,

@@ -239,7 +239,12 @@ impl JournalReader {
         self.journal.restart_data();
         loop {
             match self.journal.enumerate_data() {
-                Ok(Some(field)) => self.entry.set_field(field.data()),
+                Ok(Some(field)) => {
+                    // A datum without `=` (never written by journald) names no field we use.
+                    if let Some(value) = field.value() {
+                        self.entry.set_name_value(field.name(), value);
+                    }
+                }
                 Ok(None) => break,
                 // A damaged or unreadable field (e.g. a compression the library
                 // lacks): keep the entry with what could be read.
