@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use systemd::journal::{Journal, OpenDirectoryOptions};
 
-use super::config::StartAt;
+use super::config::{StartAt, DEFAULT_REOPEN_EVERY};
 use super::document::JournaldNormalizer;
 use super::entry::RawEntry;
 use crate::document::Document;
@@ -53,15 +53,6 @@ pub struct JournalReader {
     reopen_every: u64,
 }
 
-/// The default of `sources.journald.reopen_every`: the handle is reopened (and
-/// repositioned at the last cursor) after this many entries. libsystemd maps
-/// journal files in 8 MiB windows and keeps up to 64 of them mapped, so a long
-/// catch-up read would otherwise keep hundreds of MB of journal pages resident;
-/// reopening unmaps them. Peak file-backed RSS of the node role: 143 MiB never,
-/// 69 MiB at 100,000, 31 MiB at 25,000, 22 MiB at 5,000, with no measurable
-/// change in CPU per entry (docs/benchmarks.md, "journald").
-pub const REOPEN_EVERY: u64 = 5_000;
-
 impl JournalReader {
     /// Opens every journal file in `dir` (and its machine-id subdirectories),
     /// filtered to `units` OR `identifiers`.
@@ -74,7 +65,7 @@ impl JournalReader {
             identifiers: identifiers.to_vec(),
             entry: RawEntry::default(),
             since_open: 0,
-            reopen_every: REOPEN_EVERY,
+            reopen_every: DEFAULT_REOPEN_EVERY,
         };
         reader.set_matches(None)?;
         Ok(reader)
@@ -93,7 +84,7 @@ impl JournalReader {
         Ok(journal)
     }
 
-    /// Overrides [`REOPEN_EVERY`] (the `reopen_every` key; tests use a tiny value).
+    /// Overrides [`DEFAULT_REOPEN_EVERY`] (the `reopen_every` key; tests use a tiny value).
     pub fn set_reopen_every(&mut self, entries: u64) {
         self.reopen_every = entries.max(1);
     }
