@@ -23,6 +23,7 @@ use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{ingested_now, rfc3339_micros};
 use crate::document::{json as json_writer, Document, SourceKind};
+use crate::spool::entry::EntryWriter;
 
 pub struct AuditNormalizer {
     pub cluster: String,
@@ -104,7 +105,37 @@ struct Kubernetes<'e, 'a> {
 impl AuditNormalizer {
     /// One event → one document, or the reason it is not a valid event.
     pub fn normalize(&self, raw: &RawValue) -> Result<Document, String> {
-        let mut event = parse_event(raw)?;
+        let event = parse_event(raw)?;
+        self.build(event, |index, id, doc| {
+            let mut body = Vec::with_capacity(raw.get().len() + 768);
+            json_writer::write(&mut body, doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+            Ok(Document { index, id: id.to_string(), body: Bytes::from(body), source: SourceKind::Audit })
+        })
+    }
+
+    /// The same, written straight into the request's spool entry: no buffer of
+    /// its own, no copy into the entry afterwards.
+    pub fn normalize_into(&self, raw: &RawValue, entry: &mut EntryWriter) -> Result<(), String> {
+        self.write_event(parse_event(raw)?, entry)
+    }
+
+    /// An event already parsed → its document, written into `entry`. On an
+    /// error nothing is written.
+    pub fn write_event(&self, event: AuditEvent<'_>, entry: &mut EntryWriter) -> Result<(), String> {
+        self.build(event, |index, id, doc| {
+            entry
+                .push_json(SourceKind::Audit, &index, id, doc)
+                .map_err(|e| format!("cannot serialize the document: {e}"))
+        })
+    }
+
+    /// Normalizes `event` and hands its index, `_id` and document to `put`,
+    /// which writes it where the caller keeps documents.
+    fn build<R>(
+        &self,
+        mut event: AuditEvent<'_>,
+        put: impl FnOnce(String, &str, &AuditDocument<'_, '_>) -> Result<R, String>,
+    ) -> Result<R, String> {
         let sent_stage = event.stage_timestamp.take().expect("parse_event requires stageTimestamp");
         let stage = stamp("stageTimestamp", &sent_stage)?;
         let received = match &event.request_received_timestamp {
@@ -210,9 +241,7 @@ impl AuditNormalizer {
             kubernetes: Kubernetes { node: Named { name: &self.node }, audit: &event },
             kube_log_gateway: gateway,
         };
-        let mut body = Vec::with_capacity(raw.get().len() + 768);
-        json_writer::write(&mut body, &doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
-        Ok(Document { index: self.index.index_for(time), id, body: Bytes::from(body), source: SourceKind::Audit })
+        put(self.index.index_for(time), &id, &doc)
     }
 
     /// The dead-letter document for an event the gateway refused. Its Secret
