@@ -20,7 +20,7 @@ use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::sample;
 use kube_log_gateway::sources::audit_webhook::document::AuditNormalizer;
 use kube_log_gateway::sources::audit_webhook::event::split_items;
-use kube_log_gateway::spool::encode_entry;
+use kube_log_gateway::sources::audit_webhook::handler::{normalize, Items};
 
 fn normalizer() -> AuditNormalizer {
     AuditNormalizer {
@@ -52,9 +52,10 @@ fn bench(c: &mut Criterion) {
 /// One request's CPU work as the handler does it, minus TLS, the body read and
 /// the commit: split, normalize, encode the spool entry (LZ4 included).
 fn request(normalizer: &AuditNormalizer, body: &[u8]) -> usize {
-    let items = split_items(body).unwrap();
-    let docs: Vec<_> = items.iter().map(|raw| normalizer.normalize(raw).unwrap()).collect();
-    encode_entry(&docs).len()
+    let items = Items::parse(body).unwrap();
+    let (entry, errors) = normalize(normalizer, body, items).unwrap();
+    assert!(errors.is_empty());
+    entry.finish().len()
 }
 
 fn iterations(n: usize) {

@@ -519,6 +519,35 @@ pub fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, PayloadError> {
     }
 }
 
+/// The events of an `EventList` body parsed in one pass — the body validated
+/// and every event read into its typed form while the bytes are read once —
+/// or `None` when anything about it is not the usual case: not an `EventList`
+/// with `items`, an item that is not a valid event, malformed JSON. The caller
+/// then takes the two-pass path ([`split_items`], then [`parse_event`] per
+/// item), which words every error and keeps every refused item as before; this
+/// only saves the second scan of every byte when there is nothing to refuse.
+///
+/// It accepts exactly what the two-pass path accepts without a refusal: the
+/// same envelope (`kind`, with the same type; duplicates of either field are
+/// an error in both), the same event parser, the same checks after it. Items
+/// nest two levels deeper here than when parsed alone, so serde_json's depth
+/// limit can only send more bodies to the two-pass path, never fewer.
+pub fn parse_event_list(body: &[u8]) -> Option<Vec<AuditEvent<'_>>> {
+    #[derive(Deserialize)]
+    struct List<'a> {
+        #[serde(default, borrow)]
+        #[allow(dead_code)] // read for the same checks as `split_items`
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        items: Vec<AuditEvent<'a>>,
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let list: List = serde_json::from_slice(body).ok()?;
+    list.items.iter().all(|e| !e.audit_id.is_empty() && !e.stage.is_empty()).then_some(list.items)
+}
+
 /// Parses one event. The error names the missing or malformed field.
 pub fn parse_event(raw: &RawValue) -> Result<AuditEvent<'_>, String> {
     let text = raw.get();
