@@ -539,13 +539,46 @@ pub fn parse_event_list(body: &[u8]) -> Option<Vec<AuditEvent<'_>>> {
         #[allow(dead_code)] // read for the same checks as `split_items`
         kind: Option<Cow<'a, str>>,
         #[serde(borrow)]
-        items: Vec<AuditEvent<'a>>,
+        items: Events<'a>,
     }
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }
-    let list: List = serde_json::from_slice(body).ok()?;
-    list.items.iter().all(|e| !e.audit_id.is_empty() && !e.stage.is_empty()).then_some(list.items)
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of
+    // every borrowed string (`from_slice`); invalid UTF-8 goes the two-pass
+    // way, which says where it is.
+    let text = std::str::from_utf8(body).ok()?;
+    let list: List = serde_json::from_str(text).ok()?;
+    let events = list.items.0;
+    events.iter().all(|e| !e.audit_id.is_empty() && !e.stage.is_empty()).then_some(events)
+}
+
+/// `items` read into a `Vec` sized for a full kube-apiserver batch
+/// (`--audit-webhook-batch-max-size`, 400 by default) from the start: serde's
+/// own `Vec` grows by doubling, moving every event read so far each time.
+struct Events<'a>(Vec<AuditEvent<'a>>);
+
+/// kube-apiserver's default `--audit-webhook-batch-max-size`.
+const BATCH_EVENTS: usize = 400;
+
+impl<'de: 'a, 'a> Deserialize<'de> for Events<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Events<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of audit events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut events = Vec::with_capacity(BATCH_EVENTS);
+                while let Some(event) = seq.next_element()? {
+                    events.push(event);
+                }
+                Ok(Events(events))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 /// Parses one event. The error names the missing or malformed field.
