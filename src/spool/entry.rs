@@ -5,8 +5,8 @@
 //! gateway's memmove at 200k events/s (docs/decisions.md §12). An
 //! [`EntryWriter`] is the entry's plain bytes from the start: a source
 //! serializes each document straight into it, and [`EntryWriter::finish`]
-//! compresses the whole. The bytes are those [`super::encode_entry`] gives for
-//! the same documents, so entries written either way read the same.
+//! compresses the whole. The bytes are those [`super::Spool::append`] writes
+//! for the same documents, so entries written either way read the same.
 //!
 //! Plain format: `[format u8][count u32]` then per document
 //! `[source u8][index len u16][index][id len u16][id][body len u32][body]`

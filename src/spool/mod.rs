@@ -538,13 +538,6 @@ fn writer_loop(inner: Arc<Inner>, rx: mpsc::Receiver<Op>) {
     }
 }
 
-/// The bytes an entry of `docs` is stored as: what [`Spool::append`] writes.
-/// Public for the CPU benchmark of the webhook's per-request work
-/// (benches/audit_normalize.rs).
-pub fn encode_entry(docs: &[Document]) -> Vec<u8> {
-    encode(docs)
-}
-
 /// `[format u8][count u32]` then per document
 /// `[source u8][index len u16][index][id len u16][id][body len u32][body]`.
 fn encode(docs: &[Document]) -> Vec<u8> {

@@ -683,4 +683,39 @@ mod tests {
         assert_eq!(e.response_status.unwrap().code, Some(200));
         assert_eq!(e.annotations.len(), 2);
     }
+
+    #[test]
+    fn one_pass_reads_what_two_passes_read_or_leaves_it_to_them() {
+        let list = crate::sample::event_list("t", 20, 3, 256);
+        let events = parse_event_list(list.as_bytes()).expect("a plain EventList takes the one pass");
+        let items = split_items(list.as_bytes()).unwrap();
+        assert_eq!(events.len(), items.len());
+        for (event, raw) in events.iter().zip(&items) {
+            assert_eq!(format!("{event:?}"), format!("{:?}", parse_event(raw).unwrap()));
+        }
+        assert!(matches!(events[0].audit_id, Cow::Borrowed(_)));
+        // Everything else goes the two-pass way, which words errors and keeps
+        // refused items.
+        let wrap = |items: &str| format!(r#"{{"kind":"EventList","items":[{items}]}}"#);
+        for body in [
+            EVENT.to_string(),
+            format!("[{EVENT}]"),
+            r#"{"kind":"EventList"}"#.to_string(),
+            r#"{"kind":"EventList","items":null}"#.to_string(),
+            format!(r#"{{"kind":"EventList","kind":"EventList","items":[{EVENT}]}}"#),
+            format!(r#"{{"kind":7,"items":[{EVENT}]}}"#),
+            wrap(&format!("{EVENT},[1]")),
+            wrap(&format!(r#"{EVENT},{{"auditID":"x","stage":"ResponseComplete"}}"#)),
+            wrap(&EVENT.replace(r#""auditID":"a1""#, r#""auditID":"""#)),
+            wrap(&EVENT.replace(r#""stage":"ResponseComplete""#, r#""stage":"""#)),
+            wrap(EVENT) + "x",
+        ] {
+            assert!(parse_event_list(body.as_bytes()).is_none(), "{body}");
+        }
+        let mut bad_utf8 = wrap(EVENT).into_bytes();
+        let at = bad_utf8.windows(5).position(|w| w == b"admin").unwrap() + 1;
+        bad_utf8[at] = 0xff;
+        assert!(parse_event_list(&bad_utf8).is_none());
+        assert_eq!(parse_event_list(wrap(&format!("{EVENT},{EVENT}")).as_bytes()).unwrap().len(), 2);
+    }
 }

@@ -319,4 +319,78 @@ mod tests {
             assert!(!resp.headers().contains_key(header::RETRY_AFTER), "{status}");
         }
     }
+
+    fn normalizer() -> AuditNormalizer {
+        use crate::document::index_pattern::IndexPattern;
+        AuditNormalizer {
+            cluster: "prod".into(),
+            host: "gw-0".into(),
+            node: "node-1".into(),
+            index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
+            dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
+            redact_secrets: true,
+        }
+    }
+
+    /// The plain entry with the times of normalizing — every `event.ingested`,
+    /// and a dead letter's `@timestamp` — set to one value (of the same length,
+    /// so the entry's lengths still hold).
+    fn plain_without_ingested(entry: EntryWriter) -> String {
+        let mut plain = String::from_utf8(entry.into_plain()).unwrap();
+        for key in ["\"ingested\":\"", "\"@timestamp\":\""] {
+            let mut out = String::new();
+            let mut rest = plain.as_str();
+            while let Some(i) = rest.find(key) {
+                let start = i + key.len();
+                out.push_str(&rest[..start]);
+                let end = start + rest[start..].find('"').unwrap();
+                out.push_str(&"9".repeat(end - start));
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            plain = out;
+        }
+        plain
+    }
+
+    fn raw_items(body: &[u8]) -> Items<'_> {
+        Items::Raw(split_items(body).unwrap())
+    }
+
+    #[test]
+    fn one_pass_and_two_passes_write_the_same_entry() {
+        let n = normalizer();
+        let body = crate::sample::event_list("h", 30, 4, 300);
+        let items = Items::parse(body.as_bytes()).unwrap();
+        assert!(matches!(items, Items::Parsed(_)));
+        let (one, errors) = normalize(&n, body.as_bytes(), items).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(one.len(), 30);
+        let (two, errors) = normalize(&n, body.as_bytes(), raw_items(body.as_bytes())).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(plain_without_ingested(one), plain_without_ingested(two));
+    }
+
+    #[test]
+    fn an_event_the_normalizer_refuses_sends_the_request_the_two_pass_way() {
+        let n = normalizer();
+        let good = crate::sample::event("g-1", 1, false, 0);
+        let bad = crate::sample::event("g-2", 2, false, 0).replacen(
+            "\"stageTimestamp\":\"",
+            "\"stageTimestamp\":\"not a time ",
+            1,
+        );
+        let body = format!(r#"{{"kind":"EventList","items":[{good},{bad},{good}]}}"#);
+        let items = Items::parse(body.as_bytes()).unwrap();
+        assert!(matches!(items, Items::Parsed(_)), "it parses; the normalizer refuses it");
+        let (one, errors) = normalize(&n, body.as_bytes(), items).unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].item, 1);
+        assert_eq!(errors[0].audit_id.as_deref(), Some("g-2"));
+        assert!(errors[0].reason.starts_with("field `stageTimestamp`"), "{}", errors[0].reason);
+        assert_eq!(one.len(), 3, "the refused item's dead letter is in its place");
+        let (two, errors_two) = normalize(&n, body.as_bytes(), raw_items(body.as_bytes())).unwrap();
+        assert_eq!(serde_json::to_string(&errors).unwrap(), serde_json::to_string(&errors_two).unwrap());
+        assert_eq!(plain_without_ingested(one), plain_without_ingested(two));
+    }
 }
