@@ -239,11 +239,12 @@ pub fn normalize<'a>(
     items: Items<'a>,
 ) -> Result<(EntryWriter, Vec<ItemError>), PayloadError> {
     let capacity = entry_capacity(body.len(), items.len());
+    let mut batch = normalizer.batch();
     let raw = match items {
         Items::Parsed(events) => {
             let mut entry = EntryWriter::with_capacity(capacity);
             let mut events = events.into_iter();
-            if events.all(|event| normalizer.write_event(event, &mut entry).is_ok()) {
+            if events.all(|event| normalizer.write_event(event, &mut batch, &mut entry).is_ok()) {
                 return Ok((entry, Vec::new()));
             }
             split_items(body)?
@@ -253,7 +254,7 @@ pub fn normalize<'a>(
     let mut entry = EntryWriter::with_capacity(capacity);
     let mut errors = Vec::new();
     for (i, raw) in raw.iter().enumerate() {
-        if let Err(reason) = normalizer.normalize_into(raw, &mut entry) {
+        if let Err(reason) = normalizer.normalize_into(raw, &mut batch, &mut entry) {
             entry.push(&normalizer.rejected(raw, &reason));
             errors.push(ItemError { item: i, audit_id: audit_id_of(raw), reason });
         }
