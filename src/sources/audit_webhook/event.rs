@@ -548,6 +548,7 @@ pub fn parse_event_list(body: &[u8]) -> Option<Vec<AuditEvent<'_>>> {
     // every borrowed string (`from_slice`); invalid UTF-8 goes the two-pass
     // way, which says where it is.
     let text = std::str::from_utf8(body).ok()?;
+    ITEMS_CAPACITY.set(BATCH_EVENTS.min(body.len() / MIN_EVENT_BYTES));
     let list: List = serde_json::from_str(text).ok()?;
     let events = list.items.0;
     events.iter().all(|e| !e.audit_id.is_empty() && !e.stage.is_empty()).then_some(events)
@@ -561,6 +562,18 @@ struct Events<'a>(Vec<AuditEvent<'a>>);
 /// kube-apiserver's default `--audit-webhook-batch-max-size`.
 const BATCH_EVENTS: usize = 400;
 
+/// Fewer bytes than any real audit event: a small body does not get room for
+/// 400 events (≈ 1 KB each) it cannot hold. Too small a guess only costs a
+/// reallocation.
+const MIN_EVENT_BYTES: usize = 256;
+
+thread_local! {
+    /// The capacity [`Events`] starts with, set by [`parse_event_list`] from
+    /// the body's length just before it parses (serde gives a visitor no way
+    /// to be handed it; the parse runs on this thread, start to end).
+    static ITEMS_CAPACITY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Events<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -570,7 +583,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Events<'a> {
                 f.write_str("an array of audit events")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut events = Vec::with_capacity(BATCH_EVENTS);
+                let mut events = Vec::with_capacity(ITEMS_CAPACITY.get());
                 while let Some(event) = seq.next_element()? {
                     events.push(event);
                 }
