@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod drain;
+pub mod entry;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::document::{Document, SourceKind};
 use crate::telemetry;
+use entry::EntryWriter;
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// One key: written and removed while the spool cannot take writes, to find out
@@ -189,7 +191,16 @@ impl Spool {
     /// the writer thread, so a caller dropped while waiting (a client that
     /// hung up) leaves the accounting right.
     pub async fn append(&self, docs: &[Document]) -> Result<u64, SpoolError> {
-        let value = encode(docs);
+        self.append_value(encode(docs)).await
+    }
+
+    /// [`append`](Self::append) for an entry whose documents were written into
+    /// it as they were made (the webhook): the same entry bytes, one copy less.
+    pub async fn append_entry(&self, entry: EntryWriter) -> Result<u64, SpoolError> {
+        self.append_value(entry.finish()).await
+    }
+
+    async fn append_value(&self, value: Vec<u8>) -> Result<u64, SpoolError> {
         let size = value.len() as u64;
         let reserved = self.inner.reserved.fetch_add(size, Ordering::AcqRel);
         let used = self.inner.committed.load(Ordering::Acquire) + reserved;

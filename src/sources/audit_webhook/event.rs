@@ -519,6 +519,81 @@ pub fn split_items(body: &[u8]) -> Result<Vec<&RawValue>, PayloadError> {
     }
 }
 
+/// The events of an `EventList` body parsed in one pass — the body validated
+/// and every event read into its typed form while the bytes are read once —
+/// or `None` when anything about it is not the usual case: not an `EventList`
+/// with `items`, an item that is not a valid event, malformed JSON. The caller
+/// then takes the two-pass path ([`split_items`], then [`parse_event`] per
+/// item), which words every error and keeps every refused item as before; this
+/// only saves the second scan of every byte when there is nothing to refuse.
+///
+/// It accepts exactly what the two-pass path accepts without a refusal: the
+/// same envelope (`kind`, with the same type; duplicates of either field are
+/// an error in both), the same event parser, the same checks after it. Items
+/// nest two levels deeper here than when parsed alone, so serde_json's depth
+/// limit can only send more bodies to the two-pass path, never fewer.
+pub fn parse_event_list(body: &[u8]) -> Option<Vec<AuditEvent<'_>>> {
+    #[derive(Deserialize)]
+    struct List<'a> {
+        #[serde(default, borrow)]
+        #[allow(dead_code)] // read for the same checks as `split_items`
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        items: Events<'a>,
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    // One UTF-8 check of the whole body is cheaper than serde_json's check of
+    // every borrowed string (`from_slice`); invalid UTF-8 goes the two-pass
+    // way, which says where it is.
+    let text = std::str::from_utf8(body).ok()?;
+    ITEMS_CAPACITY.set(BATCH_EVENTS.min(body.len() / MIN_EVENT_BYTES));
+    let list: List = serde_json::from_str(text).ok()?;
+    let events = list.items.0;
+    events.iter().all(|e| !e.audit_id.is_empty() && !e.stage.is_empty()).then_some(events)
+}
+
+/// `items` read into a `Vec` sized for a full kube-apiserver batch
+/// (`--audit-webhook-batch-max-size`, 400 by default) from the start: serde's
+/// own `Vec` grows by doubling, moving every event read so far each time.
+struct Events<'a>(Vec<AuditEvent<'a>>);
+
+/// kube-apiserver's default `--audit-webhook-batch-max-size`.
+const BATCH_EVENTS: usize = 400;
+
+/// Fewer bytes than any real audit event: a small body does not get room for
+/// 400 events (≈ 1 KB each) it cannot hold. Too small a guess only costs a
+/// reallocation.
+const MIN_EVENT_BYTES: usize = 256;
+
+thread_local! {
+    /// The capacity [`Events`] starts with, set by [`parse_event_list`] from
+    /// the body's length just before it parses (serde gives a visitor no way
+    /// to be handed it; the parse runs on this thread, start to end).
+    static ITEMS_CAPACITY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Events<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Events<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of audit events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut events = Vec::with_capacity(ITEMS_CAPACITY.get());
+                while let Some(event) = seq.next_element()? {
+                    events.push(event);
+                }
+                Ok(Events(events))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 /// Parses one event. The error names the missing or malformed field.
 pub fn parse_event(raw: &RawValue) -> Result<AuditEvent<'_>, String> {
     let text = raw.get();
@@ -620,5 +695,40 @@ mod tests {
         assert_eq!(e.object_ref.unwrap().resource.as_deref(), Some("pods"));
         assert_eq!(e.response_status.unwrap().code, Some(200));
         assert_eq!(e.annotations.len(), 2);
+    }
+
+    #[test]
+    fn one_pass_reads_what_two_passes_read_or_leaves_it_to_them() {
+        let list = crate::sample::event_list("t", 20, 3, 256);
+        let events = parse_event_list(list.as_bytes()).expect("a plain EventList takes the one pass");
+        let items = split_items(list.as_bytes()).unwrap();
+        assert_eq!(events.len(), items.len());
+        for (event, raw) in events.iter().zip(&items) {
+            assert_eq!(format!("{event:?}"), format!("{:?}", parse_event(raw).unwrap()));
+        }
+        assert!(matches!(events[0].audit_id, Cow::Borrowed(_)));
+        // Everything else goes the two-pass way, which words errors and keeps
+        // refused items.
+        let wrap = |items: &str| format!(r#"{{"kind":"EventList","items":[{items}]}}"#);
+        for body in [
+            EVENT.to_string(),
+            format!("[{EVENT}]"),
+            r#"{"kind":"EventList"}"#.to_string(),
+            r#"{"kind":"EventList","items":null}"#.to_string(),
+            format!(r#"{{"kind":"EventList","kind":"EventList","items":[{EVENT}]}}"#),
+            format!(r#"{{"kind":7,"items":[{EVENT}]}}"#),
+            wrap(&format!("{EVENT},[1]")),
+            wrap(&format!(r#"{EVENT},{{"auditID":"x","stage":"ResponseComplete"}}"#)),
+            wrap(&EVENT.replace(r#""auditID":"a1""#, r#""auditID":"""#)),
+            wrap(&EVENT.replace(r#""stage":"ResponseComplete""#, r#""stage":"""#)),
+            wrap(EVENT) + "x",
+        ] {
+            assert!(parse_event_list(body.as_bytes()).is_none(), "{body}");
+        }
+        let mut bad_utf8 = wrap(EVENT).into_bytes();
+        let at = bad_utf8.windows(5).position(|w| w == b"admin").unwrap() + 1;
+        bad_utf8[at] = 0xff;
+        assert!(parse_event_list(&bad_utf8).is_none());
+        assert_eq!(parse_event_list(wrap(&format!("{EVENT},{EVENT}")).as_bytes()).unwrap().len(), 2);
     }
 }

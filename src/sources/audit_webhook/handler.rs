@@ -11,13 +11,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::auth::{authenticate, Denied, Tokens};
 use super::body;
 use super::document::AuditNormalizer;
-use super::event::split_items;
+use super::event::{parse_event_list, split_items, AuditEvent, PayloadError};
 use super::limits::ClientLimiter;
 use crate::server::peer::Peer;
+use crate::spool::entry::EntryWriter;
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::{self, CodeLabels, EventLabels, EventResult};
 
@@ -131,17 +133,18 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
         Ok(b) => b,
         Err(e) => return error(e.status, e.message),
     };
-    let items = match split_items(&bytes) {
+    let items = match Items::parse(&bytes) {
         Ok(items) => items,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let count = items.len();
     if let Some(limiter) = &w.limiter {
-        if let Err(wait) = limiter.check(&who, items.len() as u32) {
+        if let Err(wait) = limiter.check(&who, count as u32) {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             telemetry::metrics()
                 .audit_events
                 .get_or_create(&EventLabels { result: EventResult::rate_limited })
-                .inc_by(items.len() as u64);
+                .inc_by(count as u64);
             return retry_after(
                 StatusCode::TOO_MANY_REQUESTS,
                 seconds,
@@ -149,27 +152,20 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
             );
         }
     }
-    let mut docs = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (i, raw) in items.iter().enumerate() {
-        match w.normalizer.normalize(raw) {
-            Ok(doc) => docs.push(doc),
-            Err(reason) => {
-                docs.push(w.normalizer.rejected(raw, &reason));
-                errors.push(ItemError { item: i, audit_id: audit_id_of(raw), reason });
-            }
-        }
-    }
+    let (entry, errors) = match normalize(&w.normalizer, &bytes, items) {
+        Ok(normalized) => normalized,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let rejected = errors.len();
-    let accepted = items.len() - rejected;
-    if !docs.is_empty() {
-        match w.spool.append(&docs).await {
+    let accepted = count - rejected;
+    if !entry.is_empty() {
+        match w.spool.append_entry(entry).await {
             Ok(_) => {}
             Err(SpoolError::Full { used, max }) => {
                 telemetry::metrics()
                     .audit_events
                     .get_or_create(&EventLabels { result: EventResult::spool_full })
-                    .inc_by(items.len() as u64);
+                    .inc_by(count as u64);
                 return retry_after(
                     StatusCode::TOO_MANY_REQUESTS,
                     w.retry_after_seconds,
@@ -184,7 +180,7 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
                 telemetry::metrics()
                     .audit_events
                     .get_or_create(&EventLabels { result: EventResult::spool_error })
-                    .inc_by(items.len() as u64);
+                    .inc_by(count as u64);
                 return retry_after(
                     StatusCode::SERVICE_UNAVAILABLE,
                     w.retry_after_seconds,
@@ -200,6 +196,77 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
     m.get_or_create(&EventLabels { result: EventResult::accepted }).inc_by(accepted as u64);
     m.get_or_create(&EventLabels { result: EventResult::rejected }).inc_by(rejected as u64);
     (StatusCode::OK, Json(Accepted { accepted, rejected, errors })).into_response()
+}
+
+/// A request's events: parsed already when the body took the one-pass path
+/// ([`parse_event_list`]), else raw, to be parsed one by one.
+pub enum Items<'a> {
+    Parsed(Vec<AuditEvent<'a>>),
+    Raw(Vec<&'a RawValue>),
+}
+
+impl<'a> Items<'a> {
+    /// The body's events, or why it is not a body of events at all.
+    pub fn parse(body: &'a [u8]) -> Result<Items<'a>, PayloadError> {
+        match parse_event_list(body) {
+            Some(events) => Ok(Items::Parsed(events)),
+            None => split_items(body).map(Items::Raw),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Items::Parsed(events) => events.len(),
+            Items::Raw(items) => items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Normalizes a request's events into its spool entry; an invalid event
+/// becomes its dead-letter document, in its place, and an [`ItemError`].
+///
+/// An event parsed in one pass that the normalizer refuses (a time that is not
+/// a time) needs its raw text for the dead letter and its error: the entry is
+/// then started again on the two-pass path, so that a refused item is reported
+/// and kept exactly as the two-pass path always did.
+pub fn normalize<'a>(
+    normalizer: &AuditNormalizer,
+    body: &'a [u8],
+    items: Items<'a>,
+) -> Result<(EntryWriter, Vec<ItemError>), PayloadError> {
+    let capacity = entry_capacity(body.len(), items.len());
+    let mut batch = normalizer.batch();
+    let raw = match items {
+        Items::Parsed(events) => {
+            let mut entry = EntryWriter::with_capacity(capacity);
+            let mut events = events.into_iter();
+            if events.all(|event| normalizer.write_event(event, &mut batch, &mut entry).is_ok()) {
+                return Ok((entry, Vec::new()));
+            }
+            split_items(body)?
+        }
+        Items::Raw(raw) => raw,
+    };
+    let mut entry = EntryWriter::with_capacity(capacity);
+    let mut errors = Vec::new();
+    for (i, raw) in raw.iter().enumerate() {
+        if let Err(reason) = normalizer.normalize_into(raw, &mut batch, &mut entry) {
+            entry.push(&normalizer.rejected(raw, &reason));
+            errors.push(ItemError { item: i, audit_id: audit_id_of(raw), reason });
+        }
+    }
+    Ok((entry, errors))
+}
+
+/// Room for a request's documents in its spool entry: a document is its event
+/// plus the derived ECS fields (≈ 600 bytes) and the entry's index and `_id`
+/// (≈ 100). Too little only costs a reallocation.
+pub fn entry_capacity(body_bytes: usize, events: usize) -> usize {
+    body_bytes + events * 704
 }
 
 /// The `auditID` of an invalid item, when it has one, for the error report.
@@ -252,5 +319,79 @@ mod tests {
             with_retry_after(&mut resp, 4);
             assert!(!resp.headers().contains_key(header::RETRY_AFTER), "{status}");
         }
+    }
+
+    fn normalizer() -> AuditNormalizer {
+        use crate::document::index_pattern::IndexPattern;
+        AuditNormalizer {
+            cluster: "prod".into(),
+            host: "gw-0".into(),
+            node: "node-1".into(),
+            index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
+            dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
+            redact_secrets: true,
+        }
+    }
+
+    /// The plain entry with the times of normalizing — every `event.ingested`,
+    /// and a dead letter's `@timestamp` — set to one value (of the same length,
+    /// so the entry's lengths still hold).
+    fn plain_without_ingested(entry: EntryWriter) -> String {
+        let mut plain = String::from_utf8(entry.into_plain()).unwrap();
+        for key in ["\"ingested\":\"", "\"@timestamp\":\""] {
+            let mut out = String::new();
+            let mut rest = plain.as_str();
+            while let Some(i) = rest.find(key) {
+                let start = i + key.len();
+                out.push_str(&rest[..start]);
+                let end = start + rest[start..].find('"').unwrap();
+                out.push_str(&"9".repeat(end - start));
+                rest = &rest[end..];
+            }
+            out.push_str(rest);
+            plain = out;
+        }
+        plain
+    }
+
+    fn raw_items(body: &[u8]) -> Items<'_> {
+        Items::Raw(split_items(body).unwrap())
+    }
+
+    #[test]
+    fn one_pass_and_two_passes_write_the_same_entry() {
+        let n = normalizer();
+        let body = crate::sample::event_list("h", 30, 4, 300);
+        let items = Items::parse(body.as_bytes()).unwrap();
+        assert!(matches!(items, Items::Parsed(_)));
+        let (one, errors) = normalize(&n, body.as_bytes(), items).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(one.len(), 30);
+        let (two, errors) = normalize(&n, body.as_bytes(), raw_items(body.as_bytes())).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(plain_without_ingested(one), plain_without_ingested(two));
+    }
+
+    #[test]
+    fn an_event_the_normalizer_refuses_sends_the_request_the_two_pass_way() {
+        let n = normalizer();
+        let good = crate::sample::event("g-1", 1, false, 0);
+        let bad = crate::sample::event("g-2", 2, false, 0).replacen(
+            "\"stageTimestamp\":\"",
+            "\"stageTimestamp\":\"not a time ",
+            1,
+        );
+        let body = format!(r#"{{"kind":"EventList","items":[{good},{bad},{good}]}}"#);
+        let items = Items::parse(body.as_bytes()).unwrap();
+        assert!(matches!(items, Items::Parsed(_)), "it parses; the normalizer refuses it");
+        let (one, errors) = normalize(&n, body.as_bytes(), items).unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].item, 1);
+        assert_eq!(errors[0].audit_id.as_deref(), Some("g-2"));
+        assert!(errors[0].reason.starts_with("field `stageTimestamp`"), "{}", errors[0].reason);
+        assert_eq!(one.len(), 3, "the refused item's dead letter is in its place");
+        let (two, errors_two) = normalize(&n, body.as_bytes(), raw_items(body.as_bytes())).unwrap();
+        assert_eq!(serde_json::to_string(&errors).unwrap(), serde_json::to_string(&errors_two).unwrap());
+        assert_eq!(plain_without_ingested(one), plain_without_ingested(two));
     }
 }
