@@ -2,6 +2,7 @@
 //! (index, deterministic `_id`, serialized `_source`) and how one is made.
 //!
 //! * [`id`] — the one `_id` function.
+//! * [`arena`] — bodies carved from shared chunks (the node sources).
 //! * [`json`] — the one JSON writer (sonic-rs).
 //! * [`time`] — timestamps and the per-day index name.
 //! * [`index_pattern`] — `audit-%Y.%m.%d` → an index name.
@@ -9,6 +10,7 @@
 //! * [`mapping`] — the index mappings sources register for the sink to install.
 //! * [`dead_letter`] — the document that keeps a refused record and its reason.
 
+pub mod arena;
 pub mod dead_letter;
 pub mod ecs;
 pub mod id;

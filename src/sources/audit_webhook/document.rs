@@ -623,19 +623,25 @@ fn dynamic_templates() -> Value {
     }])
 }
 
+/// The normalizer the unit tests of this source use: cluster `prod`, host `gw-0`.
+#[cfg(test)]
+pub(crate) fn test_normalizer() -> AuditNormalizer {
+    AuditNormalizer {
+        cluster: "prod".into(),
+        host: "gw-0".into(),
+        node: "node-1".into(),
+        index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
+        dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
+        redact_secrets: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn normalizer() -> AuditNormalizer {
-        AuditNormalizer {
-            cluster: "prod".into(),
-            host: "gw-0".into(),
-            node: "node-1".into(),
-            index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
-            dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
-            redact_secrets: true,
-        }
+        test_normalizer()
     }
 
     fn normalize(json: &str) -> Result<(Document, Value), String> {

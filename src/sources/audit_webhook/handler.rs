@@ -322,15 +322,7 @@ mod tests {
     }
 
     fn normalizer() -> AuditNormalizer {
-        use crate::document::index_pattern::IndexPattern;
-        AuditNormalizer {
-            cluster: "prod".into(),
-            host: "gw-0".into(),
-            node: "node-1".into(),
-            index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
-            dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
-            redact_secrets: true,
-        }
+        super::super::document::test_normalizer()
     }
 
     /// The plain entry with the times of normalizing — every `event.ingested`,

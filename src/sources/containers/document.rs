@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -29,6 +28,7 @@ use super::kubernetes::pod_cache::Controller;
 use super::kubernetes::{PodCache, PodMetadata};
 use super::metadata::Metadata;
 use super::reassembly::Record;
+use crate::document::arena::BodyArena;
 use crate::document::ecs::{Named, Orchestrator};
 use crate::document::id::IdBuilder;
 use crate::document::index_pattern::IndexPattern;
@@ -75,14 +75,8 @@ pub struct ContainerNormalizer {
     /// about twice the memory it needs for as long as it was in flight.
     scratch: Vec<u8>,
     /// Bodies are copied out of `scratch` into this chunk and split off.
-    arena: BytesMut,
+    arena: BodyArena,
 }
-
-/// Bodies share chunks of this size (~20 documents each): one allocation and
-/// one free per chunk instead of per body. A body bigger than a quarter of it
-/// gets its own allocation, so a chunk never holds one large body's leftovers.
-/// A body kept alive (retried, say) keeps its chunk alive: at most 16 KiB.
-const ARENA_CHUNK: usize = 16 * 1024;
 
 /// The per-file part of every document.
 #[derive(Serialize)]
@@ -160,7 +154,7 @@ impl ContainerNormalizer {
             index: DayIndex::new(index),
             kube: None,
             scratch: Vec::new(),
-            arena: BytesMut::new(),
+            arena: BodyArena::new(),
         }
     }
 
@@ -322,15 +316,7 @@ impl ContainerNormalizer {
             b.push(b'}');
         }
         b.push(b'}');
-        let body = if b.len() > ARENA_CHUNK / 4 {
-            Bytes::copy_from_slice(&b)
-        } else {
-            if self.arena.capacity() - self.arena.len() < b.len() {
-                self.arena = BytesMut::with_capacity(ARENA_CHUNK);
-            }
-            self.arena.extend_from_slice(&b);
-            self.arena.split().freeze()
-        };
+        let body = self.arena.carve(&b);
         self.scratch = b;
         Document { index: self.index.index_for(rec.time), id, body, source: SourceKind::Containers }
     }
@@ -468,7 +454,7 @@ mod tests {
             .map(|i| match i {
                 7 => b"bad \xff byte".to_vec(),
                 // Over a quarter of a chunk: its own allocation.
-                50 => vec![b'y'; ARENA_CHUNK],
+                50 => vec![b'y'; crate::document::arena::CHUNK],
                 _ => format!("message {i} {}", "z".repeat(i * 13 % 700)).into_bytes(),
             })
             .collect();

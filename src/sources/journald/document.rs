@@ -12,12 +12,11 @@
 
 use std::borrow::Cow;
 
-use bytes::{Bytes, BytesMut};
-
 use serde_json::{json, Value};
 
 use super::entry::RawEntry;
 use super::klog::{parse_klog, syslog_severity};
+use crate::document::arena::BodyArena;
 use crate::document::ecs::Orchestrator;
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
@@ -41,7 +40,7 @@ pub struct JournaldNormalizer {
     /// The body is written here, then copied into `arena`.
     scratch: Vec<u8>,
     /// Bodies are copied out of `scratch` into this chunk and split off.
-    arena: BytesMut,
+    arena: BodyArena,
     index: DayIndex,
     /// `@timestamp` of the last entry: consecutive entries mostly share their
     /// second, so only the microseconds are written anew (see [`Timestamp`]).
@@ -140,13 +139,6 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
 /// A scratch buffer larger than this (a huge message) is not kept for the next entry.
 const SCRATCH_KEPT_BYTES: usize = 1 << 20;
 
-/// Bodies share chunks of this size (~14 documents of ~1.1 kB): one allocation
-/// and one free per chunk instead of per body, as in the container source. A
-/// body bigger than a quarter of it gets its own allocation, so a chunk never
-/// holds one large body's leftovers. A body kept alive (retried, say) keeps its
-/// chunk alive: at most 16 KiB.
-const ARENA_CHUNK: usize = 16 * 1024;
-
 /// A JSON object being written: `{`, members separated by commas, `}`.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
@@ -186,7 +178,7 @@ impl JournaldNormalizer {
             orchestrator_json,
             kubernetes_json,
             scratch: Vec::new(),
-            arena: BytesMut::new(),
+            arena: BodyArena::new(),
             index: DayIndex::new(index),
             timestamp: Timestamp::default(),
         }
@@ -310,15 +302,7 @@ impl JournaldNormalizer {
             b.extend_from_slice(b",\"kube_log_gateway\":{\"flags\":[\"message_binary\"]}");
         }
         b.push(b'}');
-        let body = if b.len() > ARENA_CHUNK / 4 {
-            Bytes::copy_from_slice(&b)
-        } else {
-            if self.arena.capacity() - self.arena.len() < b.len() {
-                self.arena = BytesMut::with_capacity(ARENA_CHUNK);
-            }
-            self.arena.extend_from_slice(&b);
-            self.arena.split().freeze()
-        };
+        let body = self.arena.carve(&b);
         if b.capacity() > SCRATCH_KEPT_BYTES {
             b = Vec::new();
         }
@@ -613,9 +597,16 @@ mod tests {
     fn bodies_from_the_arena_stay_intact() {
         let mut n =
             JournaldNormalizer::new("prod".into(), "node-a".into(), IndexPattern::parse("kubelet-%Y.%m.%d").unwrap());
-        let messages: Vec<Vec<u8>> = (0..100usize)
-            .map(|i| if i == 30 { vec![b'y'; ARENA_CHUNK] } else { vec![b'a' + (i % 26) as u8; i * 7] })
-            .collect();
+        let messages: Vec<Vec<u8>> =
+            (0..100usize)
+                .map(|i| {
+                    if i == 30 {
+                        vec![b'y'; crate::document::arena::CHUNK]
+                    } else {
+                        vec![b'a' + (i % 26) as u8; i * 7]
+                    }
+                })
+                .collect();
         let docs: Vec<Document> = messages.iter().map(|m| n.normalize(&entry(m), "2026-11-09T06:15:00.000Z")).collect();
         for (m, doc) in messages.iter().zip(&docs) {
             assert_eq!(doc.body, normalize(&entry(m)).0.body);
