@@ -94,6 +94,7 @@ load_once() { # NDJSON INDEX_PATTERN N [BULKLOAD ARGS...]
   wait_for "$pat" "$docs"
   t1=$(now); c1=$(es_cpu_ms)
   sed 's/^/  loader: /' "$work/load.out" >&2
+  echo "  loader: Elasticsearch $(echo "scale=1; 100 * ($c1 - $c0) / 1000 / ($t1 - $t0) / $(nproc)" | bc) % of the $(nproc) cores" >&2
   echo "$docs $(echo "$t1 - $t0" | bc) $((c1 - c0))"
 }
 
@@ -162,12 +163,17 @@ gateway_once() {
   fi
   wait_for "$prefix-$src-*" "$n"
   t1=$(now); c1=$(es_cpu_ms)
+  local ticks
+  ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+  # On a machine where the gateway and Elasticsearch share the cores, what the gateway
+  # uses is not available to Elasticsearch: the side-by-side figure for the fraction.
+  echo "  gateway: CPU $(echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc) s over $(echo "$t1 - $t0" | bc) s," \
+    "$(echo "scale=1; 100 * $ticks / $(getconf CLK_TCK) / ($t1 - $t0) / $(nproc)" | bc) % of the $(nproc) cores;" \
+    "Elasticsearch $(echo "scale=1; 100 * ($c1 - $c0) / 1000 / ($t1 - $t0) / $(nproc)" | bc) %" >&2
   if [[ -n $sampler ]]; then
-    local ticks
-    ticks=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
     kill "$sampler"; wait "$sampler" 2>/dev/null || true
     read -r anon file hwm <"$work/rss.out"
-    echo "  gateway: CPU $(echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc) s, peak RSS (VmHWM) $((hwm / 1024)) MiB," \
+    echo "  gateway: peak RSS (VmHWM) $((hwm / 1024)) MiB," \
       "peak RssAnon $((anon / 1024)) MiB, peak RssFile $((file / 1024)) MiB" >&2
   fi
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; gw_pid=""
