@@ -112,6 +112,8 @@ pub struct Elasticsearch {
     pub replicas: Option<u32>,
     /// With `test_template`: `total_fields_limit`.
     pub total_fields_limit: Option<u32>,
+    /// With `test_template`: `ignore_dynamic_beyond_limit`.
+    pub ignore_dynamic_beyond_limit: Option<bool>,
     pub linger: Option<String>,
     /// `batch.max_documents`.
     pub max_documents: Option<usize>,
@@ -341,6 +343,9 @@ impl GatewayConfig {
             writeln!(y, "  template:\n    number_of_replicas: {replicas}\n    refresh_interval: 1s").unwrap();
             if let Some(limit) = es.total_fields_limit {
                 writeln!(y, "    total_fields_limit: {limit}").unwrap();
+            }
+            if let Some(ignore) = es.ignore_dynamic_beyond_limit {
+                writeln!(y, "    ignore_dynamic_beyond_limit: {ignore}").unwrap();
             }
         }
         if es.linger.is_some() || es.max_documents.is_some() {
