@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
+/// The 50 MB document and the 100,000-event list, one at a time: together they took
+/// the test Elasticsearch (512 MiB heap) past its heap once (OutOfMemoryError, exit),
+/// and every later test binary failed for want of it.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A short Metadata-level ResponseComplete event.
 fn event(id: &str, stage_timestamp: &str) -> Value {
     json!({
@@ -285,6 +290,7 @@ async fn annotation_keys_past_the_field_limit_are_kept_not_refused() {
 #[tokio::test]
 async fn hostile_bodies_get_clear_answers_and_the_gateway_stays_up() {
     require_es().await;
+    let _heavy = HEAVY.lock().await;
     // Room for the 50 MB item, and time for it in a debug build on a busy machine.
     let mut setup = WebhookSetup::new("hostile-bodies");
     setup.config.server_mut().max_body_bytes = Some(64 * 1024 * 1024);
@@ -377,6 +383,7 @@ async fn hostile_bodies_get_clear_answers_and_the_gateway_stays_up() {
 #[tokio::test]
 async fn one_hundred_thousand_items_in_one_list_land_exactly_once() {
     require_es().await;
+    let _heavy = HEAVY.lock().await;
     // This is about "all, exactly once", not speed: a debug build on a busy
     // machine can take longer than the 20 s default to normalize and spool them.
     let mut setup = WebhookSetup::new("hostile-many");
