@@ -323,6 +323,28 @@ mod tests {
         assert!(matches!(&outcomes[4], Outcome::Retry { status: 503, .. }));
     }
 
+    /// Literally what Elasticsearch 8.19 answers with the gateway's
+    /// `filter_path` (`client::BULK_FILTER_PATH`): no `errors`, no `_id`.
+    const FILTERED: &str = r#"{"items":[{"create":{"_index":"fp-test","status":201}},{"create":{"_index":"fp-test","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[a]: version conflict, document already exists (current version [1])","index_uuid":"6sd0sm1PQs6lkuvmVhQ-Xw","shard":"0","index":"fp-test"}}},{"create":{"_index":"fp-test","status":400,"error":{"type":"document_parsing_exception","reason":"[1:6] failed to parse field [x] of type [long] in document with id 'b'. Preview of field's value: 'notnum'","caused_by":{"type":"illegal_argument_exception","reason":"For input string: \"notnum\""}}}}]}"#;
+
+    #[test]
+    fn reads_the_filtered_response() {
+        let outcomes = parse_bulk_response(FILTERED.as_bytes(), 3).unwrap();
+        assert_eq!(outcomes[0], Outcome::Created);
+        assert_eq!(outcomes[1], Outcome::Duplicate);
+        match &outcomes[2] {
+            Outcome::Reject { status, error_type, reason } => {
+                assert_eq!(*status, 400);
+                assert_eq!(error_type, "document_parsing_exception");
+                assert!(
+                    reason.ends_with("caused by illegal_argument_exception: For input string: \"notnum\""),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn missing_privileges_are_retried_not_dead_lettered() {
         let body = r#"{"errors":true,"items":[{"create":{"_index":"audit-x","_id":"a","status":403,"error":{"type":"security_exception","reason":"action [indices:data/write/bulk[s]] is unauthorized for user [klg]"}}}]}"#;
