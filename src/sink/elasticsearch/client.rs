@@ -164,7 +164,7 @@ impl EsClient {
     /// [`bulk_response`](super::bulk_response) reads: per item its index, status
     /// and error, and a whole-request error as it is. Unfiltered, each created
     /// item also carries `_id`, `_version`, `result`, `_shards`, `_seq_no` and
-    /// `_primary_term`: about five times the bytes, which Elasticsearch writes
+    /// `_primary_term`: three times the bytes, which Elasticsearch writes
     /// and the gateway parses for nothing.
     pub async fn bulk(&self, body: Bytes) -> (usize, Result<Reply, RequestFailure>) {
         self.send_with_query(
