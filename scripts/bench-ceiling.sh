@@ -33,7 +33,8 @@
 # gateway reads it from the head (`start_at: head`, a fresh data_dir every round). Beside each
 # gateway round: its CPU seconds and its peak RSS split into RssAnon / RssFile (the largest of
 # each seen in /proc/PID/status, sampled every 0.2 s). JOURNALD_YAML: extra lines for the
-# `sources.journald` section (e.g. "    reopen_every: 10000").
+# `sources.journald` section (e.g. "    reopen_every: 10000"). ES_YAML: extra lines for the
+# gateway's `elasticsearch` section, every source (e.g. "  concurrency: fixed").
 #
 # Environment: ES_PORT (default 9200; other engineers' tests use 9200, so prefer your own),
 # GW_BIN (gateway binary, default target/release/kube-log-gateway: lets two builds be compared),
@@ -236,6 +237,7 @@ elasticsearch:
     dead_letter: "$prefix-deadletter-%Y.%m.%d"
   template:
     number_of_replicas: 0
+${ES_YAML:-}
 YAML
     ;;
   containers)
@@ -261,6 +263,7 @@ elasticsearch:
     dead_letter: "$prefix-deadletter-%Y.%m.%d"
   template:
     number_of_replicas: 0
+${ES_YAML:-}
 YAML
     ;;
   journald)
@@ -290,6 +293,7 @@ elasticsearch:
     dead_letter: "$prefix-deadletter-%Y.%m.%d"
   template:
     number_of_replicas: 0
+${ES_YAML:-}
 YAML
     ;;
   *) echo "usage: $0 audit [EVENTS] | containers [MB] | journald [ENTRIES] | ab NDJSON A.json B.json [ROUNDS]" >&2; exit 2 ;;
