@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::document_writer;
 use super::event::{parse_event, AuditEvent, RawObject, Unknown, UserInfo};
 use super::secrets;
 use crate::document::dead_letter::{dead_letter_document, Rejection};
@@ -22,7 +23,7 @@ use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{ingested_now, rfc3339_micros, DayIndex};
-use crate::document::{json as json_writer, Document, SourceKind};
+use crate::document::{Document, SourceKind};
 use crate::spool::entry::EntryWriter;
 
 pub struct AuditNormalizer {
@@ -122,7 +123,7 @@ impl AuditNormalizer {
         let event = parse_event(raw)?;
         self.build(event, &mut self.batch(), |index, id, doc| {
             let mut body = Vec::with_capacity(raw.get().len() + 768);
-            json_writer::write(&mut body, doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+            document_writer::write_document(&mut body, doc);
             Ok(Document { index, id: id.to_string(), body: Bytes::from(body), source: SourceKind::Audit })
         })
     }
@@ -137,9 +138,8 @@ impl AuditNormalizer {
     /// error nothing is written.
     pub fn write_event(&self, event: AuditEvent<'_>, batch: &mut Batch, entry: &mut EntryWriter) -> Result<(), String> {
         self.build(event, batch, |index, id, doc| {
-            entry
-                .push_json(SourceKind::Audit, &index, id, doc)
-                .map_err(|e| format!("cannot serialize the document: {e}"))
+            entry.push_with(SourceKind::Audit, &index, id, |out| document_writer::write_document(out, doc));
+            Ok(())
         })
     }
 
@@ -266,9 +266,9 @@ impl AuditNormalizer {
     pub(super) fn both_bodies(&self, raw: &RawValue) -> Result<(String, String), String> {
         self.build(parse_event(raw)?, &mut self.batch(), |_, _, doc| {
             let mut serde = Vec::new();
-            json_writer::write(&mut serde, doc).expect("serializes");
+            crate::document::json::write(&mut serde, doc).expect("serializes");
             let mut hand = Vec::new();
-            super::document_writer::write_document(&mut hand, doc);
+            document_writer::write_document(&mut hand, doc);
             Ok((String::from_utf8(hand).expect("UTF-8"), String::from_utf8(serde).expect("UTF-8")))
         })
     }

@@ -16,9 +16,6 @@
 //! must be added here, in the order of the struct; the oracle test fails
 //! until it is.
 
-// Not on the hot path yet: proved against serde first (the tests below).
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
