@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::net::IpAddr;
 
 use super::document::{AuditDocument, GatewayFields};
 use super::event::{AuditEvent, ObjectRef, RawObject, ResponseStatus, Unknown, UserInfo};
@@ -54,8 +55,19 @@ pub(super) fn write_document(out: &mut Vec<u8>, doc: &AuditDocument<'_, '_>) {
     }
     if let Some(source) = &doc.source {
         out.extend_from_slice(b",\"source\":{\"ip\":\"");
-        // An address's text never needs escaping.
-        write!(out, "{}", source.ip).expect("a Vec takes every write");
+        // An address's text never needs escaping. IPv4 (nearly every
+        // event's) by hand: `write!` through `fmt` cost ≈ 1,000 instructions.
+        match source.ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+                }
+            }
+            IpAddr::V6(v6) => write!(out, "{v6}").expect("a Vec takes every write"),
+        }
         out.extend_from_slice(b"\"}");
     }
     if let Some(agent) = &doc.user_agent {
@@ -341,6 +353,10 @@ mod tests {
             ("sourceIPs", json!(["2001:DB8::1", "10.0.0.1"])),
             ("sourceIPs", json!(["::ffff:10.0.0.1"])),
             ("sourceIPs", json!(["not an address"])),
+            ("sourceIPs", json!(["0.0.0.0"])),
+            ("sourceIPs", json!(["255.255.255.255"])),
+            ("sourceIPs", json!(["192.168.10.100"])),
+            ("sourceIPs", json!(["010.0.0.1"])),
             ("objectRef", json!({})),
             ("objectRef", json!(null)),
             ("objectRef", json!({"subresource": "status", "resourceVersion": "7", "uid": "x"})),
