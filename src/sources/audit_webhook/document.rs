@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::document_writer;
 use super::event::{parse_event, AuditEvent, RawObject, Unknown, UserInfo};
 use super::secrets;
 use crate::document::dead_letter::{dead_letter_document, Rejection};
@@ -22,7 +23,7 @@ use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{ingested_now, rfc3339_micros, DayIndex};
-use crate::document::{json as json_writer, Document, SourceKind};
+use crate::document::{Document, SourceKind};
 use crate::spool::entry::EntryWriter;
 
 pub struct AuditNormalizer {
@@ -35,71 +36,80 @@ pub struct AuditNormalizer {
     pub redact_secrets: bool,
 }
 
+/// The document of one event, as references into the event and the
+/// normalizer. [`super::document_writer`] writes it; the serde derive is the
+/// oracle its tests compare with (and the shape docs/fields.md describes).
 #[derive(Serialize)]
-struct AuditDocument<'e, 'a> {
+pub(super) struct AuditDocument<'e, 'a> {
     #[serde(rename = "@timestamp")]
-    timestamp: &'e str,
-    event: EventFields<'e>,
-    orchestrator: Orchestrator<'e>,
-    host: Named<'e>,
+    pub(super) timestamp: &'e str,
+    pub(super) event: EventFields<'e>,
+    /// `orchestrator`: Kubernetes, this cluster.
+    #[serde(rename = "orchestrator", serialize_with = "orchestrator")]
+    pub(super) cluster: &'e str,
+    pub(super) host: Named<'e>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<UserFields<'e>>,
+    pub(super) user: Option<UserFields<'e>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<SourceFields>,
+    pub(super) source: Option<SourceFields>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user_agent: Option<Original<'e>>,
+    pub(super) user_agent: Option<Original<'e>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<Original<'e>>,
+    pub(super) url: Option<Original<'e>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    http: Option<Http>,
-    kubernetes: Kubernetes<'e, 'a>,
+    pub(super) http: Option<Http>,
+    pub(super) kubernetes: Kubernetes<'e, 'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    kube_log_gateway: Option<GatewayFields<'e, 'a>>,
+    pub(super) kube_log_gateway: Option<GatewayFields<'e, 'a>>,
+}
+
+fn orchestrator<S: serde::Serializer>(cluster: &&str, s: S) -> Result<S::Ok, S::Error> {
+    Orchestrator::kubernetes(cluster).serialize(s)
 }
 
 #[derive(Serialize)]
-struct EventFields<'e> {
-    dataset: &'static str,
-    kind: &'static str,
-    id: &'e str,
-    ingested: &'e str,
+pub(super) struct EventFields<'e> {
+    pub(super) dataset: &'static str,
+    pub(super) kind: &'static str,
+    pub(super) id: &'e str,
+    pub(super) ingested: &'e str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'e str>,
-    outcome: &'static str,
+    pub(super) action: Option<&'e str>,
+    pub(super) outcome: &'static str,
 }
 
 #[derive(Serialize)]
-struct UserFields<'e> {
+pub(super) struct UserFields<'e> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'e str>,
+    pub(super) name: Option<&'e str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'e str>,
+    pub(super) id: Option<&'e str>,
 }
 
 #[derive(Serialize)]
-struct SourceFields {
-    ip: IpAddr,
+pub(super) struct SourceFields {
+    pub(super) ip: IpAddr,
 }
 
 #[derive(Serialize)]
-struct Original<'e> {
-    original: &'e str,
+pub(super) struct Original<'e> {
+    pub(super) original: &'e str,
 }
 
 #[derive(Serialize)]
-struct Http {
-    response: HttpResponse,
+pub(super) struct Http {
+    pub(super) response: HttpResponse,
 }
 
 #[derive(Serialize)]
-struct HttpResponse {
-    status_code: i64,
+pub(super) struct HttpResponse {
+    pub(super) status_code: i64,
 }
 
 #[derive(Serialize)]
-struct Kubernetes<'e, 'a> {
-    node: Named<'e>,
-    audit: &'e AuditEvent<'a>,
+pub(super) struct Kubernetes<'e, 'a> {
+    pub(super) node: Named<'e>,
+    pub(super) audit: &'e AuditEvent<'a>,
 }
 
 impl AuditNormalizer {
@@ -113,7 +123,7 @@ impl AuditNormalizer {
         let event = parse_event(raw)?;
         self.build(event, &mut self.batch(), |index, id, doc| {
             let mut body = Vec::with_capacity(raw.get().len() + 768);
-            json_writer::write(&mut body, doc).map_err(|e| format!("cannot serialize the document: {e}"))?;
+            document_writer::write_document(&mut body, doc);
             Ok(Document { index, id: id.to_string(), body: Bytes::from(body), source: SourceKind::Audit })
         })
     }
@@ -128,9 +138,8 @@ impl AuditNormalizer {
     /// error nothing is written.
     pub fn write_event(&self, event: AuditEvent<'_>, batch: &mut Batch, entry: &mut EntryWriter) -> Result<(), String> {
         self.build(event, batch, |index, id, doc| {
-            entry
-                .push_json(SourceKind::Audit, &index, id, doc)
-                .map_err(|e| format!("cannot serialize the document: {e}"))
+            entry.push_with(SourceKind::Audit, &index, id, |out| document_writer::write_document(out, doc));
+            Ok(())
         })
     }
 
@@ -236,7 +245,7 @@ impl AuditNormalizer {
                 action: event.verb.as_deref(),
                 outcome,
             },
-            orchestrator: Orchestrator::kubernetes(&self.cluster),
+            cluster: &self.cluster,
             host: Named { name: &self.host },
             user: (event.user.username.is_some() || event.user.uid.is_some())
                 .then_some(UserFields { name: event.user.username.as_deref(), id: event.user.uid.as_deref() }),
@@ -249,6 +258,19 @@ impl AuditNormalizer {
         };
         let index = batch.index.index_for(time);
         put(index, &id, &doc)
+    }
+
+    /// The body of `raw`'s document from both writers: the hand-written one
+    /// (first) and serde's, the oracle it must match byte for byte.
+    #[cfg(test)]
+    pub(super) fn both_bodies(&self, raw: &RawValue) -> Result<(String, String), String> {
+        self.build(parse_event(raw)?, &mut self.batch(), |_, _, doc| {
+            let mut serde = Vec::new();
+            crate::document::json::write(&mut serde, doc).expect("serializes");
+            let mut hand = Vec::new();
+            document_writer::write_document(&mut hand, doc);
+            Ok((String::from_utf8(hand).expect("UTF-8"), String::from_utf8(serde).expect("UTF-8")))
+        })
     }
 
     /// The dead-letter document for an event the gateway refused. Its Secret
@@ -375,18 +397,18 @@ fn at_most_nanos(s: &str) -> bool {
 
 /// The original timestamps the gateway had to rewrite or drop.
 #[derive(Default, Serialize)]
-struct OriginalTimes<'a> {
+pub(super) struct OriginalTimes<'a> {
     #[serde(rename = "stageTimestamp", skip_serializing_if = "Option::is_none")]
-    stage_timestamp: Option<Cow<'a, str>>,
+    pub(super) stage_timestamp: Option<Cow<'a, str>>,
     #[serde(rename = "requestReceivedTimestamp", skip_serializing_if = "Option::is_none")]
-    request_received_timestamp: Option<Cow<'a, str>>,
+    pub(super) request_received_timestamp: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
-struct GatewayFields<'e, 'a> {
-    flags: &'e [&'static str],
+pub(super) struct GatewayFields<'e, 'a> {
+    pub(super) flags: &'e [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
-    original: Option<&'e OriginalTimes<'a>>,
+    pub(super) original: Option<&'e OriginalTimes<'a>>,
 }
 
 /// A key Elasticsearch cannot take as a field name, or would read as a path:
@@ -644,9 +666,13 @@ mod tests {
         test_normalizer()
     }
 
+    /// Also checks that the hand-written body is serde's, for every event
+    /// these tests make.
     fn normalize(json: &str) -> Result<(Document, Value), String> {
         let raw: &RawValue = serde_json::from_str(json).unwrap();
         let doc = normalizer().normalize(raw)?;
+        let (hand, serde) = normalizer().both_bodies(raw).unwrap();
+        assert_eq!(hand, serde);
         let v = serde_json::from_slice(&doc.body).unwrap();
         Ok((doc, v))
     }
@@ -848,6 +874,8 @@ mod tests {
         // serde_json::Value cannot hold these (128 levels at most): read the text.
         let body = |json: &str| {
             let raw: &RawValue = serde_json::from_str(json).unwrap();
+            let (hand, serde) = normalizer().both_bodies(raw).unwrap();
+            assert!(hand == serde, "the hand-written body differs from serde's");
             String::from_utf8(normalizer().normalize(raw).unwrap().body.to_vec()).unwrap()
         };
         let ok = DELETE.replace(r#""level":"Metadata","#, &format!(r#""requestObject":{},"#, deep(MAX_OBJECT_DEPTH)));

@@ -448,10 +448,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     }
 }
 
-/// Written verbatim by sonic-rs, which the normalizer serializes documents
-/// with: a struct with sonic-rs's raw-value name is its documented way to embed
-/// raw JSON. (serde_json would write it as an object; nothing serializes events
-/// with serde_json.)
+/// Written verbatim by sonic-rs: a struct with sonic-rs's raw-value name is
+/// its documented way to embed raw JSON. (serde_json would write it as an
+/// object; nothing serializes events with serde_json.) Documents are written
+/// by `document_writer`, which copies the text itself; this serde path is the
+/// oracle its tests compare with.
 impl Serialize for RawObject<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;

@@ -8,7 +8,8 @@
 //! * [`body`] — Content-Type, size limits, gzip.
 //! * [`event`] — EventList / Event / array → typed [`event::AuditEvent`]s.
 //! * [`document`] — one event → one document (and the audit index mapping);
-//!   [`secrets`] redacts Secret values on the way.
+//!   [`secrets`] redacts Secret values on the way; `document_writer` writes
+//!   its JSON.
 //! * [`limits`] — the per-client rate limit.
 //! * [`handler`] — the request: all of the above, then the spool, then 200.
 
@@ -17,6 +18,7 @@ pub mod body;
 pub mod config;
 pub mod credentials;
 pub mod document;
+mod document_writer;
 pub mod event;
 pub mod handler;
 pub mod limits;
