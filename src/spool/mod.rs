@@ -565,7 +565,10 @@ fn encode_plain(docs: &[Document]) -> Vec<u8> {
     out
 }
 
-fn decode(raw: &[u8]) -> Result<Vec<Document>, String> {
+/// An entry's documents from its stored bytes (either format), or why they
+/// do not decode. Public for the sink path's bench (benches/sink_path.rs),
+/// which reads entries back as the drainer does.
+pub fn decode(raw: &[u8]) -> Result<Vec<Document>, String> {
     match raw.first() {
         Some(&FORMAT_LZ4) => {
             // The size prefix of garbage could ask for gigabytes; LZ4 expands
