@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use super::document::{AuditDocument, GatewayFields};
 use super::event::{AuditEvent, ObjectRef, RawObject, ResponseStatus, Unknown, UserInfo};
-use crate::document::json::write_str;
+use crate::document::json::{write_str, Object};
 
 /// Appends the JSON of `doc` to `out`.
 pub(super) fn write_document(out: &mut Vec<u8>, doc: &AuditDocument<'_, '_>) {
@@ -105,39 +105,32 @@ fn write_event(out: &mut Vec<u8>, e: &AuditEvent<'_>) {
     o.str(b"\"stage\":", &e.stage);
     o.opt_str(b"\"requestURI\":", e.request_uri.as_deref());
     o.opt_str(b"\"verb\":", e.verb.as_deref());
-    o.key(b"\"user\":");
-    write_user(o.out, &e.user);
+    write_user(o.key(b"\"user\":"), &e.user);
     if let Some(user) = &e.impersonated_user {
-        o.key(b"\"impersonatedUser\":");
-        write_user(o.out, user);
+        write_user(o.key(b"\"impersonatedUser\":"), user);
     }
     if !e.source_ips.is_empty() {
-        o.key(b"\"sourceIPs\":");
-        write_strs(o.out, &e.source_ips);
+        write_strs(o.key(b"\"sourceIPs\":"), &e.source_ips);
     }
     o.opt_str(b"\"userAgent\":", e.user_agent.as_deref());
     if let Some(r) = &e.object_ref {
-        o.key(b"\"objectRef\":");
-        write_object_ref(o.out, r);
+        write_object_ref(o.key(b"\"objectRef\":"), r);
     }
     if let Some(s) = &e.response_status {
-        o.key(b"\"responseStatus\":");
-        write_response_status(o.out, s);
+        write_response_status(o.key(b"\"responseStatus\":"), s);
     }
-    o.opt_raw(b"\"requestObject\":", e.request_object.as_ref());
-    o.opt_raw(b"\"responseObject\":", e.response_object.as_ref());
+    opt_raw(&mut o, b"\"requestObject\":", e.request_object.as_ref());
+    opt_raw(&mut o, b"\"responseObject\":", e.response_object.as_ref());
     o.opt_str(b"\"requestReceivedTimestamp\":", e.request_received_timestamp.as_deref());
     o.opt_str(b"\"stageTimestamp\":", e.stage_timestamp.as_deref());
     if !e.annotations.is_empty() {
-        o.key(b"\"annotations\":");
-        let mut a = Object::open(o.out);
+        let mut a = Object::open(o.key(b"\"annotations\":"));
         for (k, v) in &e.annotations {
-            a.str_key(k);
-            write_str(a.out, v);
+            write_str(a.str_key(k), v);
         }
         a.close();
     }
-    o.unknown(&e.unknown);
+    unknown(&mut o, &e.unknown);
     o.close();
 }
 
@@ -146,22 +139,19 @@ fn write_user(out: &mut Vec<u8>, u: &UserInfo<'_>) {
     o.opt_str(b"\"username\":", u.username.as_deref());
     o.opt_str(b"\"uid\":", u.uid.as_deref());
     if !u.groups.is_empty() {
-        o.key(b"\"groups\":");
-        write_strs(o.out, &u.groups);
+        write_strs(o.key(b"\"groups\":"), &u.groups);
     }
     if !u.extra.is_empty() {
-        o.key(b"\"extra\":");
-        write_extra(o.out, &u.extra);
+        write_extra(o.key(b"\"extra\":"), &u.extra);
     }
-    o.unknown(&u.unknown);
+    unknown(&mut o, &u.unknown);
     o.close();
 }
 
 fn write_extra(out: &mut Vec<u8>, extra: &BTreeMap<std::borrow::Cow<'_, str>, Vec<std::borrow::Cow<'_, str>>>) {
     let mut o = Object::open(out);
     for (k, v) in extra {
-        o.str_key(k);
-        write_strs(o.out, v);
+        write_strs(o.str_key(k), v);
     }
     o.close();
 }
@@ -176,22 +166,21 @@ fn write_object_ref(out: &mut Vec<u8>, r: &ObjectRef<'_>) {
     o.opt_str(b"\"apiVersion\":", r.api_version.as_deref());
     o.opt_str(b"\"resourceVersion\":", r.resource_version.as_deref());
     o.opt_str(b"\"subresource\":", r.subresource.as_deref());
-    o.unknown(&r.unknown);
+    unknown(&mut o, &r.unknown);
     o.close();
 }
 
 fn write_response_status(out: &mut Vec<u8>, s: &ResponseStatus<'_>) {
     let mut o = Object::open(out);
     if let Some(code) = s.code {
-        o.key(b"\"code\":");
-        write_int(o.out, code);
+        write_int(o.key(b"\"code\":"), code);
     }
     o.opt_str(b"\"status\":", s.status.as_deref());
     o.opt_str(b"\"reason\":", s.reason.as_deref());
     o.opt_str(b"\"message\":", s.message.as_deref());
-    o.opt_raw(b"\"metadata\":", s.metadata.as_ref());
-    o.opt_raw(b"\"details\":", s.details.as_ref());
-    o.unknown(&s.unknown);
+    opt_raw(&mut o, b"\"metadata\":", s.metadata.as_ref());
+    opt_raw(&mut o, b"\"details\":", s.details.as_ref());
+    unknown(&mut o, &s.unknown);
     o.close();
 }
 
@@ -230,65 +219,17 @@ fn write_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// An object being written: knows whether a field needs a comma before it.
-struct Object<'o> {
-    out: &'o mut Vec<u8>,
-    empty: bool,
+/// A raw JSON member (an embedded object), left out when there is none.
+fn opt_raw(o: &mut Object<'_>, key: &[u8], value: Option<&RawObject<'_>>) {
+    if let Some(value) = value {
+        o.key(key).extend_from_slice(value.get().as_bytes());
+    }
 }
 
-impl<'o> Object<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Object { out, empty: true }
-    }
-
-    /// A constant key, given with its quotes and colon.
-    fn key(&mut self, key: &[u8]) {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        self.out.extend_from_slice(key);
-    }
-
-    /// A key from the event (annotations, `extra`, unknown fields): escaped.
-    fn str_key(&mut self, key: &str) {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        write_str(self.out, key);
-        self.out.push(b':');
-    }
-
-    fn str(&mut self, key: &[u8], value: &str) {
-        self.key(key);
-        write_str(self.out, value);
-    }
-
-    fn opt_str(&mut self, key: &[u8], value: Option<&str>) {
-        if let Some(value) = value {
-            self.str(key, value);
-        }
-    }
-
-    fn opt_raw(&mut self, key: &[u8], value: Option<&RawObject<'_>>) {
-        if let Some(value) = value {
-            self.key(key);
-            self.out.extend_from_slice(value.get().as_bytes());
-        }
-    }
-
-    /// The fields this version does not know, after the known ones.
-    fn unknown(&mut self, unknown: &Unknown<'_>) {
-        for (k, v) in &unknown.0 {
-            self.str_key(k);
-            self.out.extend_from_slice(v.get().as_bytes());
-        }
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
+/// The fields this version does not know, after the known ones.
+fn unknown(o: &mut Object<'_>, unknown: &Unknown<'_>) {
+    for (k, v) in &unknown.0 {
+        o.str_key(k).extend_from_slice(v.get().as_bytes());
     }
 }
 

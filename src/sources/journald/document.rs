@@ -20,7 +20,7 @@ use crate::document::arena::BodyArena;
 use crate::document::ecs::Orchestrator;
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
-use crate::document::json::{self as json_writer, write_str as json_string};
+use crate::document::json::{self as json_writer, write_str as json_string, Object};
 use crate::document::mapping::IndexMapping;
 use crate::document::time::{self, DayIndex};
 use crate::document::{Document, SourceKind};
@@ -139,34 +139,6 @@ fn parse_u64(b: &[u8]) -> Option<u64> {
 /// A scratch buffer larger than this (a huge message) is not kept for the next entry.
 const SCRATCH_KEPT_BYTES: usize = 1 << 20;
 
-/// A JSON object being written: `{`, members separated by commas, `}`.
-struct Object<'a> {
-    out: &'a mut Vec<u8>,
-    empty: bool,
-}
-
-impl<'a> Object<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Object { out, empty: true }
-    }
-
-    /// Starts a member: the comma if needed, then `key` (`"name":`, and
-    /// whatever constant opening follows it); the value goes to the returned buffer.
-    fn key(&mut self, key: &[u8]) -> &mut Vec<u8> {
-        if !self.empty {
-            self.out.push(b',');
-        }
-        self.empty = false;
-        self.out.extend_from_slice(key);
-        self.out
-    }
-
-    fn close(self) {
-        self.out.push(b'}');
-    }
-}
-
 impl JournaldNormalizer {
     pub fn new(cluster: String, node: String, index: IndexPattern) -> Self {
         let mut orchestrator_json = b",\"orchestrator\":".to_vec();
@@ -237,8 +209,9 @@ impl JournaldNormalizer {
         b.extend_from_slice(b",\"log\":");
         let mut log = Object::open(&mut b);
         if let Some(level) = level {
-            log.key(b"\"level\":\"").extend_from_slice(level.as_bytes());
-            log.out.push(b'"');
+            let out = log.key(b"\"level\":\"");
+            out.extend_from_slice(level.as_bytes());
+            out.push(b'"');
         }
         if priority.is_some() || appname.is_some() {
             let mut syslog = Object::open(log.key(b"\"syslog\":"));
@@ -246,8 +219,9 @@ impl JournaldNormalizer {
                 syslog.key(b"\"priority\":").extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
             }
             if let Some(name) = severity {
-                syslog.key(b"\"severity\":{\"name\":\"").extend_from_slice(name.as_bytes());
-                syslog.out.extend_from_slice(b"\"}");
+                let out = syslog.key(b"\"severity\":{\"name\":\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\"}");
             }
             if let Some(appname) = &appname {
                 json_string(syslog.key(b"\"appname\":"), appname);
