@@ -6,19 +6,20 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::document_writer;
+use super::document_writer::{
+    self, AuditDocument, EventFields, GatewayFields, Http, HttpResponse, Kubernetes, Original, OriginalTimes,
+    SourceFields, UserFields,
+};
 use super::event::{parse_event, AuditEvent, RawObject, Unknown, UserInfo};
 use super::secrets;
 use crate::document::dead_letter::{dead_letter_document, Rejection};
-use crate::document::ecs::{Named, Orchestrator};
+use crate::document::ecs::Named;
 use crate::document::id::document_id;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
@@ -34,82 +35,6 @@ pub struct AuditNormalizer {
     pub index: IndexPattern,
     pub dead_letter: IndexPattern,
     pub redact_secrets: bool,
-}
-
-/// The document of one event, as references into the event and the
-/// normalizer. [`super::document_writer`] writes it; the serde derive is the
-/// oracle its tests compare with (and the shape docs/fields.md describes).
-#[derive(Serialize)]
-pub(super) struct AuditDocument<'e, 'a> {
-    #[serde(rename = "@timestamp")]
-    pub(super) timestamp: &'e str,
-    pub(super) event: EventFields<'e>,
-    /// `orchestrator`: Kubernetes, this cluster.
-    #[serde(rename = "orchestrator", serialize_with = "orchestrator")]
-    pub(super) cluster: &'e str,
-    pub(super) host: Named<'e>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) user: Option<UserFields<'e>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) source: Option<SourceFields>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) user_agent: Option<Original<'e>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) url: Option<Original<'e>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) http: Option<Http>,
-    pub(super) kubernetes: Kubernetes<'e, 'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) kube_log_gateway: Option<GatewayFields<'e, 'a>>,
-}
-
-fn orchestrator<S: serde::Serializer>(cluster: &&str, s: S) -> Result<S::Ok, S::Error> {
-    Orchestrator::kubernetes(cluster).serialize(s)
-}
-
-#[derive(Serialize)]
-pub(super) struct EventFields<'e> {
-    pub(super) dataset: &'static str,
-    pub(super) kind: &'static str,
-    pub(super) id: &'e str,
-    pub(super) ingested: &'e str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) action: Option<&'e str>,
-    pub(super) outcome: &'static str,
-}
-
-#[derive(Serialize)]
-pub(super) struct UserFields<'e> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) name: Option<&'e str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) id: Option<&'e str>,
-}
-
-#[derive(Serialize)]
-pub(super) struct SourceFields {
-    pub(super) ip: IpAddr,
-}
-
-#[derive(Serialize)]
-pub(super) struct Original<'e> {
-    pub(super) original: &'e str,
-}
-
-#[derive(Serialize)]
-pub(super) struct Http {
-    pub(super) response: HttpResponse,
-}
-
-#[derive(Serialize)]
-pub(super) struct HttpResponse {
-    pub(super) status_code: i64,
-}
-
-#[derive(Serialize)]
-pub(super) struct Kubernetes<'e, 'a> {
-    pub(super) node: Named<'e>,
-    pub(super) audit: &'e AuditEvent<'a>,
 }
 
 impl AuditNormalizer {
@@ -393,22 +318,6 @@ fn at_most_nanos(s: &str) -> bool {
         Some(b'.') => s.as_bytes()[20..].iter().take_while(|b| b.is_ascii_digit()).count() <= 9,
         _ => true,
     }
-}
-
-/// The original timestamps the gateway had to rewrite or drop.
-#[derive(Default, Serialize)]
-pub(super) struct OriginalTimes<'a> {
-    #[serde(rename = "stageTimestamp", skip_serializing_if = "Option::is_none")]
-    pub(super) stage_timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "requestReceivedTimestamp", skip_serializing_if = "Option::is_none")]
-    pub(super) request_received_timestamp: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-pub(super) struct GatewayFields<'e, 'a> {
-    pub(super) flags: &'e [&'static str],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) original: Option<&'e OriginalTimes<'a>>,
 }
 
 /// A key Elasticsearch cannot take as a field name, or would read as a path:

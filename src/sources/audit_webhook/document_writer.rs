@@ -1,4 +1,4 @@
-//! The audit document body, written by hand into the spool entry.
+//! The audit document's shape, and its body written by hand into the spool entry.
 //!
 //! serde's derive turns every struct with a `#[serde(flatten)]` field
 //! (`AuditEvent`, `UserInfo`, `ObjectRef`, `ResponseStatus`: their unknown
@@ -16,13 +16,108 @@
 //! must be added here, in the order of the struct; the oracle test fails
 //! until it is.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::document::{AuditDocument, GatewayFields};
+use serde::Serialize;
+
 use super::event::{AuditEvent, ObjectRef, RawObject, ResponseStatus, Unknown, UserInfo};
+use crate::document::ecs::{Named, Orchestrator};
 use crate::document::json::{write_str, Object};
+
+/// The document of one event, as references into the event and the
+/// normalizer. [`write_document`] writes it; the serde derive is the
+/// oracle its tests compare with (and the shape docs/fields.md describes).
+#[derive(Serialize)]
+pub(super) struct AuditDocument<'e, 'a> {
+    #[serde(rename = "@timestamp")]
+    pub(super) timestamp: &'e str,
+    pub(super) event: EventFields<'e>,
+    /// `orchestrator`: Kubernetes, this cluster.
+    #[serde(rename = "orchestrator", serialize_with = "orchestrator")]
+    pub(super) cluster: &'e str,
+    pub(super) host: Named<'e>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) user: Option<UserFields<'e>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) source: Option<SourceFields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) user_agent: Option<Original<'e>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) url: Option<Original<'e>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) http: Option<Http>,
+    pub(super) kubernetes: Kubernetes<'e, 'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) kube_log_gateway: Option<GatewayFields<'e, 'a>>,
+}
+
+fn orchestrator<S: serde::Serializer>(cluster: &&str, s: S) -> Result<S::Ok, S::Error> {
+    Orchestrator::kubernetes(cluster).serialize(s)
+}
+
+#[derive(Serialize)]
+pub(super) struct EventFields<'e> {
+    pub(super) dataset: &'static str,
+    pub(super) kind: &'static str,
+    pub(super) id: &'e str,
+    pub(super) ingested: &'e str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) action: Option<&'e str>,
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Serialize)]
+pub(super) struct UserFields<'e> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<&'e str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) id: Option<&'e str>,
+}
+
+#[derive(Serialize)]
+pub(super) struct SourceFields {
+    pub(super) ip: IpAddr,
+}
+
+#[derive(Serialize)]
+pub(super) struct Original<'e> {
+    pub(super) original: &'e str,
+}
+
+#[derive(Serialize)]
+pub(super) struct Http {
+    pub(super) response: HttpResponse,
+}
+
+#[derive(Serialize)]
+pub(super) struct HttpResponse {
+    pub(super) status_code: i64,
+}
+
+#[derive(Serialize)]
+pub(super) struct Kubernetes<'e, 'a> {
+    pub(super) node: Named<'e>,
+    pub(super) audit: &'e AuditEvent<'a>,
+}
+
+/// The original timestamps the gateway had to rewrite or drop.
+#[derive(Default, Serialize)]
+pub(super) struct OriginalTimes<'a> {
+    #[serde(rename = "stageTimestamp", skip_serializing_if = "Option::is_none")]
+    pub(super) stage_timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "requestReceivedTimestamp", skip_serializing_if = "Option::is_none")]
+    pub(super) request_received_timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+pub(super) struct GatewayFields<'e, 'a> {
+    pub(super) flags: &'e [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) original: Option<&'e OriginalTimes<'a>>,
+}
 
 /// Appends the JSON of `doc` to `out`.
 pub(super) fn write_document(out: &mut Vec<u8>, doc: &AuditDocument<'_, '_>) {
