@@ -3,7 +3,7 @@
 #
 #   scripts/kube-apiserver.sh build|start|stop|status|logs|env
 #
-#   build   install etcd (Debian's etcd-server) and build kube-apiserver + kubectl once
+#   build   install etcd (Debian's etcd-server) and build kube-apiserver, kubectl and kubelet once
 #           (cached; rebuilt only when the pin changes). The first build takes about
 #           15-35 minutes on two cores (33 at nice 19 beside other builds); later runs
 #           take a second.
@@ -82,6 +82,7 @@ fi
 BIN_DIR="$CACHE_DIR/k8s/$KUBE_VERSION"
 KUBE_APISERVER="$BIN_DIR/kube-apiserver"
 KUBECTL="$BIN_DIR/kubectl"
+KUBELET="$BIN_DIR/kubelet"
 KUBE_DIR="${KUBE_DIR:-$CACHE_DIR/k8s/instances/default}"
 ENV_FILE="$KUBE_DIR/env"
 
@@ -207,7 +208,7 @@ do_build() {
   check_wrapper
   local stamp
   stamp="$(build_stamp)"
-  if [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" && "$(cat "$BIN_DIR/build.stamp" 2>/dev/null)" == "$stamp" ]]; then
+  if [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" && -x "$KUBELET" && "$(cat "$BIN_DIR/build.stamp" 2>/dev/null)" == "$stamp" ]]; then
     return 0
   fi
   local go jobs t0=$SECONDS cmd blog="$BIN_DIR/build.log"
@@ -218,10 +219,10 @@ do_build() {
   fi
   mkdir -p "$BIN_DIR"
   rm -f "$BIN_DIR/build.stamp" "$BIN_DIR"/.tmp.*
-  log "building kube-apiserver and kubectl $KUBE_VERSION from the Go module k8s.io/kubernetes"
+  log "building kube-apiserver, kubectl and kubelet $KUBE_VERSION from the Go module k8s.io/kubernetes"
   log "(once; about 15-35 minutes on two cores, go build -p $jobs under nice; log: $blog)"
   : >"$blog"
-  for cmd in kube-apiserver kubectl; do
+  for cmd in kube-apiserver kubectl kubelet; do
     # Pure Go (CGO off: no C toolchain needed, static binaries); -trimpath so the
     # output does not depend on where the module cache is. -mod=readonly: go.sum is
     # committed, nothing is re-resolved.
@@ -522,14 +523,14 @@ do_logs() {
 }
 
 case "${1:-}" in
-  build) with_lock "$CACHE_DIR/k8s/.build.lock" do_build && log "binaries: $KUBE_APISERVER $KUBECTL" ;;
+  build) with_lock "$CACHE_DIR/k8s/.build.lock" do_build && log "binaries: $KUBE_APISERVER $KUBECTL $KUBELET" ;;
   start) with_lock "$KUBE_DIR.lock" do_start ;;
   stop) with_lock "$KUBE_DIR.lock" do_stop ;;
   status) do_status ;;
   logs) do_logs ;;
   built)
     echo "$BIN_DIR"
-    [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" && -f "$WRAPPER_DIR/go.mod" &&
+    [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" && -x "$KUBELET" && -f "$WRAPPER_DIR/go.mod" &&
       "$(cat "$BIN_DIR/build.stamp" 2>/dev/null)" == "$(build_stamp)" ]] || exit 3
     ;;
   env) [[ -f "$ENV_FILE" && -n "$(apiserver_pid)" ]] || die "not running ($KUBE_DIR)"; cat "$ENV_FILE" ;;
