@@ -7,20 +7,21 @@
 //! gateway receives only its own section. Parsing happens once, at the edge;
 //! every error names the key (`server.tls.cert_file`) or file at fault.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::index_pattern::IndexPattern;
 use crate::server::admin::AdminConfig;
 use crate::setting::key_error;
 pub use crate::setting::ConfigError;
+use crate::shutdown::Shutdown;
 use crate::shutdown::ShutdownConfig;
 use crate::sink::elasticsearch::config::{ElasticsearchConfig, IndexPatterns};
+use crate::sink::Sink;
 use crate::sources::audit_webhook::config::{AuditConfig, ServerConfig};
-use crate::sources::containers::config::ContainersConfig;
-use crate::sources::journald::config::JournaldConfig;
-use crate::sources::{NodeIdentity, SourceContext};
+use crate::sources::section::SourceSection;
+use crate::sources::{self, NodeIdentity, Registration, SourceContext};
 use crate::spool::config::SpoolConfig;
 use crate::telemetry::LogConfig;
 
@@ -55,15 +56,24 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
 }
 
+/// `sources`: one section per pull source, each turning it on when present
+/// (absent or null: off). The sections are kept as they were written and each
+/// is parsed by its own source ([`crate::sources::Section`]), so this loader
+/// names no source; after loading, each holds its defaults too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourcesConfig {
-    /// journald reader (node role). Absent: off.
-    #[serde(default)]
-    pub journald: Option<JournaldConfig>,
-    /// Container log files (node role). Absent: off.
-    #[serde(default)]
-    pub containers: Option<ContainersConfig>,
+#[serde(transparent)]
+pub struct SourcesConfig(pub BTreeMap<String, serde_json::Value>);
+
+impl SourcesConfig {
+    /// The section of source `label` as type `T`, if present.
+    pub fn section<T: SourceSection>(&self, label: &str) -> Option<Result<T, ConfigError>> {
+        self.0.get(label).map(|raw| crate::sources::section::parse(label, raw))
+    }
+
+    /// Every section present and its source.
+    pub fn enabled(&self) -> impl Iterator<Item = (&'static Registration, &serde_json::Value)> + '_ {
+        self.0.iter().filter_map(|(label, raw)| Some((sources::registration(label)?, raw)))
+    }
 }
 
 fn default_cluster_name() -> String {
@@ -113,6 +123,8 @@ impl Config {
             let message = e.into_inner().to_string();
             key_error(if key == "." { "(top level)" } else { &key }, message)
         })?;
+        let mut cfg = cfg;
+        cfg.settle()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -125,15 +137,37 @@ impl Config {
         if let Some(server) = &self.server {
             server.validate()?;
         }
-        if let Some(containers) = &self.sources.containers {
-            containers.validate()?;
-        }
         self.elasticsearch.validate()?;
         self.spool.validate()?;
-        if let Some(journald) = &self.sources.journald {
-            journald.validate()?;
-        }
         self.log.validate()?;
+        Ok(())
+    }
+
+    /// Completes what the sources declare: each source's index key gets its
+    /// default, a key no source declares is refused, and each `sources.<label>`
+    /// section is parsed and validated by its source and kept with its
+    /// defaults (what `check-config` prints).
+    pub fn settle(&mut self) -> Result<(), ConfigError> {
+        let indices = &mut self.elasticsearch.indices.sources;
+        for reg in sources::REGISTRY {
+            indices.entry(reg.index_key.to_string()).or_insert_with(|| reg.default_index.to_string());
+        }
+        if let Some(unknown) = indices.keys().find(|k| !sources::REGISTRY.iter().any(|r| r.index_key == k.as_str())) {
+            let known: Vec<&str> = sources::REGISTRY.iter().map(|r| r.index_key).chain(["dead_letter"]).collect();
+            return Err(key_error(
+                &format!("elasticsearch.indices.{unknown}"),
+                format!("no source writes to it (known: {})", known.join(", ")),
+            ));
+        }
+        self.sources.0.retain(|_, raw| !raw.is_null());
+        for (label, raw) in self.sources.0.iter_mut() {
+            let section = sources::registration(label).and_then(|r| r.section.as_ref()).ok_or_else(|| {
+                let known: Vec<&str> =
+                    sources::REGISTRY.iter().filter(|r| r.section.is_some()).map(|r| r.label()).collect();
+                key_error(&format!("sources.{label}"), format!("no such source (known: {})", known.join(", ")))
+            })?;
+            *raw = (section.check)(raw)?;
+        }
         Ok(())
     }
 
@@ -142,9 +176,17 @@ impl Config {
         NodeIdentity::new(self.cluster_name.clone(), self.node_name.clone())
     }
 
-    /// What a pull source writing to `index` needs besides its own section.
-    pub fn source_context(&self, index: &IndexPattern) -> SourceContext {
-        SourceContext { identity: self.identity(), data_dir: self.data_dir.clone(), index: index.clone() }
+    /// What source `reg` is started with besides its own section.
+    pub fn source_context(&self, reg: &Registration, sink: Sink, shutdown: Shutdown) -> SourceContext {
+        let patterns = self.index_patterns();
+        SourceContext {
+            identity: self.identity(),
+            data_dir: self.data_dir.clone(),
+            index: patterns.sources[reg.index_key].clone(),
+            dead_letter: patterns.dead_letter,
+            sink,
+            shutdown,
+        }
     }
 
     pub fn index_patterns(&self) -> IndexPatterns {
@@ -298,7 +340,7 @@ mod tests {
         assert_eq!(cfg.cluster_name, "default");
         assert!(cfg.server.is_none());
         assert_eq!(cfg.elasticsearch.urls, vec!["http://127.0.0.1:9200"]);
-        assert_eq!(cfg.elasticsearch.indices.audit, "audit-%Y.%m.%d");
+        assert_eq!(cfg.elasticsearch.indices.sources["audit"], "audit-%Y.%m.%d");
         assert_eq!(cfg.spool.max_bytes, 1 << 30);
     }
 
@@ -394,6 +436,7 @@ mod tests {
 
     #[test]
     fn containers_section_loads_from_yaml_and_the_environment() {
+        use crate::sources::containers::config::ContainersConfig;
         use std::io::Write;
         let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
         f.write_all(b"sources:\n  containers:\n    exclude_pods: [\"gw-*\"]\n    max_message_bytes: 2048\n").unwrap();
@@ -402,7 +445,7 @@ mod tests {
             ("KLG__SOURCES__CONTAINERS__POLL_INTERVAL", "1s"),
         ];
         let cfg = Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
-        let c = cfg.sources.containers.unwrap();
+        let c: ContainersConfig = cfg.sources.section("containers").unwrap().unwrap();
         assert_eq!(c.exclude_pods, vec!["gw-*"]);
         assert_eq!(c.exclude_namespaces, vec!["kube-system", "logging"]);
         assert_eq!(c.poll_interval, std::time::Duration::from_secs(1));
@@ -493,6 +536,7 @@ mod tests {
     fn a_journal_directory_from_the_environment() {
         let cfg =
             load("sources:\n  journald: {}\n", &[("KLG__SOURCES__JOURNALD__DIRECTORIES", "/var/log/journal")]).unwrap();
-        assert_eq!(cfg.sources.journald.unwrap().directories, vec![PathBuf::from("/var/log/journal")]);
+        let j: crate::sources::journald::config::JournaldConfig = cfg.sources.section("journald").unwrap().unwrap();
+        assert_eq!(j.directories, vec![PathBuf::from("/var/log/journal")]);
     }
 }

@@ -1,15 +1,11 @@
 //! `kube-log-gateway serve`: starts everything the configuration enables and
 //! runs until SIGTERM. This is the composition root, where the flow of
-//! docs/architecture.md is assembled: sources → spool → sink, with the index
-//! mappings the sources register handed to the sink.
+//! docs/architecture.md is assembled: a list of sources and one sink, with
+//! the index mappings every registered source declares handed to the sink.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -17,21 +13,17 @@ use crate::config::Config;
 use crate::document::dead_letter;
 use crate::document::mapping::IndexMapping;
 use crate::server;
-use crate::server::admin::{self, Readiness};
+use crate::server::admin;
 use crate::shutdown::Shutdown;
 use crate::sink::elasticsearch::client::ClientError;
 use crate::sink::elasticsearch::config::IndexPatterns;
 use crate::sink::Sink;
-use crate::sources::audit_webhook::document::AuditNormalizer;
-use crate::sources::audit_webhook::handler::{self, Webhook};
-use crate::sources::audit_webhook::limits::ClientLimiter;
-use crate::sources::audit_webhook::tls_reload;
-use crate::sources::{containers, journald};
-use crate::spool::{drain, Spool};
+use crate::sources::audit_webhook::source::{WebhookSource, REGISTRATION as WEBHOOK};
+use crate::sources::{Registration, Source, REGISTRY};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let sources_enabled = cfg.server.is_some() || sources_configured(&cfg);
-    if !sources_enabled {
+    let sources = configured_sources(&cfg)?;
+    if sources.is_empty() {
         bail!("nothing to run: the config enables neither `server` (audit webhook) nor any of `sources`");
     }
     std::fs::create_dir_all(&cfg.data_dir)
@@ -39,107 +31,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals(cfg.shutdown.grace_period);
 
-    let patterns = cfg.index_patterns();
-    let identity = cfg.identity();
     let (sink, sink_task) = start_sink(&cfg, shutdown.clone())?;
     let mut tasks = Vec::new();
-    let mut readiness = Readiness::default();
-
-    if let Some(settings) = &cfg.server {
-        let spool = Spool::open(&cfg.data_dir, cfg.spool.max_bytes)?;
-        readiness.spool = Some(spool.clone());
-        tasks.push(tokio::spawn(drain::run(
-            spool.clone(),
-            sink.clone(),
-            cfg.spool.max_in_flight_entries,
-            shutdown.clone(),
-        )));
-
-        let files = crate::sources::audit_webhook::credentials::load(settings)?;
-        let limiter = settings
-            .rate_limit
-            .events_per_second
-            .and_then(std::num::NonZeroU32::new)
-            .map(|rate| ClientLimiter::new(rate, settings.rate_limit.burst.and_then(std::num::NonZeroU32::new)));
-        let webhook = Arc::new(Webhook {
-            normalizer: AuditNormalizer {
-                cluster: identity.cluster.clone(),
-                host: identity.host.clone(),
-                node: identity.node.clone(),
-                index: patterns.audit.clone(),
-                dead_letter: patterns.dead_letter.clone(),
-                redact_secrets: cfg.audit.redact_secrets,
-            },
-            spool,
-            tokens: files.tokens,
-            allow_unauthenticated: settings.allow_unauthenticated,
-            limiter,
-            max_body_bytes: settings.max_body_bytes,
-            retry_after_seconds: settings.retry_after_seconds,
-        });
-        if webhook.limiter.is_some() {
-            let w = webhook.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                        _ = stop.stopping() => return,
-                    }
-                    if let Some(l) = &w.limiter {
-                        l.prune();
-                    }
-                }
-            });
-        }
-        let router = Router::new()
-            .route(
-                &settings.audit_path,
-                post(handler::handle).fallback(|| async {
-                    (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({ "error": "use POST" })))
-                }),
-            )
-            .with_state(webhook)
-            .fallback(|uri: axum::http::Uri| async move {
-                (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no such path: {}", uri.path()) })))
-            })
-            .layer(axum::middleware::from_fn_with_state(settings.retry_after_seconds, handler::transient_retry_after))
-            .layer(axum::middleware::from_fn(handler::count_responses));
-        // `files.tls` proved the files build; the reloader reads them again
-        // and keeps them current from here on (certificate rotation).
-        let tls: Option<Arc<dyn server::TlsConfigSource>> = match files.tls {
-            Some(_) => Some(tls_reload::start(settings, shutdown.clone()).map_err(|e| anyhow::anyhow!("{e}"))?),
-            None => None,
-        };
-        if tls.is_none() {
-            tracing::warn!("server.tls.enabled is false: audit events travel in plain HTTP");
-        }
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("server.listen: cannot listen on {}", settings.listen))?;
-        tracing::info!(
-            "audit webhook listening on {}://{}{}",
-            if tls.is_some() { "https" } else { "http" },
-            listener.local_addr()?,
-            settings.audit_path
-        );
-        let limits = server::Limits {
-            request_timeout: settings.request_timeout,
-            idle_timeout: settings.idle_timeout,
-            max_connections: settings.max_connections,
-            refusal_drain_bytes: settings.refusal_drain_bytes,
-            refusal_drain_timeout: settings.refusal_drain_timeout,
-            retry_after_seconds: settings.retry_after_seconds,
-        };
-        tasks.push(tokio::spawn(server::serve_with("webhook", listener, tls, router, limits, shutdown.clone())));
-    }
-
-    if let Some(journald) = &cfg.sources.journald {
-        tasks.push(journald::spawn(journald, &cfg.source_context(&patterns.kubelet), sink.clone(), shutdown.clone())?);
-    }
-    if let Some(containers) = &cfg.sources.containers {
-        let ctx = cfg.source_context(&patterns.containers);
-        tasks.push(containers::spawn(containers, &ctx, sink.clone(), shutdown.clone())?);
+    let mut readiness = Vec::new();
+    for (reg, source) in sources {
+        let ctx = cfg.source_context(reg, sink.clone(), shutdown.clone());
+        let running = source.start(ctx).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tasks.push(running.task);
+        readiness.extend(running.readiness);
     }
 
     let admin_task = match cfg.admin.listen {
@@ -178,25 +77,34 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sources this configuration turns on: the webhook when `server` is
+/// present, then each `sources.<label>` section, built by its own source.
+fn configured_sources(cfg: &Config) -> anyhow::Result<Vec<(&'static Registration, Box<dyn Source>)>> {
+    let mut sources: Vec<(&'static Registration, Box<dyn Source>)> = Vec::new();
+    if let Some(server) = &cfg.server {
+        let webhook = WebhookSource { server: server.clone(), audit: cfg.audit.clone(), spool: cfg.spool.clone() };
+        sources.push((&WEBHOOK, Box::new(webhook)));
+    }
+    for (reg, raw) in cfg.sources.enabled() {
+        let section = reg.section.as_ref().expect("a section present belongs to a source that has one");
+        sources.push((reg, (section.build)(raw)?));
+    }
+    Ok(sources)
+}
+
 /// Starts the sink with every registered mapping ([`mappings`]).
 pub fn start_sink(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
     Sink::start(&cfg.elasticsearch, &cfg.data_dir, mappings(&cfg.index_patterns()), shutdown)
 }
 
-/// The index mapping registry: every source's mapping, and the dead letters'.
-/// All are installed whichever sources run here, so that one set of templates
-/// serves every role.
+/// The index mapping registry: every registered source's mappings, and the
+/// dead letters'. All are installed whichever sources run here, so that one
+/// set of templates serves every role.
 fn mappings(p: &IndexPatterns) -> Vec<IndexMapping> {
-    vec![
-        crate::sources::audit_webhook::document::mapping(&p.audit),
-        containers::document::mapping(&p.containers),
-        dead_letter::mapping(&p.dead_letter),
-        journald::document::mapping(&p.kubelet),
-    ]
-}
-
-fn sources_configured(cfg: &Config) -> bool {
-    cfg.sources.journald.is_some() || cfg.sources.containers.is_some()
+    let mut all: Vec<IndexMapping> =
+        REGISTRY.iter().flat_map(|reg| (reg.mappings)(&p.sources[reg.index_key])).collect();
+    all.push(dead_letter::mapping(&p.dead_letter));
+    all
 }
 
 #[cfg(test)]
@@ -206,8 +114,12 @@ mod tests {
 
     #[test]
     fn every_mapping_fits_the_smallest_total_fields_limit_even_all_in_one_index() {
-        let p = crate::sink::elasticsearch::config::Indices::default().patterns().unwrap();
-        let all = mappings(&p);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "{}").unwrap();
+        let cfg = Config::load_with_env(&file, []).unwrap();
+        let all = mappings(&cfg.index_patterns());
+        assert_eq!(all.len(), REGISTRY.len() + 1, "one per source and the dead letters'");
         let mut one = all[0].clone();
         for m in &all[1..] {
             one.absorb(m.clone());

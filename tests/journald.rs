@@ -14,7 +14,8 @@ use kube_log_gateway::config::Config;
 use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::serve::start_sink;
 use kube_log_gateway::shutdown::Shutdown;
-use kube_log_gateway::sources::journald::config::StartAt;
+use kube_log_gateway::sources::journald;
+use kube_log_gateway::sources::journald::config::{JournaldConfig, StartAt};
 use kube_log_gateway::sources::journald::cursor::CursorFile;
 use kube_log_gateway::sources::journald::document::JournaldNormalizer;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
@@ -120,9 +121,9 @@ impl InProcess {
     fn start(cfg: &Config) -> InProcess {
         let shutdown = Shutdown::new();
         let (sink, sink_task) = start_sink(cfg, shutdown.clone()).unwrap();
-        let ctx = cfg.source_context(&cfg.index_patterns().kubelet);
-        let jcfg = cfg.sources.journald.as_ref().unwrap();
-        let source = spawn_journald(jcfg, &ctx, sink, shutdown.clone()).unwrap();
+        let ctx = cfg.source_context(&journald::REGISTRATION, sink, shutdown.clone());
+        let jcfg: JournaldConfig = cfg.sources.section("journald").unwrap().unwrap();
+        let source = spawn_journald(&jcfg, &ctx).unwrap();
         InProcess { shutdown, source, sink: sink_task }
     }
 

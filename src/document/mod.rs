@@ -21,41 +21,49 @@ pub mod time;
 
 use bytes::Bytes;
 
-/// Which source produced a document. Carried through delivery so that outcomes,
-/// dead letters and metrics can say where a document came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SourceKind {
-    Audit,
-    Journald,
-    Containers,
-}
+/// Which source produced a document: the source's own label (`audit`,
+/// `journald`, ...), supplied by the source itself. Carried through delivery so
+/// that outcomes, dead letters and metrics (`source="..."`) can say where a
+/// document came from without any of them knowing the list of sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKind(&'static str);
 
+#[allow(non_upper_case_globals)] // named like the variants they replaced, so call sites read the same
 impl SourceKind {
-    pub const ALL: [SourceKind; 3] = [SourceKind::Audit, SourceKind::Journald, SourceKind::Containers];
+    pub const Audit: SourceKind = SourceKind("audit");
+    pub const Journald: SourceKind = SourceKind("journald");
+    pub const Containers: SourceKind = SourceKind("containers");
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::Audit => "audit",
-            SourceKind::Journald => "journald",
-            SourceKind::Containers => "containers",
-        }
+    /// The sources whose documents can sit in the spool, in the order of the
+    /// byte that stands for them there: an entry on disk must still decode
+    /// after an upgrade, so a byte's meaning never changes and new ones are
+    /// only appended. A source that spools adds its label at the end.
+    const SPOOLED: [SourceKind; 3] = [SourceKind::Audit, SourceKind::Journald, SourceKind::Containers];
+
+    /// A source's label: lower-case ASCII letters, digits and `_`, used as a
+    /// Prometheus label value and in dead letters.
+    pub const fn new(label: &'static str) -> Self {
+        SourceKind(label)
     }
 
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The spool's byte for this source; `u8::MAX` for one that never spools
+    /// (it does not decode, see [`SourceKind::from_byte`]).
     pub fn to_byte(self) -> u8 {
-        match self {
-            SourceKind::Audit => 0,
-            SourceKind::Journald => 1,
-            SourceKind::Containers => 2,
-        }
+        Self::SPOOLED.iter().position(|k| *k == self).map_or(u8::MAX, |i| i as u8)
     }
 
     pub fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(SourceKind::Audit),
-            1 => Some(SourceKind::Journald),
-            2 => Some(SourceKind::Containers),
-            _ => None,
-        }
+        Self::SPOOLED.get(b as usize).copied()
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
     }
 }
 
@@ -78,9 +86,10 @@ mod tests {
 
     #[test]
     fn source_kind_round_trips_through_a_byte() {
-        for kind in SourceKind::ALL {
+        for kind in SourceKind::SPOOLED {
             assert_eq!(SourceKind::from_byte(kind.to_byte()), Some(kind));
         }
         assert_eq!(SourceKind::from_byte(9), None);
+        assert_eq!(SourceKind::from_byte(SourceKind::new("elsewhere").to_byte()), None);
     }
 }

@@ -1,6 +1,6 @@
 //! The admin listener (plain HTTP, no authentication — bind it to a pod IP or
 //! localhost): `/healthz` (the process is alive), `/readyz` (it can take work;
-//! for the webhook, the spool has room) and `/metrics` (Prometheus).
+//! each [`Readiness`] a source registered says so) and `/metrics` (Prometheus).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,14 +12,15 @@ use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
-use crate::spool::Spool;
-
-#[derive(Clone, Default)]
-pub struct Readiness {
-    pub spool: Option<Spool>,
+/// Something that can be unable to take work for a while (the webhook's
+/// spool when the disk is full). `/readyz` asks each one; the listener knows
+/// nothing of what stands behind it.
+pub trait Readiness: Send + Sync {
+    /// Why it cannot take work now, or `None` when it can.
+    fn unready(&self) -> Option<String>;
 }
 
-pub fn router(readiness: Readiness) -> Router {
+pub fn router(readiness: Vec<Arc<dyn Readiness>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -27,19 +28,11 @@ pub fn router(readiness: Readiness) -> Router {
         .with_state(Arc::new(readiness))
 }
 
-async fn ready(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
-    if let Some(spool) = &r.spool {
-        // Not ready while the spool cannot write (a full disk: the writer
-        // thread tries again every second) or is nearly full, so a Service
-        // sends new connections to a replica that can take them.
-        if let Some(reason) = spool.write_error() {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("spool cannot take writes: {reason}\n"));
-        }
-        if spool.used_bytes() >= spool.max_bytes() / 100 * 95 {
-            return (StatusCode::SERVICE_UNAVAILABLE, "spool is nearly full\n".to_string());
-        }
+async fn ready(State(r): State<Arc<Vec<Arc<dyn Readiness>>>>) -> impl IntoResponse {
+    match r.iter().find_map(|r| r.unready()) {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+        None => (StatusCode::OK, "ready\n".to_string()),
     }
-    (StatusCode::OK, "ready\n".to_string())
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -1,10 +1,13 @@
-//! What a source needs besides its own config section: who this gateway is
-//! (the names every document carries), where it keeps its positions, and the
-//! index it writes to. Sources never see the whole `Config`.
+//! What a source is started with besides its own config section: who this
+//! gateway is (the names every document carries), where it keeps its
+//! positions, the index it writes to, the sink and the shutdown signal.
+//! Sources never see the whole `Config`.
 
 use std::path::PathBuf;
 
 use crate::document::index_pattern::IndexPattern;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
 
 /// The names every document carries: `orchestrator.cluster.name`,
 /// `host.name` and `kubernetes.node.name`.
@@ -26,14 +29,19 @@ impl NodeIdentity {
     }
 }
 
-/// A pull source's context.
-#[derive(Debug, Clone)]
+/// A source's context.
+#[derive(Clone)]
 pub struct SourceContext {
     pub identity: NodeIdentity,
-    /// Positions (journal cursors, file checkpoints) are saved under it.
+    /// Positions (journal cursors, file checkpoints, resource versions) and
+    /// the spool are kept under it.
     pub data_dir: PathBuf,
-    /// Where the source's documents go.
+    /// Where the source's documents go (its `elasticsearch.indices` key).
     pub index: IndexPattern,
+    /// Where refused documents go, for a source that dead-letters before the sink.
+    pub dead_letter: IndexPattern,
+    pub sink: Sink,
+    pub shutdown: Shutdown,
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`, then `$HOSTNAME`).

@@ -2,6 +2,7 @@
 //! TLS, index names, template settings, batching, concurrency and retries —
 //! with the checks serde cannot express. Errors name the key.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -103,27 +104,21 @@ pub struct EsTls {
     pub insecure_skip_verify: bool,
 }
 
+/// `elasticsearch.indices`: the dead letters' pattern, and one pattern per
+/// source under the key the source declares (`audit`, `kubelet`, ...). The
+/// sink knows none of those keys: the configuration fills in each registered
+/// source's default and refuses a key no source declares.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Indices {
-    #[serde(default = "defaults::audit_index")]
-    pub audit: String,
-    #[serde(default = "defaults::kubelet_index")]
-    pub kubelet: String,
-    #[serde(default = "defaults::containers_index")]
-    pub containers: String,
     #[serde(default = "defaults::dead_letter_index")]
     pub dead_letter: String,
+    #[serde(flatten)]
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Default for Indices {
     fn default() -> Self {
-        Indices {
-            audit: defaults::audit_index(),
-            kubelet: defaults::kubelet_index(),
-            containers: defaults::containers_index(),
-            dead_letter: defaults::dead_letter_index(),
-        }
+        Indices { dead_letter: defaults::dead_letter_index(), sources: BTreeMap::new() }
     }
 }
 
@@ -332,25 +327,21 @@ impl ElasticsearchConfig {
     }
 }
 
-/// The parsed `elasticsearch.indices`: one pattern per source, and the dead letters'.
+/// The parsed `elasticsearch.indices`: one pattern per source key, and the dead letters'.
 #[derive(Debug, Clone)]
 pub struct IndexPatterns {
-    pub audit: IndexPattern,
-    pub kubelet: IndexPattern,
-    pub containers: IndexPattern,
+    pub sources: BTreeMap<String, IndexPattern>,
     pub dead_letter: IndexPattern,
 }
 
 impl Indices {
     /// Each pattern parsed; an error names its key.
     pub fn patterns(&self) -> Result<IndexPatterns, ConfigError> {
-        let parse = |key: &str, value: &str| IndexPattern::parse(value).map_err(|e| key_error(key, e.to_string()));
-        Ok(IndexPatterns {
-            audit: parse("elasticsearch.indices.audit", &self.audit)?,
-            kubelet: parse("elasticsearch.indices.kubelet", &self.kubelet)?,
-            containers: parse("elasticsearch.indices.containers", &self.containers)?,
-            dead_letter: parse("elasticsearch.indices.dead_letter", &self.dead_letter)?,
-        })
+        let parse = |key: &str, value: &str| {
+            IndexPattern::parse(value).map_err(|e| key_error(&format!("elasticsearch.indices.{key}"), e.to_string()))
+        };
+        let sources = self.sources.iter().map(|(k, v)| Ok((k.clone(), parse(k, v)?))).collect::<Result<_, _>>()?;
+        Ok(IndexPatterns { sources, dead_letter: parse("dead_letter", &self.dead_letter)? })
     }
 }
 
@@ -361,15 +352,6 @@ mod defaults {
     }
     pub fn es_urls() -> Vec<String> {
         vec!["http://127.0.0.1:9200".into()]
-    }
-    pub fn audit_index() -> String {
-        "audit-%Y.%m.%d".into()
-    }
-    pub fn kubelet_index() -> String {
-        "kubelet-%Y.%m.%d".into()
-    }
-    pub fn containers_index() -> String {
-        "containers-%Y.%m.%d".into()
     }
     pub fn dead_letter_index() -> String {
         "deadletter-%Y.%m.%d".into()

@@ -12,6 +12,7 @@
 //!   its JSON.
 //! * [`limits`] — the per-client rate limit.
 //! * [`handler`] — the request: all of the above, then the spool, then 200.
+//! * [`source`] — the webhook as a source: spool, drain, listener.
 
 pub mod auth;
 pub mod body;
@@ -23,5 +24,6 @@ pub mod event;
 pub mod handler;
 pub mod limits;
 pub mod secrets;
+pub mod source;
 pub mod tls;
 pub mod tls_reload;

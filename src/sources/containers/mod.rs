@@ -14,9 +14,9 @@
 //! * [`tailer`] — the blocking read loop that drives both and produces batches.
 //! * [`checkpoint`] — offsets, saved only after delivery.
 //!
-//! Two halves: the [`tailer::Tailer`] runs on its own thread (reading and
-//! normalizing is CPU work) and hands batches over a small bounded channel;
-//! [`crate::ack::deliver_in_order`] delivers them to the sink, several in
+//! Two halves, run by [`super::pull::PullRunner`]: the [`tailer::Tailer`] runs
+//! on its own thread (reading and normalizing is CPU work) and hands batches
+//! over a small bounded channel; [`crate::ack::deliver_in_order`] delivers them to the sink, several in
 //! flight but completed in order, and applies each batch's checkpoint updates
 //! only once it and every earlier batch are delivered. When Elasticsearch is slow the channel fills and
 //! the tailer simply stops reading: the log files are the buffer.
@@ -37,17 +37,46 @@ pub mod tailer;
 #[cfg(test)]
 mod tests;
 
-use tokio::sync::mpsc;
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
 use self::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
 use self::config::ContainersConfig;
 use self::document::ContainerNormalizer;
 use self::tailer::Tailer;
-use super::SourceContext;
+use super::pull::PullRunner;
+use super::section::{self, SourceSection};
+use super::{Registration, Running, Section, Source, SourceContext, SourceError};
 use crate::ack::{self, Saving};
-use crate::shutdown::Shutdown;
-use crate::sink::Sink;
+use crate::document::SourceKind;
+use crate::setting::ConfigError;
+
+/// The container log source in the registry: `sources.containers`, index key `containers`.
+pub static REGISTRATION: Registration = Registration {
+    kind: SourceKind::Containers,
+    index_key: "containers",
+    default_index: "containers-%Y.%m.%d",
+    mappings: |pattern| vec![document::mapping(pattern)],
+    section: Some(Section {
+        check: |raw| section::check::<ContainersConfig>("containers", raw),
+        build: |raw| Ok(Box::new(ContainersSource(section::parse("containers", raw)?))),
+    }),
+};
+
+impl SourceSection for ContainersConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ContainersConfig::validate(self)
+    }
+}
+
+/// A configured container log source.
+pub struct ContainersSource(pub ContainersConfig);
+
+impl Source for ContainersSource {
+    fn start(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<Running, SourceError>> {
+        Box::pin(async move { Ok(Running::task(spawn(&self.0, &ctx)?)) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainersError {
@@ -57,28 +86,35 @@ pub enum ContainersError {
     Thread(std::io::Error),
 }
 
+/// Batches buffered between the tailer and delivery: the files are the buffer.
+const CHANNEL_BATCHES: usize = 2;
+
 /// Starts the container source; the handle finishes after a shutdown, once
 /// the last delivered batch's checkpoint is saved.
-pub fn spawn(
-    ccfg: &ContainersConfig,
-    ctx: &SourceContext,
-    sink: Sink,
-    shutdown: Shutdown,
-) -> Result<JoinHandle<()>, ContainersError> {
+pub fn spawn(ccfg: &ContainersConfig, ctx: &SourceContext) -> Result<JoinHandle<()>, ContainersError> {
     let store = CheckpointStore::new(&ctx.data_dir);
     let saved = store.load()?;
     let id = &ctx.identity;
+    let shutdown = ctx.shutdown.clone();
     let kube = ccfg.kubernetes.enabled.then(|| kubernetes::start(&ccfg.kubernetes, &id.node, shutdown.clone()));
     let normalizer = ContainerNormalizer::new(id.cluster.clone(), id.host.clone(), id.node.clone(), ctx.index.clone())
         .with_kube(kube.clone());
     let initial_sync = ccfg.kubernetes.initial_sync_timeout;
-    let (tx, rx) = mpsc::channel(2);
     let wakeup = discovery::Wakeup::new(&ccfg.paths, ccfg.inotify);
     let tailer = Tailer::new(ccfg.clone(), normalizer, saved.clone());
-    let stop = shutdown.clone();
-    let reader = std::thread::Builder::new()
-        .name("containers-tail".into())
-        .spawn(move || {
+    let runner = PullRunner {
+        positions: Checkpoints(saved.unwrap_or_default()),
+        saving: Saving {
+            file: store.position_file(),
+            interval: ccfg.checkpoint_interval,
+            max_in_flight: ccfg.max_batches_in_flight,
+            saves: metrics::metrics().checkpoint_saves.clone(),
+            save_errors: metrics::metrics().checkpoint_errors.clone(),
+        },
+        channel_batches: CHANNEL_BATCHES,
+    };
+    let task = runner
+        .on_thread("containers-tail", ctx, move |tx| {
             // Not to flag every line already on disk at start: the first list of
             // pods gets a short head start (the files wait, nothing is lost).
             if let Some(cache) = &kube {
@@ -89,24 +125,10 @@ pub fn spawn(
             tailer.run(
                 &wakeup,
                 |batch| tx.blocking_send(ack::Batch { payload: batch.docs, update: batch.updates }).is_ok(),
-                || stop.is_stopping(),
+                || shutdown.is_stopping(),
             );
         })
         .map_err(ContainersError::Thread)?;
     tracing::info!(paths = ?ccfg.paths, checkpoint = %store.path().display(), "container log source started");
-    let saving = Saving {
-        file: store.position_file(),
-        interval: ccfg.checkpoint_interval,
-        max_in_flight: ccfg.max_batches_in_flight,
-        saves: metrics::metrics().checkpoint_saves.clone(),
-        save_errors: metrics::metrics().checkpoint_errors.clone(),
-    };
-    Ok(tokio::spawn(async move {
-        let deliver = |docs| {
-            let sink = sink.clone();
-            async move { sink.deliver(docs).await.map(|_| ()) }
-        };
-        ack::deliver_in_order(rx, deliver, Checkpoints(saved.unwrap_or_default()), saving, shutdown).await;
-        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    }))
+    Ok(task)
 }

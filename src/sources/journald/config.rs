@@ -195,9 +195,10 @@ mod tests {
         let load = |env: &[(&str, &str)]| {
             crate::config::Config::load_with_env(f.path(), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
         };
-        assert_eq!(load(&[]).unwrap().sources.journald.unwrap().reopen_every, 7000);
+        let section = |cfg: crate::config::Config| cfg.sources.section::<JournaldConfig>("journald").unwrap().unwrap();
+        assert_eq!(section(load(&[]).unwrap()).reopen_every, 7000);
         let cfg = load(&[("KLG__SOURCES__JOURNALD__REOPEN_EVERY", "5000")]).unwrap();
-        assert_eq!(cfg.sources.journald.unwrap().reopen_every, 5000);
+        assert_eq!(section(cfg).reopen_every, 5000);
         let err = load(&[("KLG__SOURCES__JOURNALD__REOPEN_EVERY", "0")]).unwrap_err().to_string();
         assert!(err.contains("sources.journald.reopen_every"), "{err}");
     }

@@ -1,7 +1,7 @@
 //! The journald source (node role): kubelet (and other unit) logs read from
 //! the host's journal, shipped with the cursor saved only after delivery.
 //!
-//! Per configured directory that exists:
+//! Per configured directory that exists, one [`super::pull::PullRunner`]:
 //!
 //! ```text
 //!  reader thread (owns the !Send sd_journal)        async task (ack::deliver_in_order)
@@ -28,20 +28,47 @@ pub mod reader;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use futures::future::BoxFuture;
 
 use self::config::JournaldConfig;
 use self::cursor::{Cursor, CursorFile};
 use self::document::JournaldNormalizer;
 use self::reader::{JournalReader, ReaderError, StartedFrom};
-use super::SourceContext;
+use super::pull::{BatchSender, PullRunner};
+use super::section::{self, SourceSection};
+use super::{Registration, Running, Section, Source, SourceContext, SourceError};
 use crate::ack::{self, PositionFileError, Saving};
 use crate::document::time::ingested_now;
-use crate::document::Document;
+use crate::document::SourceKind;
 use crate::log_throttle::LogThrottle;
-use crate::shutdown::Shutdown;
-use crate::sink::Sink;
+use crate::setting::ConfigError;
+
+/// The journald source in the registry: `sources.journald`, index key `kubelet`.
+pub static REGISTRATION: Registration = Registration {
+    kind: SourceKind::Journald,
+    index_key: "kubelet",
+    default_index: "kubelet-%Y.%m.%d",
+    mappings: |pattern| vec![document::mapping(pattern)],
+    section: Some(Section {
+        check: |raw| section::check::<JournaldConfig>("journald", raw),
+        build: |raw| Ok(Box::new(JournaldSource(section::parse("journald", raw)?))),
+    }),
+};
+
+impl SourceSection for JournaldConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        JournaldConfig::validate(self)
+    }
+}
+
+/// A configured journald source.
+pub struct JournaldSource(pub JournaldConfig);
+
+impl Source for JournaldSource {
+    fn start(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<Running, SourceError>> {
+        Box::pin(async move { Ok(Running::task(spawn(&self.0, &ctx)?)) })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournaldError {
@@ -55,9 +82,6 @@ pub enum JournaldError {
     Thread { dir: PathBuf, source: std::io::Error },
 }
 
-/// A run of documents and the cursor of the last entry in it.
-type Batch = ack::Batch<Vec<Document>, String>;
-
 /// How long the reader blocks in `sd_journal_wait` before looking at the
 /// channel again (so that shutdown is noticed promptly).
 const WAIT: Duration = Duration::from_millis(250);
@@ -69,12 +93,7 @@ const CHANNEL_BATCHES: usize = 2;
 /// Starts one reader thread and one delivery task per existing directory.
 /// Fails (naming the file or key) if no directory exists, the cursor file is
 /// unreadable or a journal cannot be opened.
-pub fn spawn(
-    jcfg: &JournaldConfig,
-    ctx: &SourceContext,
-    sink: Sink,
-    shutdown: Shutdown,
-) -> Result<JoinHandle<()>, JournaldError> {
+pub fn spawn(jcfg: &JournaldConfig, ctx: &SourceContext) -> Result<tokio::task::JoinHandle<()>, JournaldError> {
     let existing: Vec<PathBuf> = jcfg
         .directories
         .iter()
@@ -97,47 +116,39 @@ pub fn spawn(
         let saved = cursor_file.load()?;
         let normalizer =
             JournaldNormalizer::new(ctx.identity.cluster.clone(), ctx.identity.node.clone(), ctx.index.clone());
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let thread = start_reader(&dir, jcfg, saved, normalizer, tx)?;
-        let saving = Saving {
-            file: cursor_file.position_file(),
-            interval: jcfg.checkpoint_interval,
-            max_in_flight: jcfg.max_in_flight_batches,
-            saves: metrics::metrics().cursor_saves.clone(),
-            save_errors: metrics::metrics().cursor_save_errors.clone(),
+        let runner = PullRunner {
+            positions: Cursor::default(),
+            saving: Saving {
+                file: cursor_file.position_file(),
+                interval: jcfg.checkpoint_interval,
+                max_in_flight: jcfg.max_in_flight_batches,
+                saves: metrics::metrics().cursor_saves.clone(),
+                save_errors: metrics::metrics().cursor_save_errors.clone(),
+            },
+            channel_batches: CHANNEL_BATCHES,
         };
-        let (sink, shutdown) = (sink.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            let deliver = |docs| {
-                let sink = sink.clone();
-                async move { sink.deliver(docs).await.map(|_| ()) }
-            };
-            ack::deliver_in_order(rx, deliver, Cursor::default(), saving, shutdown).await;
-            // The channel is closed now; the thread notices within WAIT.
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }));
+        tasks.push(start_reader(runner, ctx, &dir, jcfg, saved, normalizer)?);
     }
     Ok(tokio::spawn(async move {
         futures::future::join_all(tasks).await;
     }))
 }
 
-/// Opens and positions the journal on a new thread, reports the outcome, then
-/// reads until the delivery task goes away.
+/// Opens and positions the journal on the runner's reader thread, waits for
+/// the outcome, and leaves the thread reading until delivery stops.
 fn start_reader(
+    runner: PullRunner<Cursor>,
+    ctx: &SourceContext,
     dir: &std::path::Path,
     jcfg: &JournaldConfig,
     saved: Option<String>,
     mut normalizer: JournaldNormalizer,
-    tx: mpsc::Sender<Batch>,
-) -> Result<std::thread::JoinHandle<()>, JournaldError> {
+) -> Result<tokio::task::JoinHandle<()>, JournaldError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), ReaderError>>(1);
-    let (dir, jcfg) = (dir.to_path_buf(), jcfg.clone());
+    let (thread_dir, jcfg) = (dir.to_path_buf(), jcfg.clone());
     let name = format!("journald:{}", dir.display());
-    let thread_dir = dir.clone();
-    let handle = std::thread::Builder::new()
-        .name(name.chars().take(15).collect())
-        .spawn(move || {
+    let task = runner
+        .on_thread(&name, ctx, move |tx| {
             let dir = thread_dir;
             let mut reader = match JournalReader::open(&dir, &jcfg.units, &jcfg.identifiers) {
                 Ok(mut r) => {
@@ -159,20 +170,16 @@ fn start_reader(
             let _ = ready_tx.send(Ok(()));
             read_loop(&mut reader, &mut normalizer, jcfg.batch_size, &tx, &dir);
         })
-        .map_err(|source| JournaldError::Thread { dir: dir.clone(), source })?;
+        .map_err(|source| JournaldError::Thread { dir: dir.to_path_buf(), source })?;
+    // A reader that failed has dropped its sender: its delivery task ends by
+    // itself, with no position changed.
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => {
-            let _ = handle.join();
-            Err(e.into())
-        }
-        Err(_) => {
-            let _ = handle.join();
-            Err(JournaldError::Thread {
-                dir,
-                source: std::io::Error::other("the reader thread ended before opening the journal"),
-            })
-        }
+        Ok(Ok(())) => Ok(task),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(JournaldError::Thread {
+            dir: dir.to_path_buf(),
+            source: std::io::Error::other("the reader thread ended before opening the journal"),
+        }),
     }
 }
 
@@ -194,7 +201,7 @@ fn read_loop(
     reader: &mut JournalReader,
     normalizer: &mut JournaldNormalizer,
     batch_size: usize,
-    tx: &mpsc::Sender<Batch>,
+    tx: &BatchSender<String>,
     dir: &std::path::Path,
 ) {
     let errors = LogThrottle::new(Duration::from_secs(10));
@@ -208,7 +215,7 @@ fn read_loop(
                 metrics::metrics().entries_read.inc_by(docs.len() as u64);
                 // Blocks while the delivery task is busy: the sink's backpressure
                 // stops the reading here, not in memory.
-                if tx.blocking_send(Batch { payload: docs, update: cursor }).is_err() {
+                if tx.blocking_send(ack::Batch { payload: docs, update: cursor }).is_err() {
                     return;
                 }
                 if full {
