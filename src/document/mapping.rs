@@ -16,6 +16,8 @@ pub struct IndexMapping {
     pub properties: Value,
     /// `dynamic_templates` (a JSON array).
     pub dynamic_templates: Value,
+    /// Aliases every index of the pattern gets (the template's `aliases`).
+    pub aliases: Vec<String>,
 }
 
 impl IndexMapping {
@@ -23,7 +25,7 @@ impl IndexMapping {
     pub fn new(pattern: IndexPattern, specific: Value, dynamic_templates: Value) -> Self {
         let mut properties = common_properties();
         merge(&mut properties, specific);
-        IndexMapping { pattern, properties, dynamic_templates }
+        IndexMapping { pattern, properties, dynamic_templates, aliases: Vec::new() }
     }
 
     /// The fields Elasticsearch counts against `index.mapping.total_fields.limit`
@@ -41,6 +43,11 @@ impl IndexMapping {
     /// and dynamic templates are added to these.
     pub fn absorb(&mut self, other: IndexMapping) {
         merge(&mut self.properties, other.properties);
+        for alias in other.aliases {
+            if !self.aliases.contains(&alias) {
+                self.aliases.push(alias);
+            }
+        }
         if let (Some(mine), Value::Array(theirs)) = (self.dynamic_templates.as_array_mut(), other.dynamic_templates) {
             mine.extend(theirs);
         }

@@ -13,6 +13,7 @@ pub mod audit_webhook;
 pub mod containers;
 pub mod context;
 pub mod journald;
+pub mod kube_events;
 pub mod pull;
 pub mod section;
 pub mod source;
@@ -25,6 +26,7 @@ pub static REGISTRY: &[&Registration] = &[
     &audit_webhook::source::REGISTRATION,
     &journald::REGISTRATION,
     &containers::REGISTRATION,
+    &kube_events::REGISTRATION,
 ];
 
 /// The source whose label is `label`.

@@ -15,6 +15,7 @@ pub struct GatewayConfig {
     pub admin: Admin,
     pub containers: Option<Containers>,
     pub journald: Option<Journald>,
+    pub events: Option<Events>,
     pub elasticsearch: Elasticsearch,
     pub spool_max_bytes: Option<u64>,
     pub shutdown_grace_period: Option<String>,
@@ -94,6 +95,15 @@ pub struct Journald {
     pub start_at: String,
     pub identifiers: Vec<String>,
     pub batch_size: Option<u32>,
+    pub checkpoint_interval: Option<String>,
+}
+
+/// `sources.events`.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    pub kubeconfig: PathBuf,
+    pub watch_timeout: Option<String>,
+    pub retry_max_backoff: Option<String>,
     pub checkpoint_interval: Option<String>,
 }
 
@@ -179,7 +189,7 @@ impl GatewayConfig {
         }
     }
 
-    /// Adds an index pattern (`kind`: audit, kubelet, containers, dead_letter).
+    /// Adds an index pattern (`kind`: audit, kubelet, containers, events, dead_letter).
     pub fn index(mut self, kind: &str, pattern: &str) -> GatewayConfig {
         self.elasticsearch.indices.push((kind.into(), pattern.into()));
         self
@@ -262,7 +272,7 @@ impl GatewayConfig {
                 line(&mut y, 1, "listen", &q(a));
             }
         }
-        if self.containers.is_some() || self.journald.is_some() {
+        if self.containers.is_some() || self.journald.is_some() || self.events.is_some() {
             y.push_str("sources:\n");
         }
         if let Some(c) = &self.containers {
@@ -305,6 +315,19 @@ impl GatewayConfig {
             }
             if let Some(i) = &j.checkpoint_interval {
                 line(&mut y, 2, "checkpoint_interval", &q(i));
+            }
+        }
+        if let Some(e) = &self.events {
+            y.push_str("  events:\n");
+            line(&mut y, 2, "kubeconfig", &p(&e.kubeconfig));
+            for (key, value) in [
+                ("watch_timeout", &e.watch_timeout),
+                ("retry_max_backoff", &e.retry_max_backoff),
+                ("checkpoint_interval", &e.checkpoint_interval),
+            ] {
+                if let Some(v) = value {
+                    line(&mut y, 2, key, &q(v));
+                }
             }
         }
         let es = &self.elasticsearch;

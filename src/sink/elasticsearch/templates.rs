@@ -36,6 +36,8 @@ pub fn template_name(pattern: &IndexPattern) -> String {
 }
 
 pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template {
+    // Every index of the pattern gets the aliases the mapping declares.
+    let aliases: serde_json::Map<String, Value> = mapping.aliases.iter().map(|a| (a.clone(), json!({}))).collect();
     Template {
         name: template_name(&mapping.pattern),
         body: json!({
@@ -51,6 +53,7 @@ pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template 
                         "mapping": { "total_fields": total_fields(settings) }
                     }
                 },
+                "aliases": aliases,
                 "mappings": {
                     // Unknown fields stay in _source but are not indexed.
                     "dynamic": false,
