@@ -6,102 +6,17 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use common::container_node::*;
+use common::es::*;
+use common::files::append;
+use common::metrics::*;
+use common::reliability::Reliability;
+use common::wait::*;
 use serde_json::{json, Value};
 
 const ID: &str = CONTAINER_ID;
-
-impl Node {
-    /// Waits until the running gateway has read `bytes` bytes of container
-    /// logs and the sink has finished every message it made of them: then
-    /// nothing more is on its way to Elasticsearch.
-    async fn wait_read_and_delivered(&self, bytes: u64, timeout: Duration) {
-        self.wait_for_metric("klg_containers_bytes_read_total", "", timeout, |n| n >= bytes as f64).await;
-        let messages = self.metric("klg_containers_messages_total", "").await;
-        wait_for(&format!("{messages} messages delivered: {}", self.log()), timeout, || async {
-            documents_finished(&self.admin, "containers").await >= messages
-        })
-        .await;
-    }
-}
-
-/// The files under `dir` (a node's `pods/`, where the real files are), recursively.
-fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let meta = entry.metadata().unwrap();
-        if meta.is_dir() {
-            out.extend(files_under(&entry.path()));
-        } else {
-            out.push((entry.path(), meta));
-        }
-    }
-    out
-}
-
-/// Bytes in the files under `dir`.
-fn bytes_under(dir: &Path) -> u64 {
-    files_under(dir).iter().map(|(_, m)| m.len()).sum()
-}
-
-fn cri(seq: usize) -> String {
-    format!("2026-01-02T03:04:05.{:09}Z stdout F line {seq:07} {}\n", seq % 1_000_000_000, "z".repeat(seq % 97))
-}
-
-/// Every document's `message`, paging through the index (exact: one shard).
-async fn all_messages(index: &str) -> Vec<String> {
-    refresh(index).await;
-    let mut out = Vec::new();
-    let mut after: Option<Value> = None;
-    loop {
-        let mut body = json!({ "size": 10000, "_source": ["message"], "sort": [{"event.id": "asc"}] });
-        if let Some(a) = &after {
-            body["search_after"] = a.clone();
-        }
-        let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
-        assert_eq!(status, 200, "{v}");
-        let hits = v["hits"]["hits"].as_array().unwrap();
-        if hits.is_empty() {
-            return out;
-        }
-        for h in hits {
-            out.push(h["_source"]["message"].as_str().unwrap().to_string());
-        }
-        after = Some(hits.last().unwrap()["sort"].clone());
-    }
-}
-
-/// Asserts that `line 0000000` … `line <n-1>` are each there exactly once.
-/// Every line `0..n` is in `index` exactly once. With `fault`, the counts are
-/// reported to the reliability table first.
-async fn assert_each_line_once(index: &str, n: usize, fault: Option<&str>) {
-    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for m in all_messages(index).await {
-        let seq: usize =
-            m.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("odd message {m:?}"));
-        *seen.entry(seq).or_default() += 1;
-    }
-    if let Some(fault) = fault {
-        Reliability {
-            fault,
-            sent: n as u64,
-            acknowledged: n as u64,
-            stored: seen.values().filter(|c| **c > 0).count() as u64,
-            duplicated: seen.values().map(|c| *c as u64 - 1).sum(),
-            set_aside: 0,
-        }
-        .report();
-    }
-    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
-    assert!(twice.is_empty(), "lines present more than once: {twice:?}");
-    let missing: Vec<usize> = (0..n).filter(|s| !seen.contains_key(s)).take(10).collect();
-    assert!(missing.is_empty(), "lines missing: {missing:?}");
-    assert_eq!(seen.len(), n);
-}
 
 #[tokio::test]
 async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {

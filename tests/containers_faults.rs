@@ -4,35 +4,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
-use serde_json::{json, Value};
+use common::container_node::*;
+use common::es::*;
+use common::files::append;
+use common::pressure::Pressure;
+use common::wait::*;
+use serde_json::json;
 
 const ID: &str = CONTAINER_ID;
-
-impl Node {
-    /// Waits until every message the gateway made is finished by the sink and
-    /// no more come for a while: then nothing is on its way to Elasticsearch.
-    async fn wait_quiet(&self, timeout: Duration) {
-        let last = std::cell::Cell::new(-1.0);
-        let check = || async {
-            let m = metric(&self.admin, "klg_containers_messages_total", "").await;
-            let f = documents_finished(&self.admin, "containers").await;
-            let steady = m == last.replace(m);
-            steady && f >= m
-        };
-        let (_, done) = poll(timeout, Duration::from_millis(1000), check, |d| *d).await;
-        assert!(done, "the gateway did not go quiet: {}", self.log());
-    }
-}
-
-fn cri(seq: usize) -> String {
-    format!("2026-01-02T03:04:05.{:09}Z stdout F line {seq:07} {}\n", seq % 1_000_000_000, "z".repeat(seq % 97))
-}
 
 /// Fixed length (100 bytes): lost bytes convert to lines exactly.
 fn cri_fixed(seq: usize) -> String {
@@ -42,51 +25,6 @@ fn cri_fixed(seq: usize) -> String {
 
 fn lines(range: std::ops::Range<usize>, f: fn(usize) -> String) -> String {
     range.map(f).collect()
-}
-
-/// Every document's `message`, paging through the index (exact: one shard).
-async fn all_messages(index: &str) -> Vec<String> {
-    refresh(index).await;
-    let mut out = Vec::new();
-    let mut after: Option<Value> = None;
-    loop {
-        let mut body = json!({ "size": 10000, "_source": ["message"], "sort": [{"event.id": "asc"}] });
-        if let Some(a) = &after {
-            body["search_after"] = a.clone();
-        }
-        let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
-        assert_eq!(status, 200, "{v}");
-        let hits = v["hits"]["hits"].as_array().unwrap();
-        if hits.is_empty() {
-            return out;
-        }
-        for h in hits {
-            out.push(h["_source"]["message"].as_str().unwrap_or_default().to_string());
-        }
-        after = Some(hits.last().unwrap()["sort"].clone());
-    }
-}
-
-/// How often each `line <seq>` is there (messages that are not such a line are left out).
-async fn line_counts(index: &str) -> BTreeMap<usize, usize> {
-    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for m in all_messages(index).await {
-        if let Some(seq) = m.strip_prefix("line ").and_then(|r| r.get(..7)).and_then(|s| s.parse().ok()) {
-            *seen.entry(seq).or_default() += 1;
-        }
-    }
-    seen
-}
-
-/// `line 0` … `line <n-1>` each there exactly once, and nothing else.
-async fn assert_each_line_once(index: &str, n: usize) {
-    let seen = line_counts(index).await;
-    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
-    assert!(twice.is_empty(), "lines present more than once: {twice:?}");
-    let missing: Vec<usize> = (0..n).filter(|s| !seen.contains_key(s)).take(10).collect();
-    assert!(missing.is_empty(), "lines missing: {missing:?} ({} of {n} there)", seen.len());
-    assert_eq!(seen.len(), n);
-    assert_eq!(count(index).await, n as u64);
 }
 
 /// Rotates like the kubelet: rename to `0.log.<stamp>`, the runtime writes
@@ -129,8 +67,8 @@ async fn under_pressure_100k_lines_rotated_five_times_each_once() {
     assert_eq!(rotations, 5);
     let got = wait_for_count(&node.indices(), LINES as u64, Duration::from_secs(300)).await;
     assert_eq!(got, LINES as u64, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(120)).await;
-    assert_each_line_once(&node.indices(), LINES).await;
+    node.wait_all_delivered(Duration::from_secs(120)).await;
+    assert_each_line_once(&node.indices(), LINES, None).await;
     assert_eq!(node.metric("klg_containers_bytes_lost_total", "").await, 0.0);
     node.delete_indices().await;
 }
@@ -169,8 +107,8 @@ async fn kill_9_with_rotations_while_down_then_every_line_once() {
     assert_eq!(seq, want);
     let got = wait_for_count(&node.indices(), want as u64, Duration::from_secs(240)).await;
     assert_eq!(got, want as u64, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(120)).await;
-    assert_each_line_once(&node.indices(), want).await;
+    node.wait_all_delivered(Duration::from_secs(120)).await;
+    assert_each_line_once(&node.indices(), want, None).await;
     assert!(node.log().contains("reading a rotated file that was never read"), "{}", node.log());
     drop(gw);
     node.delete_indices().await;
@@ -196,8 +134,8 @@ async fn two_rotations_within_one_poll_interval_lose_nothing() {
     f.write_all(lines(3000..4000, cri).as_bytes()).unwrap();
     let got = wait_for_count(&node.indices(), 4000, Duration::from_secs(60)).await;
     assert_eq!(got, 4000, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(60)).await;
-    assert_each_line_once(&node.indices(), 4000).await;
+    node.wait_all_delivered(Duration::from_secs(60)).await;
+    assert_each_line_once(&node.indices(), 4000, None).await;
     assert!(node.metric("klg_containers_siblings_opened_total", "").await >= 1.0, "{}", node.log());
     node.delete_indices().await;
 }
@@ -221,7 +159,7 @@ async fn a_rotated_file_deleted_before_it_was_read_is_counted_lost() {
     std::fs::remove_file(&rotated).unwrap();
     append(&real, lines(LINES..LINES + 10, cri_fixed).as_bytes());
     let lost = node.wait_for_metric("klg_containers_bytes_lost_total", "", Duration::from_secs(60), |n| n > 0.0).await;
-    node.wait_quiet(Duration::from_secs(180)).await;
+    node.wait_all_delivered(Duration::from_secs(180)).await;
     assert!(node.log().contains("container log lines LOST"), "{}", node.log());
     let seen = line_counts(&node.indices()).await;
     assert!(seen.values().all(|c| *c == 1), "a line twice");
@@ -252,8 +190,8 @@ async fn a_hundred_short_lived_files_every_line_arrives() {
     let want = 1010;
     let got = wait_for_count(&node.indices(), want, Duration::from_secs(120)).await;
     assert_eq!(got, want, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(60)).await;
-    assert_each_line_once(&node.indices(), want as usize).await;
+    node.wait_all_delivered(Duration::from_secs(60)).await;
+    assert_each_line_once(&node.indices(), want as usize, None).await;
     assert_eq!(node.metric("klg_containers_bytes_lost_total", "").await, 0.0);
     node.delete_indices().await;
 }
@@ -280,7 +218,7 @@ async fn a_200_mb_line_is_one_cut_document() {
     assert_eq!(wait_for_count(&node.indices(), 1, Duration::from_secs(60)).await, 1);
     append(&real, format!("\n{}", cri(1)).as_bytes());
     assert_eq!(wait_for_count(&node.indices(), 2, Duration::from_secs(60)).await, 2, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(60)).await;
+    node.wait_all_delivered(Duration::from_secs(60)).await;
     assert_eq!(count(&node.indices()).await, 2);
     assert_eq!(node.metric("klg_containers_cut_bytes_total", "").await, cut);
     assert_eq!(node.metric("klg_containers_invalid_lines_total", "").await, 0.0);
@@ -309,8 +247,8 @@ async fn copytruncate_mid_read_nothing_twice() {
     let want = (LINES + 1000) as u64;
     let got = wait_for_count(&node.indices(), want, Duration::from_secs(180)).await;
     assert_eq!(got, want, "{}", node.log());
-    node.wait_quiet(Duration::from_secs(60)).await;
-    assert_each_line_once(&node.indices(), LINES + 1000).await;
+    node.wait_all_delivered(Duration::from_secs(60)).await;
+    assert_each_line_once(&node.indices(), LINES + 1000, None).await;
     node.delete_indices().await;
 }
 
@@ -364,5 +302,35 @@ async fn a_file_without_read_permission_is_warned_about_and_the_rest_is_shipped(
     let log = node.log();
     assert!(log.contains("cannot read container log path") && log.contains("ermission denied"), "{log}");
     assert!(log.contains("secret-1"), "the warning names the file: {log}");
+    node.delete_indices().await;
+}
+
+/// (j) Rotations racing the listing: the path renamed away between its listing
+/// and its opening, again and again with no pause, is no error — every line
+/// arrives once, nothing is lost and `klg_containers_file_errors_total` stays 0.
+#[tokio::test]
+async fn renames_racing_the_listing_are_no_errors_and_every_line_arrives_once() {
+    require_es().await;
+    let mut node = Node::new("flt-race");
+    node.config.containers_mut().poll_interval = "10ms".into();
+    let real = node.container("shop", "race-1", "uid-r", "app");
+    let _gw = node.start();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
+    let mut seq = 0;
+    for r in 0..200 {
+        f.write_all(lines(seq..seq + 10, cri).as_bytes()).unwrap();
+        seq += 10;
+        std::fs::rename(&real, real.with_file_name(format!("0.log.{r:06}"))).unwrap();
+        f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
+    }
+    f.write_all(lines(seq..seq + 10, cri).as_bytes()).unwrap();
+    seq += 10;
+    let got = wait_for_count(&node.indices(), seq as u64, Duration::from_secs(120)).await;
+    assert_eq!(got, seq as u64, "{}", node.log());
+    node.wait_all_delivered(Duration::from_secs(60)).await;
+    assert_each_line_once(&node.indices(), seq, None).await;
+    assert_eq!(node.metric("klg_containers_file_errors_total", "").await, 0.0, "{}", node.log());
+    assert_eq!(node.metric("klg_containers_bytes_lost_total", "").await, 0.0);
+    assert!(!node.log().contains("cannot read container log path"), "{}", node.log());
     node.delete_indices().await;
 }

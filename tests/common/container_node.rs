@@ -2,12 +2,19 @@
 //! symlinks in `containers/` pointing into `pods/`, and a gateway config that
 //! tails them into this test's own indices.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
 
 use super::config::{Admin, Containers, GatewayConfig};
-use super::es::es_url;
+use super::es::{count, es_json_ready, es_url, refresh};
 use super::gateway::{Gateway, Home};
+use super::metrics::documents_finished;
+use super::reliability::Reliability;
+use super::wait::wait_for;
 
 /// The container id in every test file name (64 hex digits, as the runtime writes it).
 pub const CONTAINER_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -67,4 +74,135 @@ impl Node {
         std::os::unix::fs::symlink(&real, link).unwrap();
         real
     }
+
+    /// Waits until the running gateway has read `bytes` bytes of container
+    /// logs and the sink has finished every message it made of them: then
+    /// nothing more is on its way to Elasticsearch.
+    pub async fn wait_read_and_delivered(&self, bytes: u64, timeout: Duration) {
+        self.wait_for_metric("klg_containers_bytes_read_total", "", timeout, |n| n >= bytes as f64).await;
+        let messages = self.metric("klg_containers_messages_total", "").await;
+        wait_for(&format!("{messages} messages delivered: {}", self.log()), timeout, || async {
+            documents_finished(&self.admin, "containers").await >= messages
+        })
+        .await;
+    }
+
+    /// Waits until the saved checkpoints cover every file on disk under
+    /// `pods/` to its end: then every byte on disk is delivered (checkpoints
+    /// are saved only behind delivery) and nothing more will be read, so no
+    /// late duplicate can come. Unlike the process's counters, this holds
+    /// across a restart of the gateway.
+    pub async fn wait_all_delivered(&self, timeout: Duration) {
+        let pods = self.path().join("pods");
+        let checkpoints = self.checkpoints();
+        wait_for(&format!("checkpoints covering every file under {}: {}", pods.display(), self.log()), timeout, || {
+            let (pods, checkpoints) = (&pods, &checkpoints);
+            async move { uncovered(pods, checkpoints).is_empty() }
+        })
+        .await;
+    }
+}
+
+/// The files under `pods` that the checkpoint file does not cover to their
+/// end (by inode: finished, or an offset at the file's length).
+pub fn uncovered(pods: &Path, checkpoints: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let saved: Value =
+        std::fs::read(checkpoints).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let entries = saved["files"].as_array().cloned().unwrap_or_default();
+    files_under(pods)
+        .into_iter()
+        .filter(|(_, meta)| {
+            !entries.iter().any(|e| {
+                e["ino"].as_u64() == Some(meta.ino())
+                    && (e["finished"].as_bool() == Some(true) || e["offset"].as_u64() >= Some(meta.len()))
+            })
+        })
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// The files under `dir` (a node's `pods/`, where the real files are), recursively.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files_under(&entry.path()));
+        } else {
+            out.push((entry.path(), meta));
+        }
+    }
+    out
+}
+
+/// Bytes in the files under `dir`.
+pub fn bytes_under(dir: &Path) -> u64 {
+    files_under(dir).iter().map(|(_, m)| m.len()).sum()
+}
+
+/// A CRI line `line <seq>` of varying length.
+pub fn cri(seq: usize) -> String {
+    format!("2026-01-02T03:04:05.{:09}Z stdout F line {seq:07} {}\n", seq % 1_000_000_000, "z".repeat(seq % 97))
+}
+
+/// Every document's `message`, paging through the index (exact: one shard).
+pub async fn all_messages(index: &str) -> Vec<String> {
+    refresh(index).await;
+    let mut out = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let mut body = json!({ "size": 10000, "_source": ["message"], "sort": [{"event.id": "asc"}] });
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let (status, v) = es_json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+        let hits = v["hits"]["hits"].as_array().unwrap();
+        if hits.is_empty() {
+            return out;
+        }
+        for h in hits {
+            out.push(h["_source"]["message"].as_str().unwrap_or_default().to_string());
+        }
+        after = Some(hits.last().unwrap()["sort"].clone());
+    }
+}
+
+/// How often each `line <seq>` ([`cri`]) is in `index`; panics on any other message.
+pub async fn line_counts(index: &str) -> BTreeMap<usize, usize> {
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in all_messages(index).await {
+        let seq: usize = m
+            .strip_prefix("line ")
+            .and_then(|r| r.get(..7))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a message that is no test line: {m:?}"));
+        *seen.entry(seq).or_default() += 1;
+    }
+    seen
+}
+
+/// `line 0` … `line <n-1>` each in `index` exactly once, and nothing else. With
+/// `fault`, the counts are reported to the reliability table first.
+pub async fn assert_each_line_once(index: &str, n: usize, fault: Option<&str>) {
+    let seen = line_counts(index).await;
+    if let Some(fault) = fault {
+        Reliability {
+            fault,
+            sent: n as u64,
+            acknowledged: n as u64,
+            stored: seen.len() as u64,
+            duplicated: seen.values().map(|c| *c as u64 - 1).sum(),
+            set_aside: 0,
+        }
+        .report();
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(twice.is_empty(), "lines present more than once: {twice:?}");
+    let missing: Vec<usize> = (0..n).filter(|s| !seen.contains_key(s)).take(10).collect();
+    assert!(missing.is_empty(), "lines missing: {missing:?} ({} of {n} there)", seen.len());
+    assert_eq!(seen.len(), n);
+    assert_eq!(count(index).await, n as u64);
 }

@@ -397,7 +397,16 @@ impl Files {
 
     /// A path that cannot be listed or opened: warned (throttled) and counted
     /// once when it starts failing; retried at every scan.
+    ///
+    /// A path that vanished between its listing and its opening was renamed or
+    /// removed under the tailer (a rotation racing the listing) and is no
+    /// error: nothing is lost by it — the next listing finds the file where it
+    /// went (or as a rotated sibling), and a file gone before its end is
+    /// counted by the loss counters.
     fn note_error(&mut self, path: &Path, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return;
+        }
         self.failing_now.insert(path.to_path_buf());
         if self.failing.contains_key(path) {
             return;
