@@ -23,8 +23,8 @@ use criterion::{criterion_group, Criterion, Throughput};
 use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::document::Document;
 use kube_log_gateway::sample;
-use kube_log_gateway::sink::elasticsearch::encoder;
-use kube_log_gateway::sink::elasticsearch::policy::{parse_bulk_response, Outcome};
+use kube_log_gateway::sink::protocol::encoder;
+use kube_log_gateway::sink::protocol::outcome::{parse_bulk_response, Outcome};
 use kube_log_gateway::sources::audit_webhook::document::AuditNormalizer;
 use kube_log_gateway::sources::audit_webhook::handler::{normalize, Items};
 use kube_log_gateway::spool;
@@ -77,7 +77,7 @@ fn batch(input: &Input) -> usize {
     let docs: Vec<Document> = input.entries.iter().flat_map(|raw| spool::decode(raw).unwrap()).collect();
     assert_eq!(docs.len(), DOCS);
     let body = encoder::bulk_body(&docs);
-    let gz = encoder::gzip(&body);
+    let gz = kube_log_gateway::sink::transport::gzip(&body);
     let outcomes = parse_bulk_response(&input.response, docs.len()).unwrap();
     assert!(outcomes.iter().all(|o| *o == Outcome::Created));
     gz.len()

@@ -64,6 +64,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // Only the sources hold the sink from here on: when they have all stopped,
     // the sink's batcher sees its channel close and finishes.
+    let start_failure = sink.start_failure();
     drop(sink);
     for task in tasks {
         let _ = task.await;
@@ -72,6 +73,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some((stop, handle)) = admin_task {
         stop.abort();
         let _ = handle.await;
+    }
+    if let Some(e) = start_failure.get() {
+        // The server cannot take the configuration: the error names the setting.
+        return Err(e.clone().into());
     }
     tracing::info!("stopped");
     Ok(())

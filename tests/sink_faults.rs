@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use common::{closed_port_url, wait_until, GatewayConfig};
 use kube_log_gateway::config::Config;
@@ -93,9 +94,13 @@ fn items_response(items: &[Item], mut status: impl FnMut(usize, &Item) -> u16) -
     (200, json!({"took": 1, "errors": out.iter().any(|i| i["create"]["status"] != 201), "items": out}))
 }
 
+/// `GET /` of Elasticsearch 8.19, as the sink asks it at start.
+const ELASTICSEARCH_ROOT: &str = r#"{"name":"es-1","cluster_name":"logs","cluster_uuid":"f0XhKb3vS6yqUC1zXoWm6w","version":{"number":"8.19.0","build_flavor":"default","build_type":"docker","build_hash":"0000000","build_date":"2025-07-01T00:00:00.000Z","build_snapshot":false,"lucene_version":"9.12.2","minimum_wire_compatibility_version":"7.17.0","minimum_index_compatibility_version":"7.0.0"},"tagline":"You Know, for Search"}"#;
+
 async fn start_fake(script: impl Fn(usize, &[Item]) -> (u16, Value) + Send + Sync + 'static) -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake { requests: Mutex::new(Vec::new()), script: Box::new(script) });
     let app = Router::new()
+        .route("/", get(|| async { ELASTICSEARCH_ROOT }))
         .route("/_bulk", post(bulk))
         .route("/_index_template/{name}", put(|| async { r#"{"acknowledged":true}"# }))
         .with_state(fake.clone());
@@ -341,6 +346,7 @@ async fn start_crowd(capacity: usize, delay: Duration) -> (String, Arc<Crowd>) {
         created: Mutex::new(HashMap::new()),
     });
     let app = Router::new()
+        .route("/", get(|| async { ELASTICSEARCH_ROOT }))
         .route("/_bulk", post(crowd_bulk))
         .route("/_index_template/{name}", put(|| async { r#"{"acknowledged":true}"# }))
         .with_state(crowd.clone());
@@ -434,4 +440,72 @@ async fn adaptive_concurrency_grows_to_max_in_flight_against_a_fast_node() {
     for name in ["klg_elasticsearch_concurrency_limit", "klg_elasticsearch_in_flight_requests"] {
         assert!(metrics.contains(name), "{name} is exported");
     }
+}
+
+/// A server that refuses one template for now (403: the credentials lack the
+/// privilege) and takes the others.
+struct Templates {
+    refuse_containers: std::sync::atomic::AtomicBool,
+    puts: Mutex<Vec<String>>,
+}
+
+async fn put_template(State(t): State<Arc<Templates>>, Path(name): Path<String>) -> (StatusCode, &'static str) {
+    t.puts.lock().unwrap().push(name.clone());
+    if name == "kube-log-gateway-containers" && t.refuse_containers.load(Ordering::SeqCst) {
+        return (
+            StatusCode::FORBIDDEN,
+            r#"{"error":{"root_cause":[{"type":"security_exception","reason":"action [indices:admin/index_template/put] is unauthorized for user [klg] with effective roles [klg_writer], this action is granted by the cluster privileges [manage_index_templates,manage,all]"}],"type":"security_exception","reason":"action [indices:admin/index_template/put] is unauthorized for user [klg] with effective roles [klg_writer], this action is granted by the cluster privileges [manage_index_templates,manage,all]"},"status":403}"#,
+        );
+    }
+    (StatusCode::OK, r#"{"acknowledged":true}"#)
+}
+
+async fn all_created(body: Bytes) -> String {
+    let items = read_items(&HeaderMap::new(), &body);
+    items_response(&items, |_, _| 201).1.to_string()
+}
+
+fn docs_for(index: &str, n: usize) -> Vec<Document> {
+    let mut d = docs(n);
+    for doc in &mut d {
+        doc.index = index.to_string();
+    }
+    d
+}
+
+#[tokio::test]
+async fn a_template_refused_for_one_source_holds_back_only_that_sources_documents() {
+    let templates = Arc::new(Templates { refuse_containers: true.into(), puts: Mutex::default() });
+    let app = Router::new()
+        .route("/", get(|| async { ELASTICSEARCH_ROOT }))
+        .route("/_bulk", post(all_created))
+        .route("/_index_template/{name}", put(put_template))
+        .with_state(templates.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut gc = GatewayConfig::sink_only(dir.path(), std::slice::from_ref(&url));
+    gc.elasticsearch.compression = Some(false);
+    let cfg = load(&gc);
+    let (sink, _task) = kube_log_gateway::serve::start_sink(&cfg, Shutdown::new()).unwrap();
+
+    // The containers template is refused: its documents wait...
+    let containers = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.deliver(docs_for("containers-2026.11.09", 3)).await }
+    });
+    // ...while audit documents are delivered.
+    let audit = tokio::time::timeout(Duration::from_secs(20), sink.deliver(docs_for("audit-2026.11.09", 5)))
+        .await
+        .expect("audit delivered while the containers template is refused");
+    assert_eq!(audit, Ok(DeliveryReport { created: 5, duplicates: 0, dead_lettered: 0 }));
+    let refused = || templates.puts.lock().unwrap().iter().filter(|n| *n == "kube-log-gateway-containers").count();
+    wait_until("the containers template is asked again", Duration::from_secs(20), || refused() >= 2).await;
+    assert!(!containers.is_finished(), "no containers document is sent before its template is in");
+
+    // Once the server takes it, the containers documents follow.
+    templates.refuse_containers.store(false, Ordering::SeqCst);
+    let report = tokio::time::timeout(Duration::from_secs(60), containers).await.expect("delivered").unwrap();
+    assert_eq!(report, Ok(DeliveryReport { created: 3, duplicates: 0, dead_lettered: 0 }));
 }

@@ -1,119 +1,52 @@
-//! The [`Sink`]: sources hand it documents and get back a [`DeliveryReport`]
-//! once every one of them is delivered or dead-lettered — never before.
+//! One bulk worker: sends one batch until every document in it is final.
 //!
-//! Inside, a batcher merges submissions from all sources into bulk requests
-//! (by documents, bytes and linger time), and bulk workers send them: as many
-//! at once as the [`Concurrency`] allows (found by AIMD, at most `max_in_flight`). A worker keeps its batch until every item is final: 429/5xx items
-//! are resent (only those), refused items become dead letters. While workers are
-//! busy the batcher stops taking submissions, so backpressure reaches the
-//! sources instead of memory growing.
+//! A worker keeps its batch until every item is final: 429/5xx items are resent
+//! (only those), refused items become dead letters, a 413 splits the batch.
+//! Each round is: attempt, let the [`policy`] judge the answer once, tell the
+//! [`Concurrency`] what the verdict says about load, apply the verdict.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
-use super::client::{ClientError, EsClient, Reply, RequestFailure};
 use super::concurrency::Concurrency;
-use super::config::{BatchConfig, ElasticsearchConfig, RetryConfig};
 use super::dead_letter::DeadLetters;
 use super::encoder;
-use super::policy::{self, Block, Outcome, Verdict};
+use super::outcome::{Block, Outcome};
+use super::policy::{self, Verdict};
 use super::rate_limit::DocLimiter;
-use super::report::{Cancelled, DeliveryReport};
 use super::retry::Backoff;
-use super::templates;
 use crate::document::dead_letter::Rejection;
-use crate::document::mapping::IndexMapping;
 use crate::document::Document;
 use crate::log_throttle::LogThrottle;
 use crate::shutdown::Shutdown;
+use crate::sink::config::RetryConfig;
+use crate::sink::report::DeliveryReport;
+use crate::sink::transport::{EsClient, Reply, RequestFailure};
 use crate::telemetry::{self, BlockLabels, BlockReason, BulkLabels, BulkResult, DocOutcome};
-
-struct Submission {
-    docs: Vec<Document>,
-    done: oneshot::Sender<DeliveryReport>,
-}
-
-/// A cheap handle; clone it into every source.
-#[derive(Clone)]
-pub struct Sink {
-    tx: mpsc::Sender<Submission>,
-    concurrency: Arc<Concurrency>,
-}
-
-impl Sink {
-    /// Starts the sink's tasks. Index templates are installed first (retrying
-    /// until Elasticsearch answers); submissions wait meanwhile, so no index is
-    /// ever created with dynamic mappings.
-    ///
-    /// `mappings` are what the sources registered; the dead-letter file lives
-    /// in `data_dir`.
-    pub fn start(
-        es: &ElasticsearchConfig,
-        data_dir: &Path,
-        mappings: Vec<IndexMapping>,
-        shutdown: Shutdown,
-    ) -> Result<(Sink, JoinHandle<()>), ClientError> {
-        let client = Arc::new(EsClient::new(es)?);
-        let dead_letter_pattern = es.indices.patterns().expect("validated with the config").dead_letter;
-        let inner = Arc::new(Inner {
-            client: client.clone(),
-            dead_letters: DeadLetters::new(dead_letter_pattern, data_dir),
-            limiter: es.documents_per_second.and_then(NonZeroU32::new).map(DocLimiter::new),
-            retry: es.retry.clone(),
-            shutdown: shutdown.clone(),
-            error_log: LogThrottle::new(es.dead_letter_log_interval),
-            dead_letter_log: LogThrottle::new(es.dead_letter_log_interval),
-            blocked_log: LogThrottle::new(es.dead_letter_log_interval),
-            max_document_bytes: es.max_document_bytes,
-            dead_letter_max_original_bytes: es.dead_letter_max_original_bytes,
-        });
-        let (tx, rx) = mpsc::channel(64);
-        let batch = es.batch.clone();
-        let concurrency = Concurrency::new(es);
-        let slots = concurrency.clone();
-        let install = es.install_templates.then(|| templates::all(mappings, &es.template));
-        let handle = tokio::spawn(async move {
-            if let Some(templates) = install {
-                if templates::install_until_done(&client, &templates, &inner.retry, &shutdown).await.is_err() {
-                    return;
-                }
-            }
-            batcher(inner, rx, batch, slots).await;
-        });
-        Ok((Sink { tx, concurrency }, handle))
-    }
-
-    /// Delivers `docs`; resolves when each one is delivered (created or already
-    /// present) or dead-lettered. Waits — possibly for a long time — while
-    /// Elasticsearch is unavailable.
-    pub async fn deliver(&self, docs: Vec<Document>) -> Result<DeliveryReport, Cancelled> {
-        let (done, rx) = oneshot::channel();
-        self.tx.send(Submission { docs, done }).await.map_err(|_| Cancelled)?;
-        rx.await.map_err(|_| Cancelled)
-    }
-
-    /// How many bulk workers may be busy at once right now
-    /// (`klg_elasticsearch_concurrency_limit`).
-    pub fn concurrency_limit(&self) -> usize {
-        self.concurrency.limit()
-    }
-}
 
 /// Counts a submission's documents down to zero, then reports. If the last
 /// reference is dropped before that (shutdown), the sender is dropped and the
 /// submitter sees [`Cancelled`].
-struct Tracker {
+pub struct Tracker {
     remaining: AtomicUsize,
     report: Mutex<DeliveryReport>,
     done: Mutex<Option<oneshot::Sender<DeliveryReport>>>,
+}
+
+impl Tracker {
+    /// A tracker for a submission of `documents` (at least one).
+    pub fn new(documents: usize, done: oneshot::Sender<DeliveryReport>) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            remaining: AtomicUsize::new(documents),
+            report: Mutex::new(DeliveryReport::default()),
+            done: Mutex::new(Some(done)),
+        })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -143,124 +76,37 @@ impl Tracker {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Primary,
     /// The dead-letter copy of a refused primary.
     DeadLetter,
 }
 
-struct Pending {
-    doc: Document,
-    role: Role,
-    tracker: Arc<Tracker>,
+pub struct Pending {
+    pub doc: Document,
+    pub role: Role,
+    pub tracker: Arc<Tracker>,
 }
 
-struct Inner {
-    client: Arc<EsClient>,
-    dead_letters: DeadLetters,
-    limiter: Option<DocLimiter>,
-    retry: RetryConfig,
-    shutdown: Shutdown,
-    error_log: LogThrottle,
-    dead_letter_log: LogThrottle,
-    blocked_log: LogThrottle,
-    max_document_bytes: usize,
-    dead_letter_max_original_bytes: usize,
+/// What every bulk worker shares.
+pub struct Inner {
+    pub client: Arc<EsClient>,
+    pub dead_letters: DeadLetters,
+    pub limiter: Option<DocLimiter>,
+    pub retry: RetryConfig,
+    pub shutdown: Shutdown,
+    pub error_log: LogThrottle,
+    pub dead_letter_log: LogThrottle,
+    pub blocked_log: LogThrottle,
+    pub max_document_bytes: usize,
+    pub dead_letter_max_original_bytes: usize,
 }
 
-async fn batcher(inner: Arc<Inner>, mut rx: mpsc::Receiver<Submission>, cfg: BatchConfig, slots: Arc<Concurrency>) {
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut bytes = 0usize;
-    let mut deadline: Option<tokio::time::Instant> = None;
-    loop {
-        let submission = tokio::select! {
-            s = rx.recv() => s,
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                deadline = None;
-                if !flush(&inner, &slots, &mut pending, &mut bytes).await { return; }
-                continue;
-            }
-            _ = inner.shutdown.aborted() => return,
-        };
-        let Some(Submission { docs, done }) = submission else { break };
-        if docs.is_empty() {
-            let _ = done.send(DeliveryReport::default());
-            continue;
-        }
-        let tracker = Arc::new(Tracker {
-            remaining: AtomicUsize::new(docs.len()),
-            report: Mutex::new(DeliveryReport::default()),
-            done: Mutex::new(Some(done)),
-        });
-        for doc in docs {
-            let len = encoder::encoded_len(&doc);
-            // A document that would take the batch over `max_bytes` starts the
-            // next one: a big document then travels with as few others as
-            // possible, and a request too large for the node splits less often.
-            if !pending.is_empty()
-                && bytes + len > cfg.max_bytes
-                && !flush(&inner, &slots, &mut pending, &mut bytes).await
-            {
-                return;
-            }
-            bytes += len;
-            pending.push(Pending { doc, role: Role::Primary, tracker: tracker.clone() });
-            if (pending.len() >= cfg.max_documents || bytes >= cfg.max_bytes)
-                && !flush(&inner, &slots, &mut pending, &mut bytes).await
-            {
-                return;
-            }
-        }
-        deadline = match (pending.is_empty(), deadline) {
-            (true, _) => None,
-            (false, None) => Some(tokio::time::Instant::now() + cfg.linger),
-            (false, d) => d,
-        };
-    }
-    // Every handle is gone: send what is left, then wait for the workers.
-    if flush(&inner, &slots, &mut pending, &mut bytes).await {
-        tokio::select! {
-            _ = slots.idle() => {}
-            _ = inner.shutdown.aborted() => {}
-        }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Hands the pending documents to a worker once one is free. `false` if the
-/// shutdown aborted while waiting.
-async fn flush(inner: &Arc<Inner>, slots: &Arc<Concurrency>, pending: &mut Vec<Pending>, bytes: &mut usize) -> bool {
-    if pending.is_empty() {
-        return true;
-    }
-    let slot = tokio::select! {
-        s = slots.acquire() => s,
-        _ = inner.shutdown.aborted() => return false,
-    };
-    let batch = std::mem::take(pending);
-    *bytes = 0;
-    let inner = inner.clone();
-    let slots = slots.clone();
-    tokio::spawn(async move {
-        send_until_final(&inner, &slots, batch).await;
-        drop(slot);
-    });
-    true
-}
-
-/// Sends one batch until every document in it is final.
-///
-/// Each round is: attempt, let the [`policy`] judge the answer once, tell the
-/// [`Concurrency`] what the verdict says about load, apply the verdict. A 413 splits the batch, so its parts wait in a queue, the second
-/// half at the front to follow the first. One backoff serves the whole batch:
+/// Sends one batch until every document in it is final. A 413 splits the
+/// batch, so its parts wait in a queue, the second half at the front to follow
+/// the first. One backoff serves the whole batch:
 /// the longer it keeps failing, for whatever reason, the longer it waits.
-async fn send_until_final(inner: &Inner, slots: &Concurrency, batch: Vec<Pending>) {
+pub async fn send_until_final(inner: &Inner, slots: &Concurrency, batch: Vec<Pending>) {
     let batch = refuse_oversized(inner, batch);
     let mut parts: VecDeque<Vec<Pending>> = VecDeque::from([batch]);
     let mut backoff = Backoff::new(&inner.retry);

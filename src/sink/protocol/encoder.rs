@@ -1,12 +1,6 @@
 //! Builds bulk request bodies. Documents are already serialized, so encoding is
 //! concatenation: an action line, the source, a newline.
 
-use std::io::Write;
-
-use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
 use crate::document::Document;
 
 /// The NDJSON body for `POST /_bulk` with one `create` per document.
@@ -60,18 +54,11 @@ pub fn encoded_len(doc: &Document) -> usize {
     doc.body.len() + doc.index.len() + doc.id.len() + ACTION
 }
 
-/// gzip at a fast level: bulk bodies are repetitive JSON and compress ~10×, and
-/// level 1 costs a fraction of the default level's CPU.
-pub fn gzip(body: &[u8]) -> Bytes {
-    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::fast());
-    enc.write_all(body).expect("writing to a Vec cannot fail");
-    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::document::SourceKind;
+    use bytes::Bytes;
 
     #[test]
     fn one_create_line_per_document() {
@@ -122,16 +109,5 @@ mod tests {
             let expected: Vec<u8> = body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect();
             assert_eq!(out, expected, "{:?}", String::from_utf8_lossy(body));
         }
-    }
-
-    #[test]
-    fn gzip_round_trips() {
-        use std::io::Read;
-        let data = b"{\"create\":{}}\n".repeat(100);
-        let gz = gzip(&data);
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
-        assert_eq!(out, data);
-        assert!(gz.len() < data.len() / 5);
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::flavour::FlavourSetting;
 use crate::document::index_pattern::IndexPattern;
 use crate::setting::{key_error, readable, ConfigError};
 
@@ -23,6 +24,13 @@ pub struct ElasticsearchConfig {
     pub tls: EsTls,
     #[serde(default)]
     pub indices: Indices,
+    /// `auto`: ask the server what it is (`GET /`) at start; `elasticsearch` or
+    /// `opensearch`: the server must be that one.
+    #[serde(default)]
+    pub flavour: FlavourSetting,
+    /// A retention policy (ILM or ISM), installed at start when asked.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     /// Install index templates at start-up (idempotent).
     #[serde(default = "defaults::yes")]
     pub install_templates: bool,
@@ -158,6 +166,28 @@ impl Default for TemplateSettings {
 /// gateway's own fields, all four mappings in one index (every pattern the same),
 /// with room to spare (a test in serve.rs keeps it so).
 pub const MIN_TOTAL_FIELDS_LIMIT: u32 = 500;
+
+/// `elasticsearch.lifecycle`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Install the policy (ILM on Elasticsearch, ISM on OpenSearch) and attach
+    /// it to the gateway's indices.
+    #[serde(default)]
+    pub install: bool,
+    /// An index is deleted this long after it was created.
+    #[serde(default = "defaults::delete_after", with = "humantime_serde")]
+    pub delete_after: Duration,
+    /// The policy's name.
+    #[serde(default = "defaults::lifecycle_policy")]
+    pub policy: String,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig { install: false, delete_after: defaults::delete_after(), policy: defaults::lifecycle_policy() }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,6 +350,15 @@ impl ElasticsearchConfig {
         if self.retry.initial_backoff.is_zero() || self.retry.max_backoff < self.retry.initial_backoff {
             return Err(key_error("elasticsearch.retry", "need 0 < initial_backoff <= max_backoff"));
         }
+        if self.lifecycle.delete_after < Duration::from_secs(3600) {
+            return Err(key_error("elasticsearch.lifecycle.delete_after", "must be at least 1h"));
+        }
+        let policy = &self.lifecycle.policy;
+        if policy.is_empty()
+            || !policy.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c))
+        {
+            return Err(key_error("elasticsearch.lifecycle.policy", "lower-case letters, digits, - and _ only"));
+        }
         if self.documents_per_second == Some(0) {
             return Err(key_error("elasticsearch.documents_per_second", "must be at least 1 (omit it for no limit)"));
         }
@@ -397,6 +436,12 @@ mod defaults {
     }
     pub fn initial_backoff() -> Duration {
         Duration::from_millis(200)
+    }
+    pub fn delete_after() -> Duration {
+        Duration::from_secs(90 * 86_400)
+    }
+    pub fn lifecycle_policy() -> String {
+        "kube-log-gateway".into()
     }
     pub fn max_backoff() -> Duration {
         Duration::from_secs(30)

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::config::{AdaptiveConfig, ConcurrencyMode, ElasticsearchConfig};
 use super::policy::Pressure;
+use crate::sink::config::{AdaptiveConfig, ConcurrencyMode, ElasticsearchConfig};
 use crate::telemetry;
 
 /// The AIMD controller's parameters (`elasticsearch.adaptive.*`, and

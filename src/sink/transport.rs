@@ -1,8 +1,19 @@
-//! Talking to Elasticsearch: one `Transport` per configured URL, and failover
-//! between them. The official client has neither retries nor failover; a bulk
-//! request that fails on one node is sent to the next on its next attempt.
+//! The transport: the pinned `elasticsearch` client, used only to send a
+//! request and read its answer. One `Transport` per configured URL, and
+//! failover between them: the client has neither retries nor failover, so a
+//! bulk request that fails on one node is sent to the next on its next attempt.
+//! It judges nothing: what an answer means is the
+//! [`policy`](super::protocol::policy)'s call, and what a server is, the
+//! [`flavour`](super::flavour)'s.
+//!
+//! A server's `Warning` headers (deprecations: what a newer server says to this
+//! 8.x client) are logged once each, so they reach the operator before they
+//! become errors.
 
+use std::collections::HashSet;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +22,8 @@ use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, Transport, TransportBuilder};
 use elasticsearch::http::Method;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use url::Url;
 
 use super::config::ElasticsearchConfig;
@@ -35,7 +48,7 @@ pub struct Reply {
 }
 
 /// How a whole request failed. What to do about it is the
-/// [`policy`](super::policy)'s call, not the client's.
+/// [`policy`](super::protocol::policy)'s call, not the client's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestFailure {
     /// Connection refused/reset, DNS, TLS, timeout: nothing was read.
@@ -61,6 +74,8 @@ pub struct EsClient {
     current: AtomicUsize,
     compression: bool,
     timeout: Duration,
+    /// `Warning` header texts already logged.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl EsClient {
@@ -92,7 +107,13 @@ impl EsClient {
             let transport = builder.build().map_err(|e| ClientError::Build(e.to_string()))?;
             nodes.push((url, transport));
         }
-        Ok(EsClient { nodes, current: AtomicUsize::new(0), compression: cfg.compression, timeout: cfg.request_timeout })
+        Ok(EsClient {
+            nodes,
+            current: AtomicUsize::new(0),
+            compression: cfg.compression,
+            timeout: cfg.request_timeout,
+            warned: Mutex::default(),
+        })
     }
 
     /// The URL the next request goes to.
@@ -140,7 +161,7 @@ impl EsClient {
         let body = match body {
             Some(b) if self.compression && b.len() > 1024 => {
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                Some(super::encoder::gzip(&b))
+                Some(gzip(&b))
             }
             other => other,
         };
@@ -150,6 +171,7 @@ impl EsClient {
         {
             Ok(resp) => {
                 let status = resp.status_code().as_u16();
+                self.log_warnings(path, resp.warning_headers());
                 match resp.bytes().await {
                     Ok(body) => Ok(Reply { status, body }),
                     Err(e) => Err(RequestFailure::Transport(format!("reading the response: {e}"))),
@@ -158,6 +180,22 @@ impl EsClient {
             Err(e) => Err(RequestFailure::Transport(error_chain(&e))),
         };
         (at, result)
+    }
+
+    /// `GET path`, for the flavour's questions (`GET /`).
+    pub async fn get(&self, path: &str) -> (usize, Result<Reply, RequestFailure>) {
+        self.send(Method::Get, path, None, "application/json").await
+    }
+
+    /// Logs each distinct `Warning` header once (a bulk request would repeat
+    /// it on every attempt).
+    fn log_warnings<'a>(&self, path: &str, warnings: impl Iterator<Item = &'a str>) {
+        for w in warnings {
+            let first = self.warned.lock().expect("warned poisoned").insert(w.to_string());
+            if first {
+                tracing::warn!(url = %self.current_url(), path, "the server warns (logged once): {w}");
+            }
+        }
     }
 
     /// `POST /_bulk` with an NDJSON body. The response keeps only what
@@ -180,6 +218,14 @@ impl EsClient {
 
 /// What a bulk response is filtered to (see [`EsClient::bulk`]).
 pub const BULK_FILTER_PATH: &str = "items.*._index,items.*.status,items.*.error,error,status";
+
+/// gzip at a fast level: bulk bodies are repetitive JSON and compress ~10×, and
+/// level 1 costs a fraction of the default level's CPU.
+pub fn gzip(body: &[u8]) -> Bytes {
+    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::fast());
+    enc.write_all(body).expect("writing to a Vec cannot fail");
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
 
 /// The error and its causes: the top-level message of a failed request says
 /// only "error sending request"; the reason (certificate, refused, DNS) is below.
@@ -227,4 +273,20 @@ fn credentials(cfg: &ElasticsearchConfig) -> Result<Option<Credentials>, ClientE
         return Ok(Some(Credentials::Bearer(t.clone())));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let data = b"{\"create\":{}}\n".repeat(100);
+        let gz = gzip(&data);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(gz.len() < data.len() / 5);
+    }
 }

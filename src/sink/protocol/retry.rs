@@ -8,7 +8,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::Rng;
 
-use super::config::RetryConfig;
+use crate::sink::config::RetryConfig;
 
 /// Capped exponential backoff with full jitter: each wait is uniform in
 /// `[0, min(max, initial × 2^n)]`. Full jitter spreads many gateways'
