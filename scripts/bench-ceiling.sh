@@ -36,7 +36,7 @@
 # `sources.journald` section (e.g. "    reopen_every: 10000"). ES_YAML: extra lines for the
 # gateway's `elasticsearch` section, every source (e.g. "  concurrency: fixed").
 #
-# Environment: ES_PORT (default 9200; other engineers' tests use 9200, so prefer your own),
+# Environment: ES_PORT (default 9200; the test suite uses 9200, so prefer a port of your own),
 # GW_BIN (gateway binary, default target/release/kube-log-gateway: lets two builds be compared),
 # LOAD_PARALLEL (loader requests in flight, default 4), KEEP=DIR (keep the NDJSON and the
 # installed template there, as input for `ab`), KEEP_WORK=1 (keep the work directory with the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the parsers of untrusted bytes (issue 10, item 5) with cargo-fuzz/libFuzzer:
+# Fuzzes the parsers of untrusted bytes with cargo-fuzz/libFuzzer:
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
@@ -16,6 +16,10 @@
 # * Build output: FUZZ_TARGET_DIR (default fuzz/target), never the main crate's target/;
 #   scripts/test.sh keeps it in the cache directory, so a CI run rebuilds only what changed.
 # * FUZZ_ARGS: more libFuzzer flags for every target (e.g. "-max_len=65536").
+# * Lock file: fuzz/Cargo.lock is committed and never rewritten by a run. If it no
+#   longer matches fuzz/Cargo.toml and the main crate's dependencies, the script stops
+#   before building and prints the command that regenerates it from the main
+#   Cargo.lock (same versions wherever the two overlap).
 #
 # Prints, per target, the execs/s and total execs of libFuzzer's final stats.
 # Exits non-zero if any target crashed, timed out or ran out of memory; the
@@ -62,6 +66,14 @@ extra_seeds() {
 }
 
 cd fuzz
+if ! cargo metadata --locked --format-version 1 >/dev/null 2>"${TMPDIR:-/tmp}/klg-fuzz-lock.err"; then
+  cat "${TMPDIR:-/tmp}/klg-fuzz-lock.err" >&2
+  echo "fuzz: fuzz/Cargo.lock is out of date with fuzz/Cargo.toml or the main crate's dependencies." >&2
+  echo "      Regenerate it from the main lock file, then commit it:" >&2
+  echo "      (cd fuzz && cp ../Cargo.lock Cargo.lock && cargo metadata --format-version 1 >/dev/null)" >&2
+  exit 1
+fi
+rm -f "${TMPDIR:-/tmp}/klg-fuzz-lock.err"
 build_start=$SECONDS
 echo "==> build all fuzz targets once (sanitizer: $sanitizer, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo fuzz build -s "$sanitizer"

@@ -5,8 +5,8 @@
 #
 #   build   install etcd (Debian's etcd-server) and build kube-apiserver, kubectl and kubelet once
 #           (cached; rebuilt only when the pin changes). The first build takes about
-#           15-35 minutes on two cores (33 at nice 19 beside other builds); later runs
-#           take a second.
+#           an hour on two cores shared with other work (65 minutes at load 15-21: 46 for
+#           kube-apiserver and kubectl, 19 for kubelet); later runs take a second.
 #   start   build (if needed), then start etcd and kube-apiserver on 127.0.0.1 and wait
 #           until /readyz answers; prints the URL, the tokens and the kubeconfig paths.
 #           "already running" is fine.
@@ -220,7 +220,7 @@ do_build() {
   mkdir -p "$BIN_DIR"
   rm -f "$BIN_DIR/build.stamp" "$BIN_DIR"/.tmp.*
   log "building kube-apiserver, kubectl and kubelet $KUBE_VERSION from the Go module k8s.io/kubernetes"
-  log "(once; about 15-35 minutes on two cores, go build -p $jobs under nice; log: $blog)"
+  log "(once; about an hour on two busy cores, go build -p $jobs under nice; log: $blog)"
   : >"$blog"
   for cmd in kube-apiserver kubectl kubelet; do
     # Pure Go (CGO off: no C toolchain needed, static binaries); -trimpath so the

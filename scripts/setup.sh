@@ -13,6 +13,14 @@
 #   curl unzip               health checks / unpacking the Elasticsearch zip
 #   ca-certificates          TLS to the package registries
 #   procps                   pgrep/ps, used by scripts/elasticsearch.sh
+#   python3                  scripts/test.sh's reliability table, the bench-*.sh scripts
+#
+# Checked, not installed (neither comes from Debian 12 in the version needed):
+#   Rust (cargo, rustfmt, clippy)  from rustup; rustfmt and clippy are added if missing
+#   Go >= 1.26                     builds kube-apiserver, kubectl and kubelet once for the
+#                                  tests against a real API server (scripts/kube-apiserver.sh,
+#                                  run by scripts/test.sh); a warning names it when it is
+#                                  missing, since running the gateway locally does not need it
 set -euo pipefail
 
 PACKAGES=(
@@ -25,6 +33,7 @@ PACKAGES=(
   unzip
   ca-certificates
   procps
+  python3
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -95,5 +104,23 @@ if command -v rustup >/dev/null 2>&1; then
       die "rustup component add ${want[*]} failed"
     fi
   fi
+fi
+# Go: only scripts/kube-apiserver.sh needs it (the same places it looks in), and only
+# until its binaries are cached; say so now rather than half-way through a test run.
+GO_MIN_MINOR=26
+go_ok=""
+for g in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+  [[ -n $g && -x $g ]] || continue
+  v="$("$g" env GOVERSION 2>/dev/null || true)"
+  if [[ $v =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= GO_MIN_MINOR)); then
+    go_ok="$v ($g)"
+    break
+  fi
+done
+if [[ -z $go_ok ]]; then
+  log "WARNING: no Go 1.$GO_MIN_MINOR or newer found (go on PATH, /usr/local/go, /usr/lib/go)."
+  log "  scripts/test.sh needs it unless kube-apiserver, kubectl and kubelet are already cached:"
+  log "  scripts/kube-apiserver.sh build compiles them once with it. Install Go from https://go.dev/dl."
+  log "  Running the gateway (scripts/run-local.sh) does not need it."
 fi
 log "ok"

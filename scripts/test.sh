@@ -10,7 +10,7 @@
 # 5. cargo test --benches   (each benchmark once, as a smoke test; criterion does not
 #                            take libtest's --test-threads)
 # 6. scripts/kube-apiserver.sh build   etcd + kube-apiserver/kubectl v1.36.3 (cached; the
-#                                     first build takes 15-35 minutes, later runs a second)
+#                                     first build takes about an hour, later runs a second)
 # 7. cargo test --lib --bins --tests -- --test-threads=2
 #    (tests/kube_apiserver.rs runs a real kube-apiserver against the gateway; the
 #    instances it starts live under one temporary directory and are stopped on exit)
