@@ -21,10 +21,6 @@ fn audit_index(setup: &WebhookSetup) -> String {
     format!("{}-audit-{DAY}", setup.prefix)
 }
 
-fn event_list(events: &[String]) -> String {
-    format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#, events.join(","))
-}
-
 fn events(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| sample::event(&format!("{prefix}-{i}"), i as u32, false, 0)).collect()
 }
