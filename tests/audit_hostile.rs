@@ -39,10 +39,6 @@ fn event(id: &str, stage_timestamp: &str) -> Value {
     })
 }
 
-fn event_list(items: Vec<Value>) -> String {
-    json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items}).to_string()
-}
-
 /// Every hit of `query` with its `_index`, keyed by auditID.
 async fn by_audit_id(index: &str, query: Value) -> std::collections::BTreeMap<String, (String, Value)> {
     refresh(index).await;

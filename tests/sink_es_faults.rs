@@ -21,10 +21,6 @@ fn audit_index(setup: &WebhookSetup) -> String {
     format!("{}-audit-{DAY}", setup.prefix)
 }
 
-fn event_list(events: &[String]) -> String {
-    format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#, events.join(","))
-}
-
 fn events(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| sample::event(&format!("{prefix}-{i}"), i as u32, false, 0)).collect()
 }
@@ -104,7 +100,7 @@ async fn a_document_too_large_for_elasticsearch_is_dead_lettered_not_retried_for
     let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(&items)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 5, "{body}");
-    let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(&events("after", 3))).await;
+    let (status, _, body) = post_json(&client, &setup.url("/audit"), event_list(events("after", 3))).await;
     assert_eq!(status, 200, "{body}");
 
     // Within a bounded time: the spool drains, the small ones arrive, the big
@@ -170,7 +166,7 @@ async fn a_closed_index_is_retried_until_it_is_opened_never_dead_lettered() {
     assert_eq!(status, 200, "close: {v}");
 
     let (status, _, body) =
-        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(&events("closed", N))).await;
+        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(events("closed", N))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], N, "{body}");
 
@@ -206,7 +202,7 @@ async fn a_write_block_is_logged_and_retried_until_it_is_lifted() {
     assert_eq!(status, 200, "block: {v}");
 
     let (status, _, body) =
-        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(&events("blocked", N))).await;
+        post_json(&tls_client(&setup.certs(), true), &setup.url("/audit"), event_list(events("blocked", N))).await;
     assert_eq!(status, 200, "{body}");
 
     wait_blocked_and_logged(&setup, &index, "write", "index write (api)", N).await;

@@ -15,6 +15,13 @@ use super::free_port;
 use super::gateway::{Gateway, Home};
 
 /// What a kube-apiserver sends: an EventList of 8 events (one auditID at two stages).
+/// An audit `EventList` of `items` (each an event as a `Value` or as its
+/// JSON text), on one line.
+pub fn event_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    format!(r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#, items.join(","))
+}
+
 pub const EVENTLIST: &str = include_str!("../fixtures/audit-eventlist.json");
 
 /// A webhook gateway set up for a test: certificates, config, data dir, ports.
