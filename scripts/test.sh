@@ -157,7 +157,10 @@ stop_matrix_server() {
   ES_SERVER="$matrix_server" bash scripts/elasticsearch.sh stop || true
   matrix_server=""
 }
-trap 'stop_matrix_server; finish' EXIT
+# On a failure here, stop this step's server too, then report as every step does
+# (finish reads the exit status from $?, so it is handed on).
+status_was() { return "$1"; }
+trap 'matrix_rc=$?; set +e; stop_matrix_server; status_was "$matrix_rc"; finish' EXIT
 for server in ${KLG_MATRIX-es9 os2 os3}; do
   server_start=$SECONDS
   matrix_server="$server"
