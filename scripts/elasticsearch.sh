@@ -24,13 +24,16 @@
 #   start-node N    start node N again and wait until it is back in the cluster
 #
 # Environment:
-#   ES_VERSION    Elasticsearch version (the one pin: the default below)
-#   ES_PORT       HTTP port on 127.0.0.1 (default 9200); the transport port is ES_PORT+100.
+#   ES_SERVER     which server: es8 (default), es9, os2 or os3 (see "Servers" below)
+#   ES_VERSION    the version of that server (default: its pin below)
+#   ES_PORT       HTTP port on 127.0.0.1 (default 9200 for es8, 9210 es9, 9220 os2,
+#                 9230 os3); the transport port is ES_PORT+100.
 #                 Each port is its own instance, so ES_PORT=9200 and ES_PORT=9250 can run
 #                 side by side.
 #   ES_HEAP       JVM heap, -Xms = -Xmx (default 512m)
 #   ES_JAVA_OPTS  extra JVM options, appended after the heap options
-#   ES_JAVA_HOME  the Java to use (default: Java 17 for 8.x, 21+ for 9.x, found in /usr/lib/jvm)
+#   ES_JAVA_HOME  the Java to use (default: Java 17 for es8 and os2, 21+ for es9 and os3,
+#                 found in /usr/lib/jvm)
 #   ES_START_TIMEOUT  seconds until a started node must be healthy (default 120; 240 for
 #                 the cluster commands, whose JVMs start side by side)
 #   KLG_CACHE_DIR where the distribution and instances live, see below
@@ -94,12 +97,22 @@
 #   Settings of modules that are not there (e.g. ingest.geoip.downloader.enabled) make
 #   it refuse to start ("unknown setting").
 #
+# Servers (ES_SERVER), each pinned once, in PINS below, and each on its own default port:
+#   es8  Elasticsearch 8.19 (the main version: the whole test suite runs on it)
+#   es9  Elasticsearch 9.x, the newest integ-test-zip Maven Central serves (9.5.5 and
+#        9.6.0 are not served; 9.5.4 is)
+#   os2  OpenSearch 2.19 (org.opensearch.distribution.integ-test-zip:opensearch:<v>:zip)
+#   os3  OpenSearch 3.x (needs Java 21+; the newest served: 3.8.0)
+# OpenSearch's integ-test-zip is the bare server with transport-netty4 only: no security
+# plugin (so no ES_SECURE), no index-management plugin (so no ISM), no `GET /` quirk.
+# The cluster commands run es8 only. Every instance is plain HTTP unless ES_SECURE=1.
+#
 # Cache layout (KLG_CACHE_DIR):
 #   default: /var/cache/kube-log-gateway when run as root, else $HOME/.cache/kube-log-gateway.
 #   Root's default is not under /root because Elasticsearch refuses to run as root: it
 #   runs as the system user `klg-es` (created here), which cannot enter /root (mode 700).
-#     downloads/elasticsearch-<v>.zip       the verified zip
-#     dist/elasticsearch-<v>/               the unpacked distribution (read-only, world-readable)
+#     downloads/<server>-<v>.zip            the verified zip (server = elasticsearch|opensearch)
+#     dist/<server>-<v>/                    the unpacked distribution (read-only, world-readable)
 #     m2/                                   Maven's local repository (plugins only)
 #     instances/<port>/{config,data,logs,tmp,es.pid}   one per ES_PORT, owned by the runtime user
 #   `config` is regenerated on every start from the distribution + the settings below,
@@ -107,16 +120,34 @@
 #   `wipe` first: Elasticsearch cannot read data written by a newer version.
 set -euo pipefail
 
-ES_VERSION="${ES_VERSION:-8.19.21}"
+# PINS: the one place each server's version is written.
+ES_SERVER="${ES_SERVER:-es8}"
+case "$ES_SERVER" in
+  es8) DIST=elasticsearch PIN=8.19.21 DEFAULT_PORT=9200 ;;
+  es9) DIST=elasticsearch PIN=9.5.4 DEFAULT_PORT=9210 ;;
+  os2) DIST=opensearch PIN=2.19.6 DEFAULT_PORT=9220 ;;
+  os3) DIST=opensearch PIN=3.8.0 DEFAULT_PORT=9230 ;;
+  *)
+    printf 'elasticsearch: ERROR: ES_SERVER must be es8, es9, os2 or os3 (got %s)\n' "$ES_SERVER" >&2
+    exit 2
+    ;;
+esac
+ES_VERSION="${ES_VERSION:-$PIN}"
+if [[ "$DIST" == opensearch ]]; then
+  GROUP=org.opensearch.distribution.integ-test-zip ENV_PREFIX=OPENSEARCH
+else
+  GROUP=org.elasticsearch.distribution.integ-test-zip ENV_PREFIX=ES
+fi
 case "${1:-}" in
   cluster-* | kill-node | start-node) CLUSTER_CMD=1 ;;
   *) CLUSTER_CMD=0 ;;
 esac
 if ((CLUSTER_CMD)); then
+  [[ "$ES_SERVER" == es8 ]] || { echo "elasticsearch: ERROR: the cluster commands run es8 only" >&2; exit 2; }
   ES_PORT="${ES_PORT:-9201}"
   START_TIMEOUT="${ES_START_TIMEOUT:-240}"
 else
-  ES_PORT="${ES_PORT:-9200}"
+  ES_PORT="${ES_PORT:-$DEFAULT_PORT}"
   START_TIMEOUT="${ES_START_TIMEOUT:-120}" # seconds until the cluster must be yellow
 fi
 ES_HEAP="${ES_HEAP:-512m}"
@@ -145,8 +176,8 @@ fi
 CLUSTER_FIRST_PORT=""
 TRANSPORT_PORT=$((ES_PORT + 100))
 
-ZIP="$CACHE_DIR/downloads/elasticsearch-$ES_VERSION.zip"
-ES_HOME="$CACHE_DIR/dist/elasticsearch-$ES_VERSION"
+ZIP="$CACHE_DIR/downloads/$DIST-$ES_VERSION.zip"
+ES_HOME="$CACHE_DIR/dist/$DIST-$ES_VERSION"
 INST="$CACHE_DIR/instances/$ES_PORT"
 PID_FILE="$INST/es.pid"
 ES_PASSWORD="${ES_PASSWORD:-klg-elastic-pw}"
@@ -155,7 +186,7 @@ SECURE_MARKER="# klg-secure-mode"
 # Whether this instance runs (or is about to run) with security on. `start` takes it
 # from ES_SECURE; everything else from the config the running instance was started with.
 requested_secure() { [[ "${ES_SECURE:-0}" =~ ^(1|true|yes|on)$ ]]; }
-instance_secure() { grep -qxF "$SECURE_MARKER" "$INST/config/elasticsearch.yml" 2>/dev/null; }
+instance_secure() { grep -qxF "$SECURE_MARKER" "$INST/config/$DIST.yml" 2>/dev/null; }
 set_url() {
   if [[ "$1" == secure ]]; then URL="https://127.0.0.1:$ES_PORT"; else URL="http://127.0.0.1:$ES_PORT"; fi
 }
@@ -227,8 +258,8 @@ with_lock() {
 # klg-cluster-<port>.log for a node of a cluster.
 es_log_file() {
   local name
-  name="$(sed -n 's/^cluster\.name: *//p' "$INST/config/elasticsearch.yml" 2>/dev/null | tail -n 1)"
-  echo "$INST/logs/${name:-elasticsearch}.log"
+  name="$(sed -n 's/^cluster\.name: *//p' "$INST/config/$DIST.yml" 2>/dev/null | tail -n 1)"
+  echo "$INST/logs/${name:-$DIST}.log"
 }
 
 # $1: which file. startup.out is this start's console output (JVM errors, refused
@@ -243,7 +274,11 @@ show_log_tail() {
 
 find_java() {
   local major want=17 j
-  [[ "${ES_VERSION%%.*}" -ge 9 ]] && want=21
+  if [[ "$DIST" == opensearch ]]; then
+    [[ "${ES_VERSION%%.*}" -ge 3 ]] && want=21
+  else
+    [[ "${ES_VERSION%%.*}" -ge 9 ]] && want=21
+  fi
   java_major() { "$1/bin/java" -XshowSettings:properties -version 2>&1 |
     awk -F'= ' '/java.specification.version/ {print $2; exit}'; }
   if [[ -n "${ES_JAVA_HOME:-}" ]]; then
@@ -264,7 +299,7 @@ find_java() {
     major="$(java_major "$j" || true)"
     [[ "$major" =~ ^[0-9]+$ ]] && ((major >= want)) && { echo "$j"; return; }
   done
-  die "no Java $want+ found (Elasticsearch $ES_VERSION needs it); run scripts/setup.sh or set ES_JAVA_HOME"
+  die "no Java $want+ found ($DIST $ES_VERSION needs it); run scripts/setup.sh or set ES_JAVA_HOME"
 }
 
 # ------------------------------------------------------------------ fetch and unpack
@@ -275,7 +310,7 @@ fetch_zip() {
   command -v mvn >/dev/null 2>&1 || bash "$SCRIPT_DIR/setup.sh"
   command -v mvn >/dev/null 2>&1 || die "mvn not found after scripts/setup.sh"
 
-  local artifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
+  local artifact="$GROUP:$DIST:$ES_VERSION:zip"
   local tmp="$CACHE_DIR/downloads/.tmp.$$" mvn_log="$CACHE_DIR/downloads/mvn.log" t0=$SECONDS
   log "fetching $artifact from Maven Central (once; about 107 MB)"
   rm -rf "$tmp"
@@ -292,27 +327,27 @@ fetch_zip() {
     die "mvn could not fetch $artifact (log: $mvn_log). Is ES_VERSION=$ES_VERSION published?"
   fi
   # The zip is now both in $tmp and in the Maven repository: keep one copy.
-  rm -rf "$CACHE_DIR/m2/org/elasticsearch"
-  unzip -tq "$tmp/elasticsearch-$ES_VERSION.zip" >/dev/null 2>&1 ||
+  rm -rf "$CACHE_DIR/m2/org/$DIST"
+  unzip -tq "$tmp/$DIST-$ES_VERSION.zip" >/dev/null 2>&1 ||
     { rm -rf "$tmp"; die "downloaded zip is corrupt; run the command again"; }
-  mv "$tmp/elasticsearch-$ES_VERSION.zip" "$ZIP"
+  mv "$tmp/$DIST-$ES_VERSION.zip" "$ZIP"
   rm -rf "$tmp" "$mvn_log"
   log "fetched in $((SECONDS - t0)) s"
 }
 
 unpack() {
-  [[ -x "$ES_HOME/bin/elasticsearch" ]] && return 0
+  [[ -x "$ES_HOME/bin/$DIST" ]] && return 0
   local tmp="$CACHE_DIR/dist/.tmp.$$"
   rm -rf "$tmp"
   mkdir -p "$tmp"
   unzip -q "$ZIP" -d "$tmp" || { rm -rf "$tmp"; die "could not unpack $ZIP"; }
-  [[ -x "$tmp/elasticsearch-$ES_VERSION/bin/elasticsearch" ]] ||
-    { rm -rf "$tmp"; die "$ZIP has no elasticsearch-$ES_VERSION/bin/elasticsearch"; }
+  [[ -x "$tmp/$DIST-$ES_VERSION/bin/$DIST" ]] ||
+    { rm -rf "$tmp"; die "$ZIP has no $DIST-$ES_VERSION/bin/$DIST"; }
   # Readable by the unprivileged runtime user whatever our umask is.
   chmod -R a+rX "$tmp"
   rm -rf "$ES_HOME"
   # Rename last, so a half-unpacked tree is never taken for a complete one.
-  mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"
+  mv "$tmp/$DIST-$ES_VERSION" "$ES_HOME"
   rm -rf "$tmp"
 }
 
@@ -334,8 +369,15 @@ write_config() {
   rm -rf "$INST/config"
   cp -R "$ES_HOME/config" "$INST/config"
   if requested_secure; then copy_tls_files; fi
-  # Appended after the distribution's (fully commented) elasticsearch.yml.
-  cat >>"$INST/config/elasticsearch.yml" <<EOF
+  if [[ "$DIST" == opensearch ]]; then
+    # OpenSearch starts in its home (read-only here), and its jvm.options names the GC
+    # log, error files and heap dumps relative to it: point them at the instance.
+    sed -i -e "s|file=logs/|file=$INST/logs/|; s|-Xloggc:logs/|-Xloggc:$INST/logs/|" \
+      -e "s|ErrorFile=logs/|ErrorFile=$INST/logs/|; s|HeapDumpPath=data|HeapDumpPath=$INST/data|" \
+      "$INST/config/jvm.options"
+  fi
+  # Appended after the distribution's (fully commented) elasticsearch.yml / opensearch.yml.
+  cat >>"$INST/config/$DIST.yml" <<EOF
 
 # ---- written by scripts/elasticsearch.sh; regenerated on every start ----
 node.name: klg-$ES_PORT
@@ -382,6 +424,10 @@ cluster_formed_marker() { echo "$CACHE_DIR/instances/$CLUSTER_FIRST_PORT.cluster
 
 # The security part of elasticsearch.yml. Default: exactly the plain settings.
 security_settings() {
+  if [[ "$DIST" == opensearch ]]; then
+    printf '%s\n' "# OpenSearch's integ-test-zip has no security plugin: plain HTTP."
+    return
+  fi
   if ! requested_secure; then
     printf '%s\n' "# Plain HTTP without authentication (otherwise TLS + a generated password)." \
       "xpack.security.enabled: false"
@@ -486,6 +532,9 @@ do_start() {
   port_in_use "$TRANSPORT_PORT" &&
     die "transport port $TRANSPORT_PORT (ES_PORT+100) is in use by another process"
 
+  if requested_secure && [[ "$DIST" == opensearch ]]; then
+    die "ES_SECURE=1 needs Elasticsearch: OpenSearch's integ-test-zip has no security plugin"
+  fi
   ensure_user
   mkdir -p "$CACHE_DIR"
   if [[ $EUID -eq 0 ]] && ! as_es_user test -x "$CACHE_DIR"; then
@@ -500,13 +549,13 @@ do_start() {
   rm -f "$PID_FILE" "$INST/logs/startup.out"
   if [[ $EUID -eq 0 ]]; then
     chown -R "$ES_USER:$ES_USER" "$INST"
-    if ! as_es_user test -x "$ES_HOME/bin/elasticsearch"; then
+    if ! as_es_user test -x "$ES_HOME/bin/$DIST"; then
       die "user $ES_USER cannot reach $ES_HOME (a parent directory is not world-searchable?); set KLG_CACHE_DIR elsewhere"
     fi
   fi
   if requested_secure; then write_secrets "$java_home"; fi
 
-  log "starting $ES_VERSION on $URL$(requested_secure && echo ' (secured)') (transport $TRANSPORT_PORT, heap $ES_HEAP, java $java_home)"
+  log "starting $DIST $ES_VERSION on $URL$(requested_secure && echo ' (secured)') (transport $TRANSPORT_PORT, heap $ES_HEAP, java $java_home)"
   local t0=$SECONDS rc=0
   # A clean environment: nothing from the caller (proxies, JAVA_TOOL_OPTIONS, ...) leaks
   # into the JVM except what is listed here. cwd = logs/, because the distribution's
@@ -516,29 +565,30 @@ do_start() {
   [[ $EUID -eq 0 ]] && run_as=(runuser -u "$ES_USER" --)
   (
     cd "$INST/logs"
+    # The same variables, named ES_* or OPENSEARCH_* by the distribution.
     exec timeout "$START_TIMEOUT" "${run_as[@]}" env -i \
       PATH=/usr/local/bin:/usr/bin:/bin \
       LANG=C.UTF-8 \
-      ES_JAVA_HOME="$java_home" \
-      ES_PATH_CONF="$INST/config" \
-      ES_TMPDIR="$INST/tmp" \
-      ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP ${ES_JAVA_OPTS:-}" \
-      "$ES_HOME/bin/elasticsearch" -d -p "$PID_FILE"
+      "${ENV_PREFIX}_JAVA_HOME=$java_home" \
+      "${ENV_PREFIX}_PATH_CONF=$INST/config" \
+      "${ENV_PREFIX}_TMPDIR=$INST/tmp" \
+      "${ENV_PREFIX}_JAVA_OPTS=-Xms$ES_HEAP -Xmx$ES_HEAP ${ES_JAVA_OPTS:-}" \
+      "$ES_HOME/bin/$DIST" -d -p "$PID_FILE"
   ) >"$INST/logs/startup.out" 2>&1 || rc=$?
   if ((rc != 0)); then
     show_log_tail "$INST/logs/startup.out"
     # timeout may have killed the launcher and left the server half-started.
     pid="$(instance_pid)"
     if [[ -n "$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
-    die "Elasticsearch failed to start (exit $rc); logs in $INST/logs"
+    die "$DIST $ES_VERSION failed to start (exit $rc); logs in $INST/logs"
   fi
   pid="$(instance_pid)"
-  [[ -n "$pid" ]] || { show_log_tail "$INST/logs/startup.out"; die "Elasticsearch exited right after starting"; }
+  [[ -n "$pid" ]] || { show_log_tail "$INST/logs/startup.out"; die "$DIST exited right after starting"; }
   local left=$((START_TIMEOUT - (SECONDS - t0)))
   ((left < 10)) && left=10
   if ! wait_healthy "$pid" "$left"; then
     show_log_tail "$(es_log_file)"
-    die "Elasticsearch on $URL not yellow after ${START_TIMEOUT} s; logs in $INST/logs"
+    die "$DIST on $URL not yellow after ${START_TIMEOUT} s; logs in $INST/logs"
   fi
   log "started on $URL (pid $pid) in $((SECONDS - t0)) s"
 }
@@ -587,8 +637,9 @@ do_status() {
     return 3
   fi
   echo "running on $URL (pid $pid, instance $INST)"
-  # GET / is not in the integ-test-zip build (405); the nodes API has the same facts.
-  if ! es_curl -sf -m 10 "$URL/_nodes/_local?filter_path=cluster_name,nodes.*.name,nodes.*.version,nodes.*.build_flavor,nodes.*.build_type,nodes.*.build_hash"; then
+  # GET / is not in Elasticsearch's integ-test-zip build (405); the nodes API has the
+  # same facts, on OpenSearch too.
+  if ! es_curl -sf -m 10 "$URL/_nodes/_local?filter_path=cluster_name,nodes.*.name,nodes.*.version,nodes.*.build_flavor,nodes.*.build_type,nodes.*.build_hash,nodes.*.distribution"; then
     echo "(process is alive but HTTP is not answering yet)"
   fi
   echo
@@ -737,7 +788,7 @@ case "${1:-}" in
   wipe) with_lock "$INST.lock" do_wipe ;;
   logs) do_logs ;;
   *)
-    echo "usage: [ES_PORT=9200] [ES_VERSION=$ES_VERSION] $0 start|stop|status|wipe|logs" >&2
+    echo "usage: [ES_SERVER=es8|es9|os2|os3] [ES_PORT=$DEFAULT_PORT] [ES_VERSION=$ES_VERSION] $0 start|stop|status|wipe|logs" >&2
     echo "       [ES_PORT=9201] [ES_CLUSTER_NODES=3] $0 cluster-start|cluster-stop|cluster-status|cluster-wipe|kill-node N|start-node N" >&2
     exit 2
     ;;

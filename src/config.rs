@@ -2,7 +2,7 @@
 //!
 //! This module only composes the sections and loads the file. Each section is
 //! defined, defaulted and validated beside the code it configures
-//! (`sources/*/config.rs`, `spool/config.rs`, `sink/elasticsearch/config.rs`,
+//! (`sources/*/config.rs`, `spool/config.rs`, `sink/config.rs`,
 //! `server/admin.rs`, `telemetry.rs`, `shutdown.rs`), and each part of the
 //! gateway receives only its own section. Parsing happens once, at the edge;
 //! every error names the key (`server.tls.cert_file`) or file at fault.

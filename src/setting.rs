@@ -1,7 +1,7 @@
 //! The vocabulary every config section shares: an error that names the key at
 //! fault, and list values that can come from one comma-separated environment
 //! variable. Each section (`sources/*/config.rs`, `spool/config.rs`,
-//! `sink/elasticsearch/config.rs`, …) validates itself with these; `config.rs`
+//! `sink/config.rs`, …) validates itself with these; `config.rs`
 //! only composes the sections and loads the file.
 
 use std::fmt;

@@ -2,9 +2,12 @@
 //! killed with SIGKILL under load, the gateway fails over to the next URL of
 //! `elasticsearch.urls`, and every acknowledged event is stored exactly once.
 //!
-//! Runs only with `KLG_TEST_ES_CLUSTER_URLS` (the nodes of `scripts/elasticsearch.sh
-//! cluster-start`, node 1 first); without it, it prints why and passes. The load
-//! is `KLG_CLUSTER_EVENTS` events (default 40,000).
+//! Ignored by a plain `cargo test` (reported as ignored, never as passed): it
+//! needs a cluster. `scripts/test.sh` starts one and runs it in its es-cluster
+//! step with `--ignored` and `KLG_TEST_ES_CLUSTER_URLS` (the nodes of
+//! `scripts/elasticsearch.sh cluster-start`, node 1 first); run with
+//! `--ignored` but without the variable, it fails saying so. The load is
+//! `KLG_CLUSTER_EVENTS` events (default 40,000).
 
 mod common;
 
@@ -18,8 +21,9 @@ use kube_log_gateway::sample;
 const BATCH: usize = 400;
 
 #[tokio::test]
+#[ignore = "needs a three-node cluster: scripts/test.sh runs it in its es-cluster step (--ignored)"]
 async fn one_of_three_nodes_killed_under_load_the_gateway_fails_over_and_loses_nothing() {
-    let Some(cluster) = EsCluster::from_env_or_skip("es_cluster") else { return };
+    let cluster = EsCluster::from_env();
     cluster.wait_for_health(1, "green", Duration::from_secs(120)).await;
     let events: usize = std::env::var("KLG_CLUSTER_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
     let n_batches = events.div_ceil(BATCH);

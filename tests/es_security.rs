@@ -296,7 +296,7 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     // The cause (rustls: invalid peer certificate, UnknownIssuer) is not in the log:
     // the client's error text stops at reqwest's "error sending request".
     let secured_url = format!("{}/", es.url());
-    let noca_says = ["cannot install index templates yet", "transport error", secured_url.as_str()];
+    let noca_says = ["cannot ask the server what it is yet (GET /)", "transport error", secured_url.as_str()];
     let untrusted_ca = refused_then_fixed(&es, "noca", klg(KLG_PASSWORD), &noca_says, klg(KLG_PASSWORD).trusting(&ca));
     // Credentials that stop working after the templates are in (a rotated password):
     // the bulk requests themselves get the 401, and are retried, not dead-lettered.

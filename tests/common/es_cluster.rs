@@ -3,7 +3,6 @@
 //! run only when `KLG_TEST_ES_CLUSTER_URLS` lists its nodes (comma-separated,
 //! node 1 first); `scripts/test.sh` starts the cluster and sets it for one step.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,20 +18,16 @@ pub struct EsCluster {
 }
 
 impl EsCluster {
-    /// The cluster of `KLG_TEST_ES_CLUSTER_URLS`, or `None` (with a line saying
-    /// why the test skips) when it is not set.
-    pub fn from_env_or_skip(test: &str) -> Option<EsCluster> {
+    /// The cluster of `KLG_TEST_ES_CLUSTER_URLS`; a test that needs it fails
+    /// when it is not set (the test is `#[ignore]`d, so only `--ignored` runs it).
+    pub fn from_env() -> EsCluster {
         let Some(raw) = std::env::var(ES_CLUSTER_URLS_VAR).ok().filter(|v| !v.trim().is_empty()) else {
-            // Straight to stderr, not eprintln!: libtest hides what a passing test
-            // prints with the macros, and this line must show in `cargo test` output.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped {test}: {ES_CLUSTER_URLS_VAR} is not set. It needs a multi-node Elasticsearch: \
+            panic!(
+                "{ES_CLUSTER_URLS_VAR} is not set. This test needs a multi-node Elasticsearch: \
                  `bash scripts/elasticsearch.sh cluster-start`, then \
                  {ES_CLUSTER_URLS_VAR}=http://127.0.0.1:9201,http://127.0.0.1:9202,http://127.0.0.1:9203 \
                  (scripts/test.sh runs it in its es-cluster step)"
             );
-            return None;
         };
         let urls: Vec<String> = raw.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).collect();
         assert!(urls.len() >= 3, "{ES_CLUSTER_URLS_VAR}: at least three nodes, got {urls:?}");
@@ -47,7 +42,7 @@ impl EsCluster {
                 "{ES_CLUSTER_URLS_VAR}: node N must be on the first port + N - 1 (scripts/elasticsearch.sh)"
             );
         }
-        Some(EsCluster { urls, first_port })
+        EsCluster { urls, first_port }
     }
 
     /// A client for node `n` (1-based).
