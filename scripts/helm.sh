@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Helm for the chart's checks and for installing it into the test cluster.
+#
+#   scripts/helm.sh build          build helm once from the Go module helm.sh/helm/v4
+#                                  (cached; rebuilt only when the pin changes) and print
+#                                  its path
+#   scripts/helm.sh path           print the binary's path; exit 3 if not built
+#   scripts/helm.sh -- ARGS...     run helm with ARGS (building it first if needed)
+#
+# Environment:
+#   HELM_VERSION    the pin (default below)
+#   KLG_CACHE_DIR   as for scripts/elasticsearch.sh: /var/cache/kube-log-gateway as root,
+#                   else ~/.cache/kube-log-gateway
+#
+# The binary lives in $CACHE_DIR/helm/<version>/helm. helm.sh/helm/v4 has no `replace`
+# lines, so a plain `go install module@version` builds it (about 2-5 minutes on two
+# cores the first time; go.sum checks go through the Go checksum database as usual).
+set -euo pipefail
+
+HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+GO_MIN_MINOR=26 # helm.sh/helm/v4 v4.3 needs Go 1.26
+
+if [[ $EUID -eq 0 ]]; then
+  CACHE_DIR="${KLG_CACHE_DIR:-/var/cache/kube-log-gateway}"
+else
+  CACHE_DIR="${KLG_CACHE_DIR:-$HOME/.cache/kube-log-gateway}"
+fi
+BIN_DIR="$CACHE_DIR/helm/$HELM_VERSION"
+HELM="$BIN_DIR/helm"
+
+log() { printf 'helm: %s\n' "$*" >&2; }
+die() { printf 'helm: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ "$HELM_VERSION" =~ ^v4\.[0-9]+\.[0-9]+$ ]] || die "HELM_VERSION must look like v4.3.2 (got '$HELM_VERSION')"
+
+find_go() {
+  local g v
+  for g in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go /usr/lib/go/bin/go; do
+    [[ -n "$g" && -x "$g" ]] || continue
+    v="$("$g" env GOVERSION 2>/dev/null || true)"
+    if [[ "$v" =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= GO_MIN_MINOR)); then
+      echo "$g"
+      return 0
+    fi
+  done
+  die "no Go 1.$GO_MIN_MINOR or newer found (helm $HELM_VERSION needs it)"
+}
+
+built() { [[ -x "$HELM" ]] && "$HELM" version --template '{{.Version}}' 2>/dev/null | grep -qxF "$HELM_VERSION"; }
+
+do_build() {
+  built && return 0
+  local go t0=$SECONDS tmp blog="$BIN_DIR/build.log"
+  go="$(find_go)"
+  mkdir -p "$BIN_DIR"
+  tmp="$(mktemp -d "$BIN_DIR/.tmp.XXXXXX")"
+  log "building helm $HELM_VERSION from the Go module helm.sh/helm/v4 (once; log: $blog)"
+  # The version as helm's Makefile stamps it, so `helm version` and the chart's
+  # kubeVersion checks see a real release.
+  if ! GOBIN="$tmp" CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-buildvcs=false" \
+    nice -n 19 "$go" install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" >"$blog" 2>&1; then
+    tail -n 40 "$blog" >&2
+    rm -rf "$tmp"
+    die "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION failed (log: $blog)"
+  fi
+  mv "$tmp/helm" "$HELM"
+  rm -rf "$tmp"
+  built || die "built helm reports '$("$HELM" version --template '{{.Version}}' 2>&1)', not $HELM_VERSION"
+  log "built in $((SECONDS - t0)) s: $HELM"
+}
+
+with_build_lock() {
+  local fd
+  mkdir -p "$CACHE_DIR/helm"
+  exec {fd}>"$CACHE_DIR/helm/.build.lock"
+  flock -w 1800 "$fd" || die "timed out waiting for $CACHE_DIR/helm/.build.lock"
+  do_build
+  exec {fd}>&-
+}
+
+case "${1:-}" in
+  build) with_build_lock && echo "$HELM" ;;
+  path) echo "$HELM"; built || exit 3 ;;
+  --)
+    shift
+    with_build_lock
+    exec "$HELM" "$@"
+    ;;
+  *)
+    echo "usage: $0 build|path|-- helm-args..." >&2
+    exit 2
+    ;;
+esac
