@@ -5,6 +5,11 @@
 #                                  (cached; rebuilt only when the pin changes) and print
 #                                  its path
 #   scripts/helm.sh path           print the binary's path; exit 3 if not built
+#   scripts/helm.sh render [--check]
+#                                  write what the chart renders with its default values
+#                                  (release and namespace kube-log-gateway, the Namespace
+#                                  object included) into deploy/rendered/; --check only
+#                                  compares and exits 1 when deploy/rendered/ is stale
 #   scripts/helm.sh -- ARGS...     run helm with ARGS (building it first if needed)
 #
 # Environment:
@@ -80,7 +85,34 @@ with_build_lock() {
   exec {fd}>&-
 }
 
+# deploy/rendered/ is the chart's output, never edited by hand: one source of truth.
+do_render() {
+  local check="${1:-}" repo out tmp
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  out="$repo/deploy/rendered"
+  tmp="$(mktemp -d)"
+  "$HELM" template kube-log-gateway "$repo/charts/kube-log-gateway" --namespace kube-log-gateway \
+    --set createNamespace=true --output-dir "$tmp" >/dev/null
+  if [[ "$check" == --check ]]; then
+    if ! diff -ru "$out" "$tmp" >&2; then
+      rm -rf "$tmp"
+      die "deploy/rendered/ differs from what charts/kube-log-gateway renders: run scripts/helm.sh render"
+    fi
+    log "deploy/rendered/ matches the chart"
+  else
+    rm -rf "$out"
+    mv "$tmp" "$out"
+    tmp=
+    log "wrote $out"
+  fi
+  [[ -z "$tmp" ]] || rm -rf "$tmp"
+}
+
 case "${1:-}" in
+  render)
+    with_build_lock
+    do_render "${2:-}"
+    ;;
   build) with_build_lock && echo "$HELM" ;;
   path) echo "$HELM"; built || exit 3 ;;
   --)
@@ -89,7 +121,7 @@ case "${1:-}" in
     exec "$HELM" "$@"
     ;;
   *)
-    echo "usage: $0 build|path|-- helm-args..." >&2
+    echo "usage: $0 build|path|render [--check]|-- helm-args..." >&2
     exit 2
     ;;
 esac
