@@ -98,7 +98,7 @@ apt_install() {
 build_control_plane() {
   local cmd go blog="$BIN_DIR/build-node.log" stamp
   stamp="$(cat "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum" | sha256sum | cut -d' ' -f1)"
-  if [[ -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kube-scheduler" &&
+  if [[ -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kube-scheduler" && -x "$BIN_DIR/kube-proxy" &&
     "$(cat "$BIN_DIR/build-node.stamp" 2>/dev/null)" == "$stamp" ]]; then
     return 0
   fi
@@ -109,9 +109,9 @@ build_control_plane() {
     ldflags+=" -X $p.gitTreeState=clean -X $p.gitCommit=unknown -X $p.buildDate=1970-01-01T00:00:00Z"
   done
   local jobs="${KUBE_BUILD_JOBS:-$([[ "${CI:-}" == true ]] && nproc || echo 1)}"
-  log "building kube-controller-manager and kube-scheduler $KUBE_VERSION (once; log: $blog)"
+  log "building kube-controller-manager, kube-scheduler and kube-proxy $KUBE_VERSION (once; log: $blog)"
   : >"$blog"
-  for cmd in kube-controller-manager kube-scheduler; do
+  for cmd in kube-controller-manager kube-scheduler kube-proxy; do
     if ! (cd "$WRAPPER_DIR" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local \
       nice -n 19 "$go" build -p "$jobs" -trimpath -ldflags "$ldflags" \
       -o "$BIN_DIR/.tmp.$cmd" "k8s.io/kubernetes/cmd/$cmd") >>"$blog" 2>&1; then
@@ -144,7 +144,7 @@ build_images() {
 }
 
 do_build() {
-  apt_install containerd runc containernetworking-plugins busybox-static iptables iproute2 file systemd-journal-remote
+  apt_install containerd runc containernetworking-plugins busybox-static iptables iproute2 conntrack file systemd-journal-remote
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
     die "CNI plugins missing in /usr/lib/cni (containernetworking-plugins)"
   bash "$SCRIPT_DIR/kube-apiserver.sh" build
@@ -178,6 +178,8 @@ state = "$n/containerd/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$n/cni"
 EOF
+  # containerd's CRI runs the loopback plugin for every pod itself, then this network.
+  rm -f "$n/cni/"*.conf
   cat >"$n/cni/10-klg.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -193,9 +195,6 @@ EOF
     }
   ]
 }
-EOF
-  cat >"$n/cni/99-loopback.conf" <<EOF
-{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}
 EOF
   # kubelet's client certificate: user system:node:<name> in group system:nodes,
   # signed by kube-apiserver's client CA.
@@ -304,6 +303,36 @@ node_ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
+# The pod bridge, made before the CNI plugin would make it, so that pods can reach the
+# host's loopback-only services (the shared Elasticsearch) at the bridge address:
+# 10.244.0.1:<port> is DNATed to 127.0.0.1:<port> for HOST_PORTS_FOR_PODS, and
+# route_localnet is set on this bridge alone. Nothing outside this machine is reachable
+# through it; stop removes the bridge and the rules.
+HOST_PORTS_FOR_PODS="${KLG_NODE_HOST_PORTS:-9200}"
+setup_bridge() {
+  if ! ip link show klg0 >/dev/null 2>&1; then
+    ip link add klg0 type bridge
+    ip addr add 10.244.0.1/24 dev klg0
+  fi
+  ip link set klg0 up
+  sysctl -qw net.ipv4.conf.klg0.route_localnet=1
+  local port
+  for port in $HOST_PORTS_FOR_PODS; do
+    iptables -t nat -C PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null ||
+      iptables -t nat -A PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port"
+  done
+}
+
+teardown_bridge() {
+  local port
+  for port in $HOST_PORTS_FOR_PODS; do
+    while iptables -t nat -D PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null; do :; done
+  done
+  # kube-proxy's KUBE-* chains and rules.
+  [[ -x "$BIN_DIR/kube-proxy" ]] && "$BIN_DIR/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
+  teardown_bridge
+}
+
 node_ip() { ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
 
 do_start() {
@@ -321,11 +350,16 @@ do_start() {
     --kubeconfig="$KUBE_DIR/admin.kubeconfig" --authentication-skip-lookup \
     --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
-    --use-service-account-credentials=false --cluster-cidr=10.244.0.0/16 --allocate-node-cidrs=false \
-    --controllers='*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller' \
+    --use-service-account-credentials=false --allocate-node-cidrs=false \
     --cert-dir="$NODE_DIR/kcm-certs"
   start_daemon kube-scheduler "$BIN_DIR/kube-scheduler" \
     --kubeconfig="$KUBE_DIR/admin.kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port=0
+
+  setup_bridge
+  start_daemon kube-proxy "$BIN_DIR/kube-proxy" --kubeconfig="$KUBE_DIR/admin.kubeconfig" \
+    --hostname-override="$NODE_NAME" --proxy-mode=iptables --cluster-cidr=10.244.0.0/16 \
+    --conntrack-max-per-core=0 --bind-address=127.0.0.1 --iptables-localhost-nodeports=false \
+    --healthz-bind-address=127.0.0.1:10256 --metrics-bind-address=127.0.0.1:10249
 
   start_daemon containerd containerd --config "$NODE_DIR/containerd.toml"
   wait_for containerd 30 "$NODE_DIR/containerd.log" "${CTR[@]}" version
@@ -386,7 +420,7 @@ do_stop() {
   stop_pid "$(live_pid "$NODE_DIR/kubelet.pid" "$NODE_DIR")" kubelet
   remove_pods
   local name
-  for name in containerd kube-scheduler kube-controller-manager; do
+  for name in containerd kube-proxy kube-scheduler kube-controller-manager; do
     stop_pid "$(live_pid "$NODE_DIR/$name.pid" "$NODE_DIR")" "$name"
     rm -f "$NODE_DIR/$name.pid"
   done
@@ -395,7 +429,9 @@ do_stop() {
   grep -F " $NODE_DIR/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
-  ip link del klg0 2>/dev/null || true
+  # kube-proxy's KUBE-* chains and rules.
+  [[ -x "$BIN_DIR/kube-proxy" ]] && "$BIN_DIR/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
+  teardown_bridge
   bash "$SCRIPT_DIR/kube-apiserver.sh" stop
 }
 
@@ -414,7 +450,7 @@ do_status() {
 
 do_logs() {
   local f
-  for f in kubelet containerd kube-scheduler kube-controller-manager; do
+  for f in kubelet containerd kube-proxy kube-scheduler kube-controller-manager; do
     [[ -f "$NODE_DIR/$f.log" ]] || continue
     printf -- '----- %s -----\n' "$NODE_DIR/$f.log"
     tail -n "${KUBE_LOG_LINES:-60}" "$NODE_DIR/$f.log"

@@ -21,7 +21,15 @@
 #    event stored exactly once through the other nodes; the cluster is stopped again
 #    (in step 7 that test skips: the variable is not set there)
 # 9. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
-# 10. pressure: the reliability tests again (rotation and kill -9 of the container
+# 10. node: a real one-node cluster (scripts/kube-node.sh: containerd, kubelet,
+#    kube-controller-manager, kube-scheduler), the project's image (scripts/image.sh), the
+#    Helm chart (scripts/helm.sh: helm lint, render --check, template | kubectl apply
+#    --dry-run=server --validate=strict, install, upgrade) and scripts/node-e2e.sh: real
+#    pods' lines, kubelet's journal and every audit event exactly once, through a
+#    helm upgrade under traffic. Helm and the release binary are built in the
+#    background from the start of step 6 on (side by side with the Go and test builds).
+#    KLG_SKIP_NODE=1 skips it (never in CI).
+# 11. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
@@ -120,6 +128,17 @@ step "benches, once each: cargo test --benches"
 cargo test --benches
 
 step "kube-apiserver: scripts/kube-apiserver.sh build (etcd + kube-apiserver/kubectl, cached)"
+# The node step's builds do not depend on the kube-apiserver build or the tests: helm
+# (Go) and the release binary start now, in the background, at low priority.
+node_builds_log="$(pwd)/target/node-builds.log"
+if [[ "${KLG_SKIP_NODE:-0}" != 1 ]]; then
+  (
+    set -e
+    nice -n 10 bash scripts/helm.sh build
+    nice -n 10 cargo build --release --locked --bin kube-log-gateway
+  ) >"$node_builds_log" 2>&1 &
+  node_builds_pid=$!
+fi
 bash scripts/kube-apiserver.sh build
 
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
@@ -147,6 +166,23 @@ step "fuzz: every parser of untrusted bytes for 10 s each (scripts/fuzz.sh 10)"
 # for the whole build.
 fuzz_cache="${KLG_CACHE_DIR:-$([[ $EUID -eq 0 ]] && echo /var/cache/kube-log-gateway || echo "$HOME/.cache/kube-log-gateway")}/fuzz-target"
 FUZZ_TARGET_DIR="$fuzz_cache" bash scripts/fuzz.sh 10
+
+if [[ "${KLG_SKIP_NODE:-0}" != 1 ]]; then
+  step "node: kube-node.sh, image.sh, helm chart checks, node-e2e.sh (a real kubelet, installed with the chart)"
+  node_start=$SECONDS
+  if ! wait "$node_builds_pid"; then
+    tail -n 40 "$node_builds_log"
+    echo "node step: building helm or the release binary failed (log: $node_builds_log)" >&2
+    exit 1
+  fi
+  printf 'node step: background builds (helm, release binary) done %d s after this step began\n' "$((SECONDS - node_start))"
+  bash scripts/helm.sh render --check
+  t=$SECONDS
+  bash scripts/kube-node.sh build
+  printf 'node step: kube-node.sh build %d s\n' "$((SECONDS - t))"
+  bash scripts/node-e2e.sh
+  printf 'node step: %d s\n' "$((SECONDS - node_start))"
+fi
 
 if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   step "pressure: the reliability tests again with every core saturated (scripts/pressure.sh)"
