@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
 # A real one-node Kubernetes cluster for tests: containerd + kubelet registered with the
-# kube-apiserver of scripts/kube-apiserver.sh, plus kube-controller-manager and
-# kube-scheduler so that Deployments, Jobs, StatefulSets and DaemonSets get pods.
+# kube-apiserver of scripts/kube-apiserver.sh, plus kube-controller-manager,
+# kube-scheduler and kube-proxy, so that Deployments, Jobs, StatefulSets, DaemonSets and
+# Services work as in any cluster.
 #
 #   scripts/kube-node.sh build|start|stop|status|env|logs
 #
-#   build   install containerd, runc and the CNI plugins (Debian), build
-#           kube-controller-manager and kube-scheduler from the same wrapper module as
-#           kube-apiserver (cached), and write the pause and busybox images (cached)
-#   start   build, start kube-apiserver (scripts/kube-apiserver.sh start; KLG_WEBHOOK_*
-#           pass through), the controller manager, the scheduler, containerd and
-#           kubelet; wait until the node is Ready. Idempotent: what runs is left running.
-#   stop    stop kubelet (and every pod it runs), containerd, the scheduler and the
-#           controller manager, then kube-apiserver and etcd
-#   status  exit 0 when the node is Ready, 3 when not running
-#   env     print the cluster's env file (kube-apiserver's, plus NODE_NAME, NODE_IP,
-#           CONTAINERD_SOCK, KUBELET_LOG, CTR)
-#   logs    the tail of every component's log
+#   build   install containerd, runc, the CNI plugins and busybox-static (Debian); build
+#           kube-controller-manager, kube-scheduler and kube-proxy from the same wrapper
+#           module as kube-apiserver (cached, rebuilt when its go.mod/go.sum change); write
+#           the pause and busybox images (cached)
+#   start   build, start kube-apiserver (scripts/kube-apiserver.sh start, in KUBE_DIR;
+#           KLG_WEBHOOK_* pass through), the controller manager, the scheduler, kube-proxy,
+#           containerd and kubelet; wait until the node is Ready. Idempotent: what runs is
+#           left running.
+#   stop    stop kubelet and every pod it runs, containerd and the control-plane daemons,
+#           remove kube-proxy's rules and the pod bridge, then stop kube-apiserver and etcd
+#   status  exit 0 when the node is Ready, 3 when kubelet is not running
+#   env     print the cluster's env file: kube-apiserver's (KUBE_URL, KUBECONFIG, KUBECTL,
+#           AUDIT_LOG, ...) plus NODE_NAME, NODE_IP, CONTAINERD_SOCK, KUBELET_LOG,
+#           JOURNAL_DIR, CTR
+#   logs    the tail of every daemon's log
 #
 # One node per machine: kubelet writes container logs under /var/log/pods with the
-# /var/log/containers symlinks (fixed paths, what the node role reads), and the pod
-# network is the bridge `klg0` on 10.244.0.0/24 (bridge + host-local + loopback CNI
-# plugins from /usr/lib/cni). kube-apiserver listens on 127.0.0.1 only, so pods reach
-# it on the host network (the chart's test values use hostNetwork for both roles).
+# /var/log/containers symlinks (fixed paths: what the node role reads) and rotates them at
+# containerLogMaxSize 1Mi (3 files, older ones compressed). The pod network is the bridge
+# `klg0`, 10.244.0.0/24 (bridge + host-local CNI plugins from /usr/lib/cni; containerd runs
+# the loopback plugin itself). Services: 10.96.0.0/16, kube-proxy in iptables mode.
+# kube-apiserver and the shared Elasticsearch listen on 127.0.0.1 only: pods on the host
+# network reach them there; pods on the pod network reach Elasticsearch at
+# 10.244.0.1:9200 (KLG_NODE_HOST_PORTS, see setup_bridge).
+#
+# kubelet's and containerd's output: PID 1 is not systemd here, so there is no journald.
+# Each daemon's lines go to $NODE_DIR/<name>.log and, turned into Journal Export Format
+# with the fields journald would add (_SYSTEMD_UNIT=<name>.service, SYSLOG_IDENTIFIER,
+# PRIORITY from klog's severity, ...) by scripts/kube-node/journal-export.py, through
+# systemd-journal-remote into the real journal file $NODE_DIR/journal/<name>.journal:
+# the directory the node role's DaemonSet reads as a host's /var/log/journal.
 #
 # Images, no registry: klg.local/pause:1 (the sandbox: busybox `sleep`, which never
 # exits) and klg.local/busybox:1 (busybox-static with its applets), written as OCI
@@ -32,10 +46,10 @@
 # What these hosts need (measured): containerd's CRI `restrict_oom_score_adj = true`
 # (root lacks CAP_SYS_RESOURCE, runc fails otherwise); kubelet with failCgroupV1: false
 # (cgroup v1), cgroupDriver: cgroupfs (containerd 1.6 does not report its driver) and
-# oomScoreAdj: 0. kubelet rotates container logs at containerLogMaxSize 1Mi, 3 files.
+# oomScoreAdj: 0.
 #
 # Environment: KUBE_DIR and KLG_CACHE_DIR as for scripts/kube-apiserver.sh; NODE_DIR
-# (default $CACHE_DIR/k8s/node) holds containerd's and kubelet's state and logs.
+# (default $CACHE_DIR/k8s/node) holds containerd's and kubelet's state, logs, journal.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

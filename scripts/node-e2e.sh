@@ -9,10 +9,12 @@
 # 2. image: scripts/image.sh import dev — the release binary on a minimal base.
 # 3. chart checks: helm lint (default values, the test values, cert-manager on);
 #    helm template (default values) | kubectl apply --dry-run=server --validate=strict.
-# 4. helm install with scripts/kube-node/test-values.yaml: the gateway (StatefulSet,
-#    hostNetwork on 127.0.0.1:28443, its spool on a hostPath PersistentVolume) and the
-#    node DaemonSet (hostNetwork; reads /var/log/containers, /var/log/pods and the
-#    journal directory kube-node.sh writes kubelet's and containerd's lines into).
+# 4. helm install with scripts/kube-node/test-values.yaml: the gateway (StatefulSet, two
+#    replicas on the pod network, each with its spool on a hostPath PersistentVolume,
+#    behind the Service's clusterIP 10.96.100.100, which kube-apiserver posts to through
+#    kube-proxy) and the node DaemonSet (hostNetwork; reads /var/log/containers,
+#    /var/log/pods and the journal directory kube-node.sh writes kubelet's and
+#    containerd's lines into).
 # 5. workloads: a Deployment (2 pods) and a Job (2 pods) print numbered lines in bursts
 #    of more than 1 MiB, so kubelet rotates their logs (containerLogMaxSize 1Mi,
 #    compressing older files); the Deployment's pods are deleted, with their log files,
@@ -72,8 +74,8 @@ trap 'exit 143' TERM
 log "cluster: scripts/kube-node.sh start (KUBE_DIR=$KUBE_DIR)"
 HELM="$(bash scripts/helm.sh build)"
 [[ -x target/release/kube-log-gateway ]] || cargo build --release --locked --bin kube-log-gateway
-target/release/kube-log-gateway certs --out "$WORK/certs" >/dev/null
-KLG_WEBHOOK_URL=https://127.0.0.1:28443/audit KLG_WEBHOOK_CA="$WORK/certs/ca.crt" \
+target/release/kube-log-gateway certs --out "$WORK/certs" --san 10.96.100.100 >/dev/null
+KLG_WEBHOOK_URL=https://10.96.100.100:8443/audit KLG_WEBHOOK_CA="$WORK/certs/ca.crt" \
   KLG_WEBHOOK_CERT="$WORK/certs/client.crt" KLG_WEBHOOK_KEY="$WORK/certs/client.key" \
   bash scripts/kube-node.sh start
 # shellcheck disable=SC1090
@@ -138,8 +140,8 @@ EOF
   --wait --timeout 5m
 since="$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
 curl -sf --cacert "$WORK/certs/ca.crt" --cert "$WORK/certs/client.crt" --key "$WORK/certs/client.key" \
-  -o /dev/null -w 'gateway webhook answers on 127.0.0.1:28443 (HTTP %{http_code} to GET)\n' \
-  https://127.0.0.1:28443/audit || true
+  -o /dev/null -w 'the gateway Service answers on 10.96.100.100:8443 (HTTP %{http_code} to GET)\n' \
+  https://10.96.100.100:8443/audit || true
 k -n "$NS" get pods -o wide
 
 phase "workloads: a Deployment and a Job print $LINES numbered lines each, rotated by kubelet"

@@ -179,7 +179,9 @@ def audit(args):
 
 
 def journal_entries(d):
-    out = subprocess.run(["journalctl", "--directory", d, "-o", "export", "--no-pager"],
+    # The units the node role ships (the chart's node.journaldUnits).
+    units = ["_SYSTEMD_UNIT=kubelet.service", "+", "_SYSTEMD_UNIT=containerd.service"]
+    out = subprocess.run(["journalctl", "--directory", d, "-o", "export", "--no-pager", *units],
                          capture_output=True, check=True).stdout
     return sum(1 for line in out.split(b"\n") if line.startswith(b"__CURSOR="))
 
