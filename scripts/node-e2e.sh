@@ -146,10 +146,14 @@ k -n "$NS" get pods -o wide
 
 phase "workloads: a Deployment and a Job print $LINES numbered lines each, rotated by kubelet"
 k create namespace shop >/dev/null
-printer() { # $1: lines; prints in bursts of 10,000 (~1.3 MB) with a pause for kubelet's rotation
-  echo "i=1; while [ \$i -le $1 ]; do echo \"e2e \$HOSTNAME \$i $(printf 'x%.0s' $(seq 1 90))\";" \
-    "if [ \$((i % 10000)) -eq 0 ]; then sleep 3; fi; i=\$((i+1)); done; echo \"e2e \$HOSTNAME done\""
+# The shell loop a printing pod runs (a YAML block scalar line: no quoting needed). $1:
+# lines; $2: what follows each line (a pause). Every line is "e2e <pod> <n> ...".
+printer() {
+  echo "i=1; while [ \$i -le $1 ]; do echo \"e2e \$POD_NAME \$i $(printf 'x%.0s' $(seq 1 90))\"; $2 i=\$((i+1)); done; echo \"e2e \$POD_NAME done\""
 }
+# Bursts of 10,000 lines (~1.4 MB with the CRI prefix), a pause for kubelet's rotation.
+burst='if [ $((i % 10000)) -eq 0 ]; then sleep 3; fi;'
+pod_name_env='[{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]'
 cat >"$WORK/workloads.yaml" <<EOF
 apiVersion: apps/v1
 kind: Deployment
@@ -165,7 +169,12 @@ spec:
         - name: print
           image: klg.local/busybox:1
           imagePullPolicy: Never
-          command: ["sh", "-c", "$(printer "$LINES"); exec sleep 100000"]
+          env: $pod_name_env
+          command:
+            - sh
+            - -c
+            - |
+              $(printer "$LINES" "$burst"); exec sleep 100000
 ---
 apiVersion: batch/v1
 kind: Job
@@ -181,15 +190,20 @@ spec:
         - name: print
           image: klg.local/busybox:1
           imagePullPolicy: Never
-          command: ["sh", "-c", "$(printer "$LINES")"]
+          env: $pod_name_env
+          command:
+            - sh
+            - -c
+            - |
+              $(printer "$LINES" "$burst")
 EOF
 k apply -f "$WORK/workloads.yaml" >/dev/null
 # Wait for each pod's last line in its log file, then delete the Deployment's pods at
 # once (kubelet removes their log directories with them).
 expect="$WORK/expect.json"
 echo "[]" >"$expect"
-wait_done() { # $1: label selector, $2: owner kind, $3: owner name, $4: expected pods
-  local sel="$1" kind="$2" owner="$3" want="$4" deadline=$((SECONDS + 300)) pods p ns uid
+wait_done() { # $1: label selector, $2: owner kind, $3: owner name, $4: expected pods, $5: lines each
+  local sel="$1" kind="$2" owner="$3" want="$4" lines="$5" deadline=$((SECONDS + 300)) pods p uid
   while :; do
     pods="$(k -n shop get pods -l "$sel" -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}')"
     local n=0
@@ -203,7 +217,7 @@ wait_done() { # $1: label selector, $2: owner kind, $3: owner name, $4: expected
   done
   while read -r p uid; do
     [[ -n "$p" ]] || continue
-    python3 - "$expect" "$p" "$kind" "$owner" "$LINES" "$sel" <<'PY'
+    python3 - "$expect" "$p" "$kind" "$owner" "$lines" "$sel" <<'PY'
 import json, sys
 f, pod, kind, owner, lines, sel = sys.argv[1:]
 app = sel.split("=", 1)[1]
@@ -215,10 +229,10 @@ PY
   done <<<"$pods"
   echo "$pods" | cut -d' ' -f1
 }
-printers="$(wait_done app=printer Deployment printer 2)"
+printers="$(wait_done app=printer Deployment printer 2 "$LINES")"
 k -n shop scale deployment printer --replicas=0 >/dev/null
 k -n shop delete pod $printers --grace-period=1 --wait=true >/dev/null 2>&1 || true
-wait_done app=batch Job batch 2 >/dev/null
+wait_done app=batch Job batch 2 "$LINES" >/dev/null
 k -n shop wait --for=condition=complete job/batch --timeout=120s >/dev/null
 rotated="$(find /var/log/pods -path '*shop_batch*' -name '*.log.*' | wc -l)"
 echo "rotated files of the Job's pods: $rotated ($(find /var/log/pods -path '*shop_batch*' -name '*.gz' | wc -l) compressed)"
@@ -247,7 +261,12 @@ spec:
         - name: print
           image: klg.local/busybox:1
           imagePullPolicy: Never
-          command: ["sh", "-c", "i=1; while [ \$i -le $STEADY_LINES ]; do echo \"e2e \$HOSTNAME \$i\"; usleep 10000; i=\$((i+1)); done; echo \"e2e \$HOSTNAME done\"; exec sleep 100000"]
+          env: $pod_name_env
+          command:
+            - sh
+            - -c
+            - |
+              $(printer "$STEADY_LINES" "usleep 10000;"); exec sleep 100000
 EOF
 k apply -f "$WORK/steady.yaml" >/dev/null
 k -n shop rollout status deployment/steady --timeout=120s >/dev/null
@@ -267,7 +286,7 @@ new_node="$(k -n "$NS" get pods -l app.kubernetes.io/component=node -o jsonpath=
 k -n "$NS" get pods -o jsonpath='{range .items[*]}{.metadata.name}: {.spec.containers[0].image}{"\n"}{end}' |
   tee "$WORK/images.txt"
 ! grep -v ':dev2$' "$WORK/images.txt" || die "a pod still runs the old image after the upgrade"
-wait_done app=steady Deployment steady 1 >/dev/null
+wait_done app=steady Deployment steady 1 "$STEADY_LINES" >/dev/null
 kill "$busy_pid" 2>/dev/null || true
 wait "$busy_pid" 2>/dev/null || true
 busy_pid=
