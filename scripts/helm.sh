@@ -10,6 +10,12 @@
 #                                  (release and namespace kube-log-gateway, the Namespace
 #                                  object included) into deploy/rendered/; --check only
 #                                  compares and exits 1 when deploy/rendered/ is stale
+#   scripts/helm.sh check          helm lint --strict with the default values, the test
+#                                  cluster's values and cert-manager on; render --check;
+#                                  and, when KUBECTL and KUBECONFIG name a running
+#                                  kube-apiserver, helm template (default values) |
+#                                  kubectl apply --dry-run=server --validate=strict in a
+#                                  fresh namespace, failing on any warning
 #   scripts/helm.sh -- ARGS...     run helm with ARGS (building it first if needed)
 #
 # Environment:
@@ -108,7 +114,34 @@ do_render() {
   [[ -z "$tmp" ]] || rm -rf "$tmp"
 }
 
+do_check() {
+  local repo chart ns out
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  chart="$repo/charts/kube-log-gateway"
+  "$HELM" lint --strict "$chart"
+  "$HELM" lint --strict "$chart" -f "$repo/scripts/kube-node/test-values.yaml"
+  "$HELM" lint --strict "$chart" --set gateway.tls.certManager.enabled=true
+  do_render --check
+  [[ -n "${KUBECTL:-}" && -n "${KUBECONFIG:-}" ]] || { log "KUBECTL/KUBECONFIG not set: no server-side dry run"; return 0; }
+  ns="klg-dry-run-$$"
+  "$KUBECTL" create namespace "$ns" >/dev/null
+  out="$("$HELM" template klg "$chart" --namespace "$ns" 2>/dev/null |
+    "$KUBECTL" apply --dry-run=server --validate=strict -f - 2>&1)" || {
+    "$KUBECTL" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+    printf '%s\n' "$out" >&2
+    die "kube-apiserver refused the chart's default rendering"
+  }
+  "$KUBECTL" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  printf '%s\n' "$out"
+  ! grep -qi warning <<<"$out" || die "kube-apiserver warned about the chart's default rendering"
+  log "kube-apiserver accepted all $(grep -c . <<<"$out") objects of the default rendering (--dry-run=server --validate=strict)"
+}
+
 case "${1:-}" in
+  check)
+    with_build_lock
+    do_check
+    ;;
   render)
     with_build_lock
     do_render "${2:-}"
@@ -121,7 +154,7 @@ case "${1:-}" in
     exec "$HELM" "$@"
     ;;
   *)
-    echo "usage: $0 build|path|render [--check]|-- helm-args..." >&2
+    echo "usage: $0 build|path|render [--check]|check|-- helm-args..." >&2
     exit 2
     ;;
 esac

@@ -88,14 +88,7 @@ bash scripts/image.sh import dev >/dev/null
 
 phase "chart: helm lint, helm template | kubectl apply --dry-run=server --validate=strict"
 CHART=charts/kube-log-gateway
-"$HELM" lint --strict "$CHART"
-"$HELM" lint --strict "$CHART" -f scripts/kube-node/test-values.yaml
-"$HELM" lint --strict "$CHART" --set gateway.tls.certManager.enabled=true
-k create namespace klg-dry-run >/dev/null
-"$HELM" template klg "$CHART" -n klg-dry-run | k apply --dry-run=server --validate=strict -f - >"$WORK/dry-run.txt" 2>&1 ||
-  { cat "$WORK/dry-run.txt"; die "the chart's default rendering was refused by kube-apiserver"; }
-! grep -i "warning" "$WORK/dry-run.txt" || die "kube-apiserver warned about the chart's rendering"
-printf 'dry-run: %s objects accepted\n' "$(grep -c . "$WORK/dry-run.txt")"
+KUBECTL="$KUBECTL" KUBECONFIG="$KUBECONFIG" bash scripts/helm.sh check
 
 phase "install: helm install (gateway + node roles)"
 k create namespace "$NS" >/dev/null

@@ -176,7 +176,7 @@ if [[ "${KLG_SKIP_NODE:-0}" != 1 ]]; then
     exit 1
   fi
   printf 'node step: background builds (helm, release binary) done %d s after this step began\n' "$((SECONDS - node_start))"
-  bash scripts/helm.sh render --check
+  bash scripts/helm.sh check
   t=$SECONDS
   bash scripts/kube-node.sh build
   printf 'node step: kube-node.sh build %d s\n' "$((SECONDS - t))"
