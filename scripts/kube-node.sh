@@ -259,7 +259,7 @@ resolvConf: /etc/resolv.conf
 # What the node role is tested against: kubelet's own rotation.
 containerLogMaxSize: 1Mi
 containerLogMaxFiles: 3
-containerLogMonitorInterval: 1s
+containerLogMonitorInterval: 3s   # the shortest kubelet accepts
 # A test machine's disk may be fuller than the defaults allow.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100

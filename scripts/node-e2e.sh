@@ -145,7 +145,7 @@ printer() {
   echo "i=1; while [ \$i -le $1 ]; do echo \"e2e \$POD_NAME \$i $(printf 'x%.0s' $(seq 1 90))\"; $2 i=\$((i+1)); done; echo \"e2e \$POD_NAME done\""
 }
 # Bursts of 10,000 lines (~1.4 MB with the CRI prefix), a pause for kubelet's rotation.
-burst='if [ $((i % 10000)) -eq 0 ]; then sleep 3; fi;'
+burst='if [ $((i % 10000)) -eq 0 ]; then sleep 5; fi;'
 pod_name_env='[{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]'
 cat >"$WORK/workloads.yaml" <<EOF
 apiVersion: apps/v1
