@@ -26,7 +26,15 @@
 #    tests. KLG_MATRIX="es9 os2 os3" by default; KLG_MATRIX="" skips it (never in CI).
 #    Prints the time of each server and of the whole step.
 # 9. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
-# 10. pressure: the reliability tests again (rotation and kill -9 of the container
+# 10. chart: the Helm chart against a real kube-apiserver (its own, in a temporary
+#    directory): scripts/helm.sh check (helm lint --strict with the default, test and
+#    cert-manager values; deploy/rendered/ up to date; helm template | kubectl apply
+#    --dry-run=server --validate=strict, no warning), then helm install with the test
+#    cluster's values, helm upgrade to another image tag (the StatefulSet and the
+#    DaemonSet must carry it) and helm uninstall. helm (Go module helm.sh/helm/v4) is
+#    built in the background from the start of step 6 on, beside the Go build there.
+#    KLG_SKIP_CHART=1 skips it (never in CI).
+# 11. pressure: the reliability tests again (rotation and kill -9 of the container
 #    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
@@ -125,6 +133,13 @@ step "benches, once each: cargo test --benches"
 cargo test --benches
 
 step "kube-apiserver: scripts/kube-apiserver.sh build (etcd + kube-apiserver/kubectl, cached)"
+# The chart step's helm build does not depend on the kube-apiserver build or on the
+# tests: it starts now, in the background, at low priority (cached after the first run).
+helm_build_log="$(pwd)/target/helm-build.log"
+if [[ "${KLG_SKIP_CHART:-0}" != 1 ]]; then
+  nice -n 10 bash scripts/helm.sh build >"$helm_build_log" 2>&1 &
+  helm_build_pid=$!
+fi
 bash scripts/kube-apiserver.sh build
 
 step "test: cargo test --lib --bins --tests -- --test-threads=2 (KLG_TEST_ES_URL=$KLG_TEST_ES_URL)"
@@ -187,6 +202,35 @@ step "fuzz: every parser of untrusted bytes for 10 s each (scripts/fuzz.sh 10)"
 # for the whole build.
 fuzz_cache="${KLG_CACHE_DIR:-$([[ $EUID -eq 0 ]] && echo /var/cache/kube-log-gateway || echo "$HOME/.cache/kube-log-gateway")}/fuzz-target"
 FUZZ_TARGET_DIR="$fuzz_cache" bash scripts/fuzz.sh 10
+
+if [[ "${KLG_SKIP_CHART:-0}" != 1 ]]; then
+  step "chart: scripts/helm.sh check, install, upgrade, uninstall against a real kube-apiserver"
+  if ! wait "$helm_build_pid"; then
+    tail -n 40 "$helm_build_log"
+    echo "chart step: building helm failed (log: $helm_build_log)" >&2
+    exit 1
+  fi
+  chart_kube="$KLG_KUBE_TEST_ROOT/chart/kube"
+  KUBE_DIR="$chart_kube" bash scripts/kube-apiserver.sh start >/dev/null
+  (
+    set -euo pipefail
+    # shellcheck disable=SC1090
+    source <(KUBE_DIR="$chart_kube" bash scripts/kube-apiserver.sh env)
+    export KUBECTL KUBECONFIG
+    bash scripts/helm.sh check 2>&1 | grep -v 'found symbolic link'
+    "$KUBECTL" create namespace klg-chart >/dev/null
+    helm() { bash scripts/helm.sh -- "$@" 2>&1 | grep -v 'found symbolic link'; }
+    helm install klg charts/kube-log-gateway -n klg-chart -f scripts/kube-node/test-values.yaml | sed -n '1,4p'
+    helm upgrade klg charts/kube-log-gateway -n klg-chart -f scripts/kube-node/test-values.yaml --set image.tag=dev2 | sed -n '1,4p'
+    for kind in statefulset/klg-kube-log-gateway daemonset/klg-kube-log-gateway-node; do
+      image="$("$KUBECTL" -n klg-chart get "$kind" -o jsonpath='{.spec.template.spec.containers[0].image}')"
+      [[ "$image" == klg.local/kube-log-gateway:dev2 ]] || { echo "chart step: $kind runs $image after helm upgrade" >&2; exit 1; }
+    done
+    helm uninstall klg -n klg-chart --wait | sed -n '1,2p'
+  )
+  KUBE_DIR="$chart_kube" bash scripts/kube-apiserver.sh stop >/dev/null
+  printf 'chart step: %d s\n' "$((SECONDS - step_start))"
+fi
 
 if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   step "pressure: the reliability tests again with every core saturated (scripts/pressure.sh)"
