@@ -289,6 +289,30 @@ async fn idle_connections_are_closed_after_idle_timeout() {
     setup.delete_indices().await;
 }
 
+/// An HTTP/1.1 keep-alive connection between two requests is idle: it is closed
+/// after `idle_timeout`, not after the shorter `request_timeout`.
+#[tokio::test]
+async fn http1_keep_alive_lasts_idle_timeout_not_request_timeout() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("edge-keepalive");
+    setup.config.server_mut().idle_timeout = Some("4s".into());
+    setup.config.server_mut().request_timeout = Some("1s".into());
+    let _gw = setup.start();
+    let certs = setup.certs();
+    let mut h1 = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
+    write_post(&mut h1, "/audit", EVENTLIST.as_bytes()).await;
+    let mut buf = vec![0u8; 4096];
+    let n = h1.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let took =
+        wait_closed(&mut h1, Duration::from_secs(20)).await.expect("idle HTTP/1.1 keep-alive still open after 20 s");
+    assert!(
+        took >= Duration::from_millis(3500),
+        "closed after {took:?}: request_timeout (1 s), not idle_timeout (4 s)"
+    );
+    setup.delete_indices().await;
+}
+
 #[tokio::test]
 async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_keep_working() {
     require_es().await;

@@ -217,9 +217,19 @@ pub async fn serve_with(
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back = all closed.
+    // Biased: when the abort comes with every connection already closed (the
+    // end of an orderly stop), that is what happened.
     tokio::select! {
+        biased;
         _ = slots.acquire_many(max as u32) => tracing::info!("{name}: all connections closed"),
-        _ = shutdown.aborted() => tracing::warn!("{name}: grace period over with connections still open"),
+        _ = shutdown.aborted() => {
+            let open = max - slots.available_permits();
+            if shutdown.is_forced() {
+                tracing::warn!("{name}: grace period over with {open} connections still open: closing them");
+            } else {
+                tracing::info!("{name}: stopped with {open} idle or unfinished connections: closing them");
+            }
+        }
     }
 }
 
@@ -313,7 +323,12 @@ where
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().header_read_timeout(limits.request_timeout).timer(TokioTimer::new());
+    // hyper starts its header timer whenever it waits for a request's head,
+    // also on an idle keep-alive connection between requests: tied to
+    // `request_timeout` it closed idle HTTP/1.1 connections after 20 s, not
+    // `idle_timeout`. Tied to `idle_timeout` it bounds a client that sends half
+    // its headers as long as one that sends nothing, like HTTP/2.
+    builder.http1().header_read_timeout(limits.idle_timeout).timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

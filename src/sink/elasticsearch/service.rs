@@ -82,7 +82,13 @@ impl Sink {
         let install = es.install_templates.then(|| templates::all(mappings, &es.template));
         let handle = tokio::spawn(async move {
             if let Some(templates) = install {
-                if templates::install_until_done(&client, &templates, &inner.retry, &shutdown).await.is_err() {
+                // Raced with the abort as a whole: a template request that is
+                // never answered must not hold the shutdown past its grace.
+                let installed = tokio::select! {
+                    r = templates::install_until_done(&client, &templates, &inner.retry, &shutdown) => r,
+                    _ = shutdown.aborted() => Err(Cancelled),
+                };
+                if installed.is_err() {
                     return;
                 }
             }
