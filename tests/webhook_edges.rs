@@ -689,6 +689,45 @@ async fn a_full_spool_gets_429_with_retry_after() {
     setup.delete_indices().await;
 }
 
+/// `request_timeout` never turns a batch that reached the spool into a 408:
+/// large batches sent at once take the gateway longer than the 1 s timeout to
+/// parse and spool; each answer must tell the truth about its batch.
+#[tokio::test]
+async fn a_large_batch_spooled_past_request_timeout_is_answered_200_not_408() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("edge-truth");
+    setup.config.server_mut().request_timeout = Some("1s".into());
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let (batches, events) = (6, 1500);
+    let answers = futures::future::join_all((0..batches).map(|b| {
+        let (client, url) = (client.clone(), setup.url("/audit"));
+        async move {
+            post_json(&client, &url, kube_log_gateway::sample::event_list(&format!("truth-b{b}"), events, 1, 8 * 1024))
+                .await
+                .0
+        }
+    }))
+    .await;
+    setup.wait_spool_empty(Duration::from_secs(120)).await;
+    refresh(&setup.audit_indices()).await;
+    for (b, status) in answers.iter().enumerate() {
+        let stored = search(
+            &setup.audit_indices(),
+            serde_json::json!({"prefix": {"kubernetes.audit.auditID": format!("truth-b{b}-")}}),
+        )
+        .await
+        .len();
+        match status {
+            200 => assert_eq!(stored, events, "batch {b} answered 200"),
+            408 => assert_eq!(stored, 0, "batch {b} answered 408 but {stored} of its events are stored"),
+            other => panic!("batch {b}: {other}"),
+        }
+    }
+    eprintln!("answers: {answers:?}");
+    setup.delete_indices().await;
+}
+
 #[tokio::test]
 async fn a_request_not_completed_in_time_gets_408_with_retry_after() {
     require_es().await;

@@ -273,6 +273,24 @@ impl Activity {
     }
 }
 
+/// Set by a handler (found in the request's extensions) once the request's
+/// effect can no longer be undone, e.g. its batch was handed to the spool: from
+/// then on `request_timeout` no longer cuts it short with a 408 — the client
+/// gets the real answer (200 once spooled, or the error), however long it
+/// takes. A 408 would tell a client that resends on it a lie.
+#[derive(Clone, Default)]
+pub struct Committing(Arc<std::sync::atomic::AtomicBool>);
+
+impl Committing {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// One request in flight: from the moment hyper hands it over until its
 /// answer is produced and whatever body it left unread has been drained.
 struct InFlight(Arc<Activity>);
@@ -302,11 +320,16 @@ where
             let unread = Arc::new(Mutex::new(None));
             let mut req = req.map(|incoming| Body::new(Tracked { inner: Some(incoming), unread: unread.clone() }));
             req.extensions_mut().insert(peer.clone());
+            let committing = Committing::default();
+            req.extensions_mut().insert(committing.clone());
             let router = router.clone();
             let limits = limits.clone();
             async move {
-                let resp = match tokio::time::timeout(limits.request_timeout, router.oneshot(req)).await {
+                let answer = router.oneshot(req);
+                tokio::pin!(answer);
+                let resp = match tokio::time::timeout(limits.request_timeout, &mut answer).await {
                     Ok(resp) => resp,
+                    Err(_) if committing.is_set() => answer.await,
                     Err(_) => Ok(request_timeout(limits.retry_after_seconds)),
                 };
                 let rest = unread.lock().expect("unread body lock").take();
