@@ -29,6 +29,11 @@ enum Command {
         #[arg(long, short, env = "KLG_CONFIG")]
         config: PathBuf,
     },
+    /// Work on spool files.
+    Spool {
+        #[command(subcommand)]
+        action: SpoolCommand,
+    },
     /// Write a development CA, a server certificate and a client certificate.
     Certs {
         /// Output directory: ca.crt server.crt server.key client.crt client.key.
@@ -40,6 +45,19 @@ enum Command {
         /// Common name of the client certificate.
         #[arg(long, default_value = "kube-apiserver")]
         client_name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Deliver what can still be read from a spool file set aside as damaged
+    /// (`spool.redb.damaged-<time>`) to the Elasticsearch of the config. Safe to
+    /// run more than once: documents already there are counted as duplicates.
+    Salvage {
+        /// The set-aside spool file (it is copied, never changed).
+        file: PathBuf,
+        #[arg(long, short, env = "KLG_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -74,6 +92,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Spool { action: SpoolCommand::Salvage { file, config } } => salvage(&file, &config),
         Command::Serve { config } => {
             let cfg = match Config::load(&config) {
                 Ok(cfg) => cfg,
@@ -92,6 +111,60 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `spool salvage FILE`: exit 0 if every entry was read and delivered, 2 if
+/// some could not be read (the report says which), 1 on an error.
+fn salvage(file: &Path, config: &Path) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    kube_log_gateway::telemetry::init_tracing(&cfg.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let shutdown = kube_log_gateway::shutdown::Shutdown::new();
+        let (sink, task) = kube_log_gateway::serve::start_sink(&cfg, shutdown.clone())?;
+        let work_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let report = kube_log_gateway::spool::salvage::salvage(file, work_dir, &sink).await;
+        drop(sink);
+        let _ = task.await;
+        anyhow::Ok(report?)
+    });
+    match result {
+        Ok(report) => {
+            println!(
+                "{}: {} entries read, {} documents: {} created, {} already in Elasticsearch, {} dead-lettered",
+                file.display(),
+                report.entries,
+                report.documents,
+                report.created,
+                report.duplicates,
+                report.dead_lettered
+            );
+            for (id, why) in &report.undecodable {
+                println!("entry {id}: does not decode, skipped: {why}");
+            }
+            if let Some((after, why)) = &report.stopped {
+                match after {
+                    Some(id) => println!("stopped after entry {id}: the rest of the file cannot be read: {why}"),
+                    None => println!("no entry could be read: {why}"),
+                }
+            }
+            if report.undecodable.is_empty() && report.stopped.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("kube-log-gateway: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -6,6 +6,8 @@
 //! which is safe because nothing unacknowledged was ever removed from the spool
 //! or moved a checkpoint.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub struct Shutdown {
     stop: CancellationToken,
     abort: CancellationToken,
+    /// Set when the abort came from the grace period running out (or a second
+    /// signal), not from the end of an orderly stop: only then is work that is
+    /// still open worth a warning.
+    forced: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -41,6 +47,19 @@ impl Shutdown {
         self.abort.is_cancelled()
     }
 
+    /// Gives up on work in flight because the grace period is over (or a
+    /// second signal came): [`is_forced`](Self::is_forced) tells it apart
+    /// from an abort at the end of an orderly stop.
+    pub fn force(&self) {
+        self.forced.store(true, Ordering::SeqCst);
+        self.abort();
+    }
+
+    /// Whether the abort was [`force`](Self::force)d.
+    pub fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
+
     pub async fn stopping(&self) {
         self.stop.cancelled().await
     }
@@ -60,8 +79,23 @@ impl Shutdown {
                 _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: what is left stays spooled"),
                 _ = wait_for_signal() => tracing::warn!("second signal: stopping now"),
             }
-            this.abort();
+            this.force();
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_orderly_abort_is_not_a_forced_one() {
+        let s = Shutdown::new();
+        s.abort();
+        assert!(s.is_aborted() && s.is_stopping() && !s.is_forced());
+        let s = Shutdown::new();
+        s.clone().force();
+        assert!(s.is_aborted() && s.is_forced());
     }
 }
 

@@ -1,7 +1,8 @@
 //! The journald source against REAL journal files (written by
 //! `systemd-journal-remote` from Journal Export Format made here) and the real
 //! Elasticsearch: field mapping, unit filter, follow, start positions, saved
-//! and vacuumed cursors, Elasticsearch down, kill -9 of the binary.
+//! and vacuumed cursors, Elasticsearch down, kill -9 of the binary, and files
+//! vacuumed before they were read (counted as lost, exactly).
 
 mod common;
 
@@ -19,7 +20,7 @@ use kube_log_gateway::sources::journald::config::{JournaldConfig, StartAt};
 use kube_log_gateway::sources::journald::cursor::CursorFile;
 use kube_log_gateway::sources::journald::document::JournaldNormalizer;
 use kube_log_gateway::sources::journald::export_format::{journal_remote, ExportEntry};
-use kube_log_gateway::sources::journald::reader::{current_boot_id, JournalReader, StartedFrom};
+use kube_log_gateway::sources::journald::reader::{current_boot_id, Gap, JournalReader, StartedFrom};
 use kube_log_gateway::sources::journald::spawn as spawn_journald;
 use kube_log_gateway::telemetry;
 use serde_json::{json, Value};
@@ -59,6 +60,36 @@ impl Fixture {
 
     fn indices(&self) -> String {
         self.home.indices("kubelet")
+    }
+
+    /// Writes `entries` into `<file>.journal` after archiving the entries it
+    /// holds, as journald rotates: the old ones go to `<file>@….journal~` and
+    /// the new file continues the same sequence-number id. journal-remote
+    /// archives a file it finds not closed cleanly and continues its sequence,
+    /// so the header's state byte (offset 16) is set to "online" first.
+    /// Returns the archived file.
+    fn write_rotated(&self, file: &str, entries: Vec<ExportEntry>) -> PathBuf {
+        let active = self.journal_dir().join(format!("{file}.journal"));
+        let archived = |dir: &Path| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".journal~"))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = archived(&self.journal_dir());
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&active).unwrap();
+            f.seek(SeekFrom::Start(16)).unwrap();
+            f.write_all(&[1]).unwrap();
+        }
+        self.write(file, entries);
+        let new: Vec<PathBuf> = archived(&self.journal_dir()).into_iter().filter(|p| !before.contains(p)).collect();
+        assert_eq!(new.len(), 1, "journal-remote archived {new:?}");
+        new.into_iter().next().unwrap()
     }
 
     fn cursor(&self) -> Option<String> {
@@ -359,6 +390,214 @@ async fn a_vacuumed_cursor_restarts_at_the_oldest_entry_and_is_counted() {
     assert_eq!(lost_cursors() - lost_before, 1.0);
     assert_eq!(f.cursor().unwrap(), *cursors(&f.journal_dir(), &["kubelet.service"]).last().unwrap());
     f.delete_indices().await;
+}
+
+/// Every entry of the directory (any unit): message → sequence number.
+fn seqnums(dir: &Path) -> std::collections::HashMap<String, u64> {
+    let mut r = JournalReader::open(dir, &[], &[]).unwrap();
+    r.position(None, StartAt::Head).unwrap();
+    let mut docs = Vec::new();
+    r.read_into(usize::MAX, &mut normalizer(), "", &mut docs).unwrap();
+    docs.iter()
+        .map(|d| {
+            let v: Value = serde_json::from_slice(&d.body).unwrap();
+            let cursor = v["journald"]["cursor"].as_str().unwrap();
+            let i = cursor.split(';').find_map(|p| p.strip_prefix("i=")).unwrap();
+            (v["message"].as_str().unwrap().to_string(), u64::from_str_radix(i, 16).unwrap())
+        })
+        .collect()
+}
+
+/// The messages of `docs`, as entry numbers.
+fn doc_numbers(docs: &[kube_log_gateway::document::Document]) -> Vec<u64> {
+    let m: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
+        .collect();
+    entry_numbers(&m)
+}
+
+/// A kubelet entry `i`, with a containerd entry after every third: the
+/// journal's numbers then skip entries of other units, as on a node.
+fn mixed(range: std::ops::Range<u64>) -> Vec<ExportEntry> {
+    range
+        .flat_map(|i| {
+            let k = kubelet(i, OLD_BOOT, T0 + 2 * i);
+            if i % 3 == 0 {
+                vec![k, unit_entry(10_000 + i, "containerd.service", T0 + 2 * i + 1)]
+            } else {
+                vec![k]
+            }
+        })
+        .collect()
+}
+
+/// Captures what the reader logs on this thread while `f` runs.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).to_string();
+    (out, text)
+}
+
+#[test]
+fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_on() {
+    let f = Fixture::new("jgap");
+    let dir = f.journal_dir();
+    f.write("system", mixed(0..10));
+    let oldest = f.write_rotated("system", mixed(10..20));
+    let older = f.write_rotated("system", mixed(20..30));
+    let seq = seqnums(&dir);
+    let kubelet_seq = |i: u64| seq[&format!("I1109 06:14:42.535854    1234 kubelet.go:{i}] entry {i}")];
+    let units = ["kubelet.service".to_string()];
+
+    // Whole, read across the rotations with the handle reopened after every
+    // entry: numbers skipped by the unit filter are not losses.
+    let counted = prometheus_client::metrics::counter::Counter::<u64>::default();
+    let mut r = JournalReader::open(&dir, &units, &[]).unwrap();
+    r.set_lost_counter(counted.clone());
+    r.set_reopen_every(1);
+    r.position(None, StartAt::Head).unwrap();
+    let mut docs = Vec::new();
+    while r.read_into(1, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    assert_eq!(doc_numbers(&docs), (0..30).collect::<Vec<_>>());
+    assert_eq!((counted.get(), r.last_gap()), (0, None));
+
+    // Read up to entry 3, then journald vacuums the two oldest files (the one
+    // being read among them).
+    let mut r = JournalReader::open(&dir, &units, &[]).unwrap();
+    r.set_lost_counter(counted.clone());
+    r.position(None, StartAt::Head).unwrap();
+    let mut docs = Vec::new();
+    let cursor3 = r.read_into(4, &mut normalizer(), "", &mut docs).unwrap().unwrap();
+    // Caught up for a moment, as the source is when it follows: the handle
+    // watches the directory from its first wait on.
+    r.wait(Duration::from_millis(10)).unwrap();
+    std::fs::remove_file(&oldest).unwrap();
+    std::fs::remove_file(&older).unwrap();
+    let ((), log) = logged(|| {
+        r.wait(Duration::from_millis(200)).unwrap();
+        while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    });
+    // Reading went on with what the journal still holds.
+    assert_eq!(doc_numbers(&docs), [0, 1, 2, 3].into_iter().chain(20..30).collect::<Vec<_>>());
+    // Every number between entry 3 and entry 20 is gone: kubelet 4-19 and the
+    // containerd entries among them.
+    let (first, last) = (kubelet_seq(3) + 1, kubelet_seq(20) - 1);
+    assert_eq!(last - first + 1, 16 + 6, "16 kubelet and 6 containerd entries");
+    let gap = r.last_gap().expect("a gap").clone();
+    assert_eq!((gap.first, gap.last, gap.lost), (first, last, last - first + 1));
+    assert_eq!(gap.after, cursor3);
+    assert_eq!(counted.get(), gap.lost);
+    assert!(log.contains(&format!("first_seqnum_lost={first}")), "{log}");
+    assert!(log.contains(&format!("last_seqnum_lost={last}")), "{log}");
+    assert!(log.contains(&format!("entries_lost={}", gap.lost)), "{log}");
+    assert!(log.contains(r#"units=["kubelet.service"]"#), "{log}");
+    assert!(log.contains("WARN"), "{log}");
+
+    // The same loss seen at start: the saved cursor's entry no longer exists.
+    let counted2 = prometheus_client::metrics::counter::Counter::<u64>::default();
+    let mut r = JournalReader::open(&dir, &units, &[]).unwrap();
+    r.set_lost_counter(counted2.clone());
+    assert_eq!(r.position(Some(&cursor3), StartAt::Tail).unwrap(), StartedFrom::CursorLost);
+    let mut docs = Vec::new();
+    while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    assert_eq!(doc_numbers(&docs), (20..30).collect::<Vec<_>>());
+    let Gap { first: f2, last: l2, lost, .. } = r.last_gap().expect("a gap at start").clone();
+    assert_eq!((f2, l2, lost, counted2.get()), (first, last, gap.lost, gap.lost));
+
+    // A saved cursor that still exists: nothing is lost, nothing is counted.
+    let counted3 = prometheus_client::metrics::counter::Counter::<u64>::default();
+    let mut r = JournalReader::open(&dir, &units, &[]).unwrap();
+    r.set_lost_counter(counted3.clone());
+    let all = cursors(&dir, &["kubelet.service"]);
+    assert_eq!(r.position(Some(&all[2]), StartAt::Tail).unwrap(), StartedFrom::Cursor);
+    let mut docs = Vec::new();
+    while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    assert_eq!(doc_numbers(&docs), (23..30).collect::<Vec<_>>());
+    assert_eq!((counted3.get(), r.last_gap()), (0, None));
+}
+
+/// Elasticsearch unreachable, the reader stopped by backpressure in the
+/// oldest file, journald vacuums it and the next: once Elasticsearch is back,
+/// every entry still in the journal is delivered, and the entries removed
+/// unread are exactly the ones counted lost.
+#[tokio::test]
+async fn journal_vacuumed_while_elasticsearch_is_down_loss_is_counted_exactly() {
+    require_es().await;
+    let f = Fixture::new("jgapes");
+    f.write("system", (0..100).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let oldest = f.write_rotated("system", (100..200).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let older = f.write_rotated("system", (200..300).map(|i| kubelet(i, OLD_BOOT, T0 + i)).collect());
+    let proxy = GatedProxy::to_url(&es_url()).await;
+    proxy.open();
+    let mut config = f.config(&proxy.url);
+    config.journald_mut().batch_size = Some(10);
+    config.journald_mut().checkpoint_interval = Some("100ms".into());
+    let mut cfg = f.load(&config);
+    // Reopened soon after reading resumes, as a long catch-up does every 5,000 entries.
+    cfg.sources.journald.as_mut().unwrap().reopen_every = 25;
+    let lost_before = entries_lost();
+    let run = InProcess::start(&cfg);
+    assert!(wait_for_count(&f.indices(), 10, Duration::from_secs(60)).await >= 10);
+
+    proxy.close();
+    proxy.cut();
+    let failed = || own_metric("klg_bulk_requests_total", "result=\"transport_error\"");
+    let failed_before = failed();
+    wait_until("failed attempts to deliver", Duration::from_secs(60), || failed() >= failed_before + 3.0).await;
+    std::fs::remove_file(&oldest).unwrap();
+    std::fs::remove_file(&older).unwrap();
+    proxy.open();
+
+    let last = cursors(&f.journal_dir(), &["kubelet.service"]).last().unwrap().clone();
+    wait_until("the cursor of the last entry", Duration::from_secs(120), || f.cursor().as_deref() == Some(&last)).await;
+    run.stop().await;
+    refresh(&f.indices()).await;
+    let docs = search(&f.indices(), json!({"match_all": {}})).await;
+    let stored: Vec<u64> = {
+        let m: Vec<String> = docs.iter().map(|d| d["message"].as_str().unwrap().to_string()).collect();
+        let mut n = entry_numbers(&m);
+        n.sort();
+        n
+    };
+    let lost = entries_lost() - lost_before;
+    // What is missing is one run of entries, from where the reader stood to
+    // the start of the file still there, and its length is what was counted.
+    let missing: Vec<u64> = (0..300).filter(|i| stored.binary_search(i).is_err()).collect();
+    assert!(!missing.is_empty(), "nothing was lost: the reader had read every file before the vacuum");
+    assert_eq!(missing.len() as f64, lost, "missing {missing:?}");
+    assert_eq!(*missing.last().unwrap(), 199);
+    assert_eq!(missing, (missing[0]..200).collect::<Vec<_>>());
+    assert_eq!(stored.len() + missing.len(), 300, "a document stored twice");
+    assert_eq!(count(&f.indices()).await, stored.len() as u64);
+    Reliability {
+        fault: "journald: files vacuumed unread while Elasticsearch is down (loss counted by klg_journald_entries_lost_total)",
+        sent: 300,
+        acknowledged: 300,
+        stored: stored.len() as u64,
+        duplicated: 0,
+        set_aside: 0,
+    }
+    .report();
+    f.delete_indices().await;
+}
+
+fn entries_lost() -> f64 {
+    own_metric("klg_journald_entries_lost_total", "")
 }
 
 /// This process's metrics (in-process runs have no admin listener).

@@ -289,6 +289,30 @@ async fn idle_connections_are_closed_after_idle_timeout() {
     setup.delete_indices().await;
 }
 
+/// An HTTP/1.1 keep-alive connection between two requests is idle: it is closed
+/// after `idle_timeout`, not after the shorter `request_timeout`.
+#[tokio::test]
+async fn http1_keep_alive_lasts_idle_timeout_not_request_timeout() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("edge-keepalive");
+    setup.config.server_mut().idle_timeout = Some("4s".into());
+    setup.config.server_mut().request_timeout = Some("1s".into());
+    let _gw = setup.start();
+    let certs = setup.certs();
+    let mut h1 = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
+    write_post(&mut h1, "/audit", EVENTLIST.as_bytes()).await;
+    let mut buf = vec![0u8; 4096];
+    let n = h1.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let took =
+        wait_closed(&mut h1, Duration::from_secs(20)).await.expect("idle HTTP/1.1 keep-alive still open after 20 s");
+    assert!(
+        took >= Duration::from_millis(3500),
+        "closed after {took:?}: request_timeout (1 s), not idle_timeout (4 s)"
+    );
+    setup.delete_indices().await;
+}
+
 #[tokio::test]
 async fn connections_over_max_connections_are_closed_at_accept_and_open_ones_keep_working() {
     require_es().await;
@@ -662,6 +686,49 @@ async fn a_full_spool_gets_429_with_retry_after() {
     assert_eq!(status, 429, "{body}");
     assert!(body["error"].as_str().unwrap().starts_with("spool is full"), "{body}");
     assert_eq!(retry_after(&headers), 3);
+    setup.delete_indices().await;
+}
+
+/// `request_timeout` never turns a batch that reached the spool into a 408:
+/// large batches sent at once take the gateway longer than the 1 s timeout to
+/// parse and spool; each answer must tell the truth about its batch.
+#[tokio::test]
+async fn a_large_batch_spooled_past_request_timeout_is_answered_200_not_408() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("edge-truth");
+    setup.config.server_mut().request_timeout = Some("1s".into());
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let (batches, events) = (6, 1500);
+    // A 408 answered while a client still uploads closes the connection after
+    // `refusal_drain_bytes`: that client sees the connection end (`None`).
+    let answers: Vec<Option<u16>> = futures::future::join_all((0..batches).map(|b| {
+        let (client, url) = (client.clone(), setup.url("/audit"));
+        let body = kube_log_gateway::sample::event_list(&format!("truth-b{b}"), events, 1, 8 * 1024);
+        async move {
+            let sent = client.post(url).header("content-type", "application/json").body(body).send().await;
+            sent.ok().map(|r| r.status().as_u16())
+        }
+    }))
+    .await;
+    setup.wait_spool_empty(Duration::from_secs(120)).await;
+    refresh(&setup.audit_indices()).await;
+    for (b, status) in answers.iter().enumerate() {
+        let stored = search(
+            &setup.audit_indices(),
+            serde_json::json!({"prefix": {"kubernetes.audit.auditID": format!("truth-b{b}-")}}),
+        )
+        .await
+        .len();
+        match status {
+            Some(200) => assert_eq!(stored, events, "batch {b} answered 200"),
+            Some(408) | None => {
+                assert_eq!(stored, 0, "batch {b} answered {status:?} but {stored} of its events are stored")
+            }
+            Some(other) => panic!("batch {b}: {other}"),
+        }
+    }
+    eprintln!("answers: {answers:?}");
     setup.delete_indices().await;
 }
 

@@ -217,9 +217,19 @@ pub async fn serve_with(
     }
     drop(listener);
     // Every connection holds a slot until it ends: all slots back = all closed.
+    // Biased: when the abort comes with every connection already closed (the
+    // end of an orderly stop), that is what happened.
     tokio::select! {
+        biased;
         _ = slots.acquire_many(max as u32) => tracing::info!("{name}: all connections closed"),
-        _ = shutdown.aborted() => tracing::warn!("{name}: grace period over with connections still open"),
+        _ = shutdown.aborted() => {
+            let open = max - slots.available_permits();
+            if shutdown.is_forced() {
+                tracing::warn!("{name}: grace period over with {open} connections still open: closing them");
+            } else {
+                tracing::info!("{name}: stopped with {open} idle or unfinished connections: closing them");
+            }
+        }
     }
 }
 
@@ -263,6 +273,24 @@ impl Activity {
     }
 }
 
+/// Set by a handler (found in the request's extensions) once the request's
+/// effect can no longer be undone, e.g. its batch was handed to the spool: from
+/// then on `request_timeout` no longer cuts it short with a 408 — the client
+/// gets the real answer (200 once spooled, or the error), however long it
+/// takes. A 408 would tell a client that resends on it a lie.
+#[derive(Clone, Default)]
+pub struct Committing(Arc<std::sync::atomic::AtomicBool>);
+
+impl Committing {
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// One request in flight: from the moment hyper hands it over until its
 /// answer is produced and whatever body it left unread has been drained.
 struct InFlight(Arc<Activity>);
@@ -292,11 +320,16 @@ where
             let unread = Arc::new(Mutex::new(None));
             let mut req = req.map(|incoming| Body::new(Tracked { inner: Some(incoming), unread: unread.clone() }));
             req.extensions_mut().insert(peer.clone());
+            let committing = Committing::default();
+            req.extensions_mut().insert(committing.clone());
             let router = router.clone();
             let limits = limits.clone();
             async move {
-                let resp = match tokio::time::timeout(limits.request_timeout, router.oneshot(req)).await {
+                let answer = router.oneshot(req);
+                tokio::pin!(answer);
+                let resp = match tokio::time::timeout(limits.request_timeout, &mut answer).await {
                     Ok(resp) => resp,
+                    Err(_) if committing.is_set() => answer.await,
                     Err(_) => Ok(request_timeout(limits.retry_after_seconds)),
                 };
                 let rest = unread.lock().expect("unread body lock").take();
@@ -313,7 +346,12 @@ where
         })
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().header_read_timeout(limits.request_timeout).timer(TokioTimer::new());
+    // hyper starts its header timer whenever it waits for a request's head,
+    // also on an idle keep-alive connection between requests: tied to
+    // `request_timeout` it closed idle HTTP/1.1 connections after 20 s, not
+    // `idle_timeout`. Tied to `idle_timeout` it bounds a client that sends half
+    // its headers as long as one that sends nothing, like HTTP/2.
+    builder.http1().header_read_timeout(limits.idle_timeout).timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);

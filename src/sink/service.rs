@@ -82,7 +82,13 @@ impl Sink {
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
         let handle = tokio::spawn(async move {
-            if let Err(Stopped::Fatal(e)) = prepare(&client, &es, mappings, &gate, &shutdown).await {
+            // Raced with the abort as a whole: a request that is never answered
+            // must not hold the shutdown past its grace period.
+            let prepared = tokio::select! {
+                r = prepare(&client, &es, mappings, &gate, &shutdown) => r,
+                _ = shutdown.aborted() => Err(Stopped::Cancelled),
+            };
+            if let Err(Stopped::Fatal(e)) = prepared {
                 tracing::error!("the gateway cannot run against this server as configured: {e}");
                 let _ = failed.set(e);
                 shutdown.abort();

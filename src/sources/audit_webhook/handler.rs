@@ -19,6 +19,7 @@ use super::document::AuditNormalizer;
 use super::event::{parse_event_list, split_items, AuditEvent, PayloadError};
 use super::limits::ClientLimiter;
 use crate::server::peer::Peer;
+use crate::server::Committing;
 use crate::spool::entry::EntryWriter;
 use crate::spool::{Spool, SpoolError};
 use crate::telemetry::{self, CodeLabels, EventLabels, EventResult};
@@ -69,10 +70,11 @@ fn retry_after(status: StatusCode, seconds: u64, message: String) -> Response {
 pub async fn handle(
     State(w): State<Arc<Webhook>>,
     Extension(peer): Extension<Peer>,
+    committing: Option<Extension<Committing>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle_inner(&w, &peer, &headers, body).await
+    handle_inner(&w, &peer, committing.map(|Extension(c)| c), &headers, body).await
 }
 
 /// Counts every webhook response by status code (including 404 and 405, which
@@ -110,7 +112,13 @@ fn with_retry_after(resp: &mut Response, seconds: u64) {
     }
 }
 
-async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body) -> Response {
+async fn handle_inner(
+    w: &Webhook,
+    peer: &Peer,
+    committing: Option<Committing>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let who = match authenticate(peer, authorization, w.tokens.as_ref(), w.allow_unauthenticated) {
         Ok(who) => who,
@@ -159,6 +167,11 @@ async fn handle_inner(w: &Webhook, peer: &Peer, headers: &HeaderMap, body: Body)
     let rejected = errors.len();
     let accepted = count - rejected;
     if !entry.is_empty() {
+        // Once handed to the spool the batch is committed whatever happens to
+        // this request: the answer must say how that went, not 408.
+        if let Some(c) = &committing {
+            c.set();
+        }
         match w.spool.append_entry(entry).await {
             Ok(_) => {}
             Err(SpoolError::Full { used, max }) => {

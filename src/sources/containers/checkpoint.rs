@@ -82,11 +82,53 @@ impl CheckpointStore {
     }
 
     /// The saved entries, or None if there is no checkpoint file (first run).
+    ///
+    /// A file that does not parse (empty after a crash of the filesystem,
+    /// garbage) must not stop the node from shipping: it is renamed to
+    /// `checkpoints.json.corrupt-<unix seconds>` (kept for a post-mortem), an
+    /// error is logged, and the result is an empty checkpoint — not a first
+    /// run, so `start_at_first_run: end` does not apply and every file is read
+    /// again from its start. The `_id` of a line is its file identity and byte
+    /// offset, so lines delivered before come back as 409 "already there":
+    /// nothing is stored twice. Only if the file cannot be renamed either is it
+    /// an error (naming the file).
     pub fn load(&self) -> Result<Option<BTreeMap<FileKey, Entry>>, CheckpointError> {
         let Some(text) = self.file.load()? else { return Ok(None) };
-        let disk: OnDisk = serde_json::from_slice(&text)
-            .map_err(|source| CheckpointError::Corrupt { path: self.path().to_path_buf(), source })?;
-        Ok(Some(disk.files.into_iter().map(|e| (e.key(), e)).collect()))
+        match serde_json::from_slice::<OnDisk>(&text) {
+            Ok(disk) => Ok(Some(disk.files.into_iter().map(|e| (e.key(), e)).collect())),
+            Err(source) => {
+                let corrupt = CheckpointError::Corrupt { path: self.path().to_path_buf(), source };
+                let aside = self.set_aside().map_err(|_| corrupt)?;
+                // An empty checkpoint in its place: a restart before the first
+                // save is not taken for a first run either.
+                self.file.save(&Checkpoints::default().encode())?;
+                tracing::error!(
+                    path = %self.path().display(),
+                    moved_to = %aside.display(),
+                    bytes = text.len(),
+                    "the container checkpoint file is corrupt: it was moved aside and every container log file is \
+                     read again from its start; lines already delivered keep their _id and are not stored twice"
+                );
+                Ok(Some(BTreeMap::new()))
+            }
+        }
+    }
+
+    /// Renames the checkpoint file to `<name>.corrupt-<unix seconds>` (a free name).
+    fn set_aside(&self) -> std::io::Result<PathBuf> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let path = self.path();
+        let mut aside = PathBuf::from(format!("{}.corrupt-{now}", path.display()));
+        let mut n = 1;
+        while aside.exists() {
+            aside = PathBuf::from(format!("{}.corrupt-{now}-{n}", path.display()));
+            n += 1;
+        }
+        std::fs::rename(path, &aside)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(aside)
     }
 }
 
@@ -148,7 +190,26 @@ mod tests {
         assert_eq!(store.load().unwrap(), Some(BTreeMap::from([(e.key(), done)])));
         checkpoints.apply(vec![Update::Forget(e.key())]);
         assert!(checkpoints.0.is_empty());
-        std::fs::write(store.path(), b"{").unwrap();
-        assert!(store.load().unwrap_err().to_string().contains("checkpoints.json"));
+    }
+
+    #[test]
+    fn a_corrupt_or_empty_checkpoint_is_moved_aside_and_reading_starts_over() {
+        for bytes in [&b"{"[..], b"", b"\x00\x01garbage"] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = CheckpointStore::new(dir.path());
+            std::fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+            std::fs::write(store.path(), bytes).unwrap();
+            // Not a first run (None): every file from its start.
+            assert_eq!(store.load().unwrap(), Some(BTreeMap::new()));
+            let aside: Vec<PathBuf> = std::fs::read_dir(store.path().parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().contains("checkpoints.json.corrupt-"))
+                .collect();
+            assert_eq!(aside.len(), 1);
+            assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
+            // A restart before the first save starts over too, not as a first run.
+            assert_eq!(store.load().unwrap(), Some(BTreeMap::new()));
+        }
     }
 }

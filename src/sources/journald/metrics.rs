@@ -12,6 +12,7 @@ pub struct JournaldMetrics {
     pub cursor_saves: Counter,
     pub cursor_save_errors: Counter,
     pub cursors_lost: Counter,
+    pub entries_lost: Counter,
     pub read_errors: Counter,
 }
 
@@ -24,6 +25,7 @@ pub fn metrics() -> &'static JournaldMetrics {
             cursor_saves: Counter::default(),
             cursor_save_errors: Counter::default(),
             cursors_lost: Counter::default(),
+            entries_lost: Counter::default(),
             read_errors: Counter::default(),
         };
         telemetry::register(|r| {
@@ -34,6 +36,11 @@ pub fn metrics() -> &'static JournaldMetrics {
                 "journald_cursors_lost",
                 "Saved cursors whose entry no longer exists (vacuumed) or that were invalid: reading restarted at the oldest entry",
                 m.cursors_lost.clone(),
+            );
+            r.register(
+                "journald_entries_lost",
+                "Journal entries (of any unit) removed from the journal before they were read: numbers missing from the journal's sequence between two entries read",
+                m.entries_lost.clone(),
             );
             r.register("journald_read_errors", "Errors reading the journal (retried)", m.read_errors.clone());
         });
