@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::document::dead_letter;
+use crate::document::ecs::Namespace;
 use crate::document::mapping::IndexMapping;
 use crate::server;
 use crate::server::admin::{self, Readiness};
@@ -69,6 +70,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 index: patterns.audit.clone(),
                 dead_letter: patterns.dead_letter.clone(),
                 redact_secrets: cfg.audit.redact_secrets,
+                data_stream_namespace: cfg.audit.data_stream_namespace.as_str().to_string(),
             },
             spool,
             tokens: files.tokens,
@@ -180,15 +182,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Starts the sink with every registered mapping ([`mappings`]).
 pub fn start_sink(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
-    Sink::start(&cfg.elasticsearch, &cfg.data_dir, mappings(&cfg.index_patterns()), shutdown)
+    Sink::start(
+        &cfg.elasticsearch,
+        &cfg.data_dir,
+        mappings(&cfg.index_patterns(), &cfg.audit.data_stream_namespace),
+        shutdown,
+    )
 }
 
 /// The index mapping registry: every source's mapping, and the dead letters'.
 /// All are installed whichever sources run here, so that one set of templates
 /// serves every role.
-fn mappings(p: &IndexPatterns) -> Vec<IndexMapping> {
+fn mappings(p: &IndexPatterns, audit_namespace: &Namespace) -> Vec<IndexMapping> {
     vec![
-        crate::sources::audit_webhook::document::mapping(&p.audit),
+        crate::sources::audit_webhook::document::mapping(&p.audit, audit_namespace.as_str()),
         containers::document::mapping(&p.containers),
         dead_letter::mapping(&p.dead_letter),
         journald::document::mapping(&p.kubelet),
@@ -207,7 +214,7 @@ mod tests {
     #[test]
     fn every_mapping_fits_the_smallest_total_fields_limit_even_all_in_one_index() {
         let p = crate::sink::elasticsearch::config::Indices::default().patterns().unwrap();
-        let all = mappings(&p);
+        let all = mappings(&p, &Namespace::default());
         let mut one = all[0].clone();
         for m in &all[1..] {
             one.absorb(m.clone());

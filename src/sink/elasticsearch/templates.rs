@@ -35,7 +35,10 @@ pub fn template_name(pattern: &IndexPattern) -> String {
     format!("kube-log-gateway-{stem}")
 }
 
+/// The template of one pattern. Its aliases (search-only: documents are
+/// written to the concrete daily indices) are given to every index it creates.
 pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template {
+    let aliases: serde_json::Map<String, Value> = mapping.aliases.iter().map(|a| (a.clone(), json!({}))).collect();
     Template {
         name: template_name(&mapping.pattern),
         body: json!({
@@ -56,7 +59,8 @@ pub fn template(mapping: IndexMapping, settings: &TemplateSettings) -> Template 
                     "dynamic": false,
                     "dynamic_templates": mapping.dynamic_templates,
                     "properties": mapping.properties
-                }
+                },
+                "aliases": aliases
             }
         }),
     }
@@ -155,6 +159,11 @@ mod tests {
             t.body["template"]["settings"]["index"]["mapping"]["total_fields"],
             json!({"limit": 2000, "ignore_dynamic_beyond_limit": true})
         );
+        assert_eq!(t.body["template"]["aliases"], json!({}));
+        let mut with_alias = mapping("audit-%Y.%m.%d", json!({}));
+        with_alias.aliases.push("logs-kubernetes.audit_logs-default".into());
+        let t = template(with_alias, &TemplateSettings::default());
+        assert_eq!(t.body["template"]["aliases"], json!({"logs-kubernetes.audit_logs-default": {}}));
         let old_cluster = TemplateSettings { ignore_dynamic_beyond_limit: false, ..TemplateSettings::default() };
         let t = template(mapping("audit-%Y.%m.%d", json!({})), &old_cluster);
         assert_eq!(t.body["template"]["settings"]["index"]["mapping"]["total_fields"], json!({"limit": 2000}));
