@@ -226,7 +226,8 @@ async fn the_activity_elastic_security_rules_watch_for_is_found_through_their_pa
     let mut setup = kube_webhook_setup("elastic-rules");
     setup.config.cluster_name = Some(cluster.clone());
     let _gw = setup.start();
-    let api = KubeApiserver::start(Some(Webhook::of(&setup)));
+    // Anonymous requests on (the script turns them off), for the anonymous-access rules.
+    let api = KubeApiserver::start_with_args(Some(Webhook::of(&setup)), &["--anonymous-auth=true"]);
     let admin = api.var("KUBE_ADMIN_TOKEN").to_string();
     let a = Some(admin.as_str());
     let j = "application/json";
@@ -345,8 +346,13 @@ async fn the_activity_elastic_security_rules_watch_for_is_found_through_their_pa
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "hunter2-elastic"}});
     kube(&api, Method::POST, &format!("/api/v1/namespaces/{ns}/secrets"), a, Some((j, secret)), &[], 201).await;
     kube(&api, Method::GET, &format!("/api/v1/namespaces/{ns}/secrets/db"), Some(&sa_token), None, &[], 200).await;
-    let anon = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "anonymous-view"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+    // `view` gets its rules from kube-controller-manager's aggregation, which does
+    // not run here: a role of its own.
+    let lister = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "pod-lister"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]});
+    kube(&api, Method::POST, "/apis/rbac.authorization.k8s.io/v1/clusterroles", a, Some((j, lister)), &[], 201).await;
+    let anon = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "anonymous-pods"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pod-lister"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}]});
     kube(&api, Method::POST, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", a, Some((j, anon)), &[], 201)
         .await;
@@ -491,6 +497,7 @@ async fn the_activity_elastic_security_rules_watch_for_is_found_through_their_pa
             term("kubernetes.audit.objectRef.resource", "rolebindings"),
             term("kubernetes.audit.verb", "create"),
             term("kubernetes.audit.requestObject.subjects.kind", "ServiceAccount"),
+            term("orchestrator.namespace", ns),
         ],
     )
     .await;
@@ -526,7 +533,9 @@ async fn the_activity_elastic_security_rules_watch_for_is_found_through_their_pa
             terms("event.action", &["get", "list"]),
             term("kubernetes.audit.objectRef.resource", "secrets"),
             json!({"wildcard": {"user.name": "system:serviceaccount:*"}}),
-            json!({"wildcard": {"kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name": "esc*"}}),
+            // KQL's `pod-name: esc*`, as Kibana sends it (a prefix query: the keys
+            // of a flattened field take prefixes, not inner wildcards).
+            json!({"query_string": {"fields": ["kubernetes.audit.user.extra.authentication.kubernetes.io/pod-name"], "query": "esc*"}}),
         ],
     )
     .await;
