@@ -41,10 +41,8 @@ use crate::document::{Document, SourceKind};
 /// integration gives container logs, so that views built for it find ours.
 pub const DATASET: &str = "kubernetes.container_logs";
 
-/// `data_stream` of every container document. The namespace is the
-/// gateway's own (`kube_log_gateway`), never Elastic Agent's `default`: the
-/// alias `logs-kubernetes.container_logs-<namespace>` on the container indices
-/// must never be the name of a data stream Fleet creates (docs/decisions.md).
+/// `data_stream` of every container document. Namespace `kube_log_gateway`, not
+/// Elastic Agent's `default`: the alias must never be a Fleet data stream's name.
 const DATA_STREAM: &[u8] =
     br#""data_stream":{"type":"logs","dataset":"kubernetes.container_logs","namespace":"kube_log_gateway"}"#;
 
