@@ -32,6 +32,7 @@ fn normalizer() -> AuditNormalizer {
         index: IndexPattern::parse("audit-%Y.%m.%d").unwrap(),
         dead_letter: IndexPattern::parse("deadletter-%Y.%m.%d").unwrap(),
         redact_secrets: true,
+        data_stream_namespace: "kube_log_gateway".into(),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::sink::elasticsearch::client::ClientError;
 use crate::sink::elasticsearch::config::IndexPatterns;
 use crate::sink::Sink;
 use crate::sources::audit_webhook::source::{WebhookSource, REGISTRATION as WEBHOOK};
-use crate::sources::{Registration, Source, REGISTRY};
+use crate::sources::{MappingInputs, Registration, Source, REGISTRY};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let sources = configured_sources(&cfg)?;
@@ -99,15 +99,22 @@ fn configured_sources(cfg: &Config) -> anyhow::Result<Vec<(&'static Registration
 
 /// Starts the sink with every registered mapping ([`mappings`]).
 pub fn start_sink(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<()>), ClientError> {
-    Sink::start(&cfg.elasticsearch, &cfg.data_dir, mappings(&cfg.index_patterns()), shutdown)
+    Sink::start(
+        &cfg.elasticsearch,
+        &cfg.data_dir,
+        mappings(&cfg.index_patterns(), cfg.audit.data_stream_namespace.as_str()),
+        shutdown,
+    )
 }
 
 /// The index mapping registry: every registered source's mappings, and the
 /// dead letters'. All are installed whichever sources run here, so that one
 /// set of templates serves every role.
-fn mappings(p: &IndexPatterns) -> Vec<IndexMapping> {
-    let mut all: Vec<IndexMapping> =
-        REGISTRY.iter().flat_map(|reg| (reg.mappings)(&p.sources[reg.index_key])).collect();
+fn mappings(p: &IndexPatterns, data_stream_namespace: &str) -> Vec<IndexMapping> {
+    let mut all: Vec<IndexMapping> = REGISTRY
+        .iter()
+        .flat_map(|reg| (reg.mappings)(&MappingInputs::new(&p.sources[reg.index_key], data_stream_namespace)))
+        .collect();
     all.push(dead_letter::mapping(&p.dead_letter));
     all
 }
@@ -123,7 +130,7 @@ mod tests {
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, "{}").unwrap();
         let cfg = Config::load_with_env(&file, []).unwrap();
-        let all = mappings(&cfg.index_patterns());
+        let all = mappings(&cfg.index_patterns(), cfg.audit.data_stream_namespace.as_str());
         assert_eq!(all.len(), REGISTRY.len() + 1, "one per source and the dead letters'");
         let mut one = all[0].clone();
         for m in &all[1..] {

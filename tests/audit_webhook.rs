@@ -50,10 +50,12 @@ async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_not
     let d = &hits[0];
     assert_eq!(d["user"]["name"], "alice@example.com");
     assert_eq!(d["user"]["id"], "0b1e2c44-alice");
-    assert_eq!(d["source"]["ip"], "192.0.2.10");
+    assert_eq!(d["source"]["ip"][0], "192.0.2.10");
+    assert_eq!(d["client"]["ip"], "192.0.2.10");
     assert_eq!(d["event"]["action"], "delete");
     assert_eq!(d["event"]["outcome"], "success");
-    assert_eq!(d["event"]["dataset"], "kubernetes.audit");
+    assert_eq!(d["event"]["dataset"], "kubernetes.audit_logs");
+    assert_eq!(d["data_stream"]["dataset"], "kubernetes.audit_logs");
     assert_eq!(d["@timestamp"], "2026-11-09T06:00:05.020000Z");
     assert_eq!(d["url"]["original"], "/apis/apps/v1/namespaces/shop/deployments/web");
     assert_eq!(d["http"]["response"]["status_code"], 200);
@@ -63,7 +65,7 @@ async fn event_list_over_mtls_is_queryable_like_in_kibana_and_resends_change_not
     assert_eq!(d["kubernetes"]["audit"]["objectRef"]["name"], "web");
     assert_eq!(d["kubernetes"]["audit"]["annotations"]["authorization_k8s_io/decision"], "allow");
     assert_eq!(
-        d["kubernetes"]["audit"]["user"]["extra"]["authentication_kubernetes_io/credential-id"],
+        d["kubernetes"]["audit"]["user"]["extra"]["authentication.kubernetes.io/credential-id"],
         json!(["X509SHA256=3c1d"])
     );
     assert_eq!(d["kubernetes"]["audit"]["responseObject"]["details"]["name"], "web");

@@ -52,7 +52,7 @@ async fn both_formats_filters_and_bad_lines_land_with_exact_fields() {
     assert_eq!(joined["kubernetes"]["pod"], json!({ "name": "web-1", "uid": "uid-1" }));
     assert_eq!(joined["kubernetes"]["node"]["name"], "node-1");
     assert_eq!(joined["container"]["id"], ID);
-    assert_eq!(joined["event"]["dataset"], "kubernetes.container");
+    assert_eq!(joined["event"]["dataset"], "kubernetes.container_logs");
     assert!(joined["log"]["file"]["path"].as_str().unwrap().ends_with(&format!("web-1_shop_app-{ID}.log")));
     assert!(joined.get("kube_log_gateway").is_none());
     assert_eq!(by_msg["an error"]["stream"], "stderr");

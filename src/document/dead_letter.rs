@@ -36,7 +36,6 @@ struct DlEvent<'a> {
     dataset: &'static str,
     kind: &'static str,
     original: &'a str,
-    ingested: &'a str,
 }
 
 #[derive(Serialize)]
@@ -69,12 +68,7 @@ pub fn dead_letter_document(
     let now_text = rfc3339_micros(now);
     let body = DeadLetterBody {
         timestamp: &now_text,
-        event: DlEvent {
-            dataset: "kube_log_gateway.dead_letter",
-            kind: "pipeline_error",
-            original,
-            ingested: &now_text,
-        },
+        event: DlEvent { dataset: "kube_log_gateway.dead_letter", kind: "pipeline_error", original },
         error: DlError { kind: &rejection.error_type, message: &rejection.reason },
         dead_letter: DlInfo { source: source.as_str(), index, id, status: rejection.status },
     };

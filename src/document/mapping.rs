@@ -16,7 +16,8 @@ pub struct IndexMapping {
     pub properties: Value,
     /// `dynamic_templates` (a JSON array).
     pub dynamic_templates: Value,
-    /// Aliases every index of the pattern gets (the template's `aliases`).
+    /// Aliases every index of the pattern gets from its template, e.g. the
+    /// name Elastic's integrations search (`logs-kubernetes.audit_logs-…`).
     pub aliases: Vec<String>,
 }
 
@@ -39,8 +40,8 @@ impl IndexMapping {
         count(&self.properties)
     }
 
-    /// Two sources writing to one pattern share one template: `other`'s fields
-    /// and dynamic templates are added to these.
+    /// Two sources writing to one pattern share one template: `other`'s fields,
+    /// dynamic templates and aliases are added to these.
     pub fn absorb(&mut self, other: IndexMapping) {
         merge(&mut self.properties, other.properties);
         for alias in other.aliases {
@@ -116,5 +117,16 @@ mod tests {
         assert_eq!(a.properties["b"]["type"], "long");
         assert_eq!(a.dynamic_templates.as_array().unwrap().len(), 2);
         assert_eq!(a.properties["@timestamp"]["type"], "date_nanos");
+    }
+
+    #[test]
+    fn absorbing_keeps_every_alias_once() {
+        let p = IndexPattern::parse("audit-%Y.%m.%d").unwrap();
+        let mut a = IndexMapping::new(p.clone(), json!({}), json!([]));
+        a.aliases.push("logs-a-default".into());
+        let mut b = IndexMapping::new(p, json!({}), json!([]));
+        b.aliases.extend(["logs-a-default".into(), "logs-b-default".into()]);
+        a.absorb(b);
+        assert_eq!(a.aliases, ["logs-a-default", "logs-b-default"]);
     }
 }

@@ -10,7 +10,8 @@ pub fn rfc3339_micros(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// `event.ingested` for now, in milliseconds: when the gateway read the record.
+/// `event.ingested` for now, in milliseconds: the sink stamps every document
+/// with the time it sends it to Elasticsearch.
 pub fn ingested_now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -19,7 +19,7 @@ pub mod section;
 pub mod source;
 
 pub use context::{NodeIdentity, SourceContext};
-pub use source::{Registration, Running, Section, Source, SourceError};
+pub use source::{MappingInputs, Registration, Running, Section, Source, SourceError};
 
 /// Every source the gateway knows, one line each.
 pub static REGISTRY: &[&Registration] = &[

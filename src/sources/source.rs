@@ -68,10 +68,25 @@ pub struct Registration {
     /// That key's default.
     pub default_index: &'static str,
     /// The mappings of what it writes, for the indices of its pattern.
-    pub mappings: fn(&IndexPattern) -> Vec<IndexMapping>,
+    pub mappings: fn(&MappingInputs) -> Vec<IndexMapping>,
     /// Its `sources.<label>` section; `None` for a source configured elsewhere
     /// (the audit webhook keeps its top-level `server` section).
     pub section: Option<Section>,
+}
+
+/// What a source's mappings depend on besides the source itself.
+pub struct MappingInputs<'a> {
+    /// The source's index pattern (`elasticsearch.indices.<key>`).
+    pub pattern: &'a IndexPattern,
+    /// `audit.data_stream_namespace`: the end of the Elastic-style aliases
+    /// (`logs-kubernetes.audit_logs-<namespace>`) a mapping may declare.
+    pub data_stream_namespace: &'a str,
+}
+
+impl<'a> MappingInputs<'a> {
+    pub fn new(pattern: &'a IndexPattern, data_stream_namespace: &'a str) -> Self {
+        MappingInputs { pattern, data_stream_namespace }
+    }
 }
 
 /// How a source reads its own `sources.<label>` section.

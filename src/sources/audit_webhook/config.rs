@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::document::ecs::Namespace;
 use crate::setting::{key_error, readable, ConfigError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,11 +108,15 @@ pub struct AuditConfig {
     /// Replace Secret `data`/`stringData` values (and last-applied annotations) with "[REDACTED]".
     #[serde(default = "defaults::yes")]
     pub redact_secrets: bool,
+    /// `data_stream.namespace` of audit documents, and the end of the alias
+    /// `logs-kubernetes.audit_logs-<namespace>` on the audit indices.
+    #[serde(default)]
+    pub data_stream_namespace: Namespace,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { redact_secrets: true }
+        AuditConfig { redact_secrets: true, data_stream_namespace: Namespace::default() }
     }
 }
 

@@ -6,10 +6,12 @@
 //! * [`tls`], [`auth`] — who may post: client certificates, bearer tokens;
 //!   [`tls_reload`] takes a rotated certificate or CA without a restart.
 //! * [`body`] — Content-Type, size limits, gzip.
-//! * [`event`] — EventList / Event / array → typed [`event::AuditEvent`]s.
-//! * [`document`] — one event → one document (and the audit index mapping);
-//!   [`secrets`] redacts Secret values on the way; `document_writer` writes
-//!   its JSON.
+//! * [`event`] — the typed [`event::AuditEvent`]; [`event_list`] — a body
+//!   (EventList / Event / array) → events.
+//! * [`document`] — one event → one document, in Elastic's
+//!   `kubernetes.audit_logs` shape and more (and the audit index mapping);
+//!   [`secrets`] redacts Secret values on the way; `document_shape` and
+//!   `document_writer` write its JSON.
 //! * [`limits`] — the per-client rate limit.
 //! * [`handler`] — the request: all of the above, then the spool, then 200.
 //! * [`source`] — the webhook as a source: spool, drain, listener.
@@ -19,8 +21,15 @@ pub mod body;
 pub mod config;
 pub mod credentials;
 pub mod document;
+mod document_bodies;
+mod document_keys;
+mod document_mapping;
+mod document_objects;
+mod document_shape;
+mod document_times;
 mod document_writer;
 pub mod event;
+pub mod event_list;
 pub mod handler;
 pub mod limits;
 pub mod secrets;

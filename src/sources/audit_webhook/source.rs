@@ -36,7 +36,7 @@ pub static REGISTRATION: Registration = Registration {
     kind: SourceKind::Audit,
     index_key: "audit",
     default_index: "audit-%Y.%m.%d",
-    mappings: |pattern| vec![super::document::mapping(pattern)],
+    mappings: |m| vec![super::document::mapping(m.pattern, m.data_stream_namespace)],
     section: None,
 };
 
@@ -92,6 +92,7 @@ impl WebhookSource {
                 index: ctx.index.clone(),
                 dead_letter: ctx.dead_letter.clone(),
                 redact_secrets: self.audit.redact_secrets,
+                data_stream_namespace: self.audit.data_stream_namespace.as_str().to_string(),
             },
             spool: spool.clone(),
             tokens: files.tokens,

@@ -29,7 +29,7 @@ use super::kubernetes::{PodCache, PodMetadata};
 use super::metadata::Metadata;
 use super::reassembly::Record;
 use crate::document::arena::BodyArena;
-use crate::document::ecs::{Named, Orchestrator};
+use crate::document::ecs::{DataStream, Named, Namespace, Orchestrator};
 use crate::document::id::IdBuilder;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::json::{self, write_str as json_string};
@@ -37,7 +37,14 @@ use crate::document::mapping::IndexMapping;
 use crate::document::time::DayIndex;
 use crate::document::{Document, SourceKind};
 
-pub const DATASET: &str = "kubernetes.container";
+/// `event.dataset` and `data_stream.dataset`: the name Elastic's Kubernetes
+/// integration gives container logs, so that views built for it find ours.
+pub const DATASET: &str = "kubernetes.container_logs";
+
+/// `data_stream` of every container document. Namespace `kube_log_gateway`, not
+/// Elastic Agent's `default`: the alias must never be a Fleet data stream's name.
+const DATA_STREAM: &[u8] =
+    br#""data_stream":{"type":"logs","dataset":"kubernetes.container_logs","namespace":"kube_log_gateway"}"#;
 
 /// Everything about one file that every document from it repeats.
 pub struct FileContext {
@@ -252,9 +259,9 @@ impl ContainerNormalizer {
         id.finish()
     }
 
-    /// One message → one document. `ingested` is the current time, formatted
-    /// once per read by the caller.
-    pub fn normalize(&mut self, ctx: &FileContext, rec: &Record<'_>, ingested: &str) -> Document {
+    /// One message → one document. `event.ingested` is not written here: the
+    /// sink stamps it when it sends the document to Elasticsearch.
+    pub fn normalize(&mut self, ctx: &FileContext, rec: &Record<'_>) -> Document {
         let id = Self::id(ctx, rec.offset);
         let metadata_missing = self.refresh(ctx);
         if metadata_missing {
@@ -278,13 +285,13 @@ impl ContainerNormalizer {
             b.extend_from_slice(stream.as_str().as_bytes());
             b.push(b'"');
         }
+        b.push(b',');
+        b.extend_from_slice(DATA_STREAM);
         b.extend_from_slice(b",\"event\":{\"dataset\":\"");
         b.extend_from_slice(DATASET.as_bytes());
         b.extend_from_slice(b"\",\"kind\":\"event\",\"id\":\"");
         b.extend_from_slice(id.as_bytes());
-        b.extend_from_slice(b"\",\"ingested\":");
-        json_string(&mut b, ingested);
-        b.extend_from_slice(b"},");
+        b.extend_from_slice(b"\"},");
         b.extend_from_slice(&fixed);
         b.extend_from_slice(b",\"log\":{\"file\":{\"path\":");
         b.extend_from_slice(&ctx.path_json);
@@ -322,9 +329,14 @@ impl ContainerNormalizer {
     }
 }
 
-/// The container index mapping: the container document's own fields (docs/containers.md).
+/// The container index mapping: the container document's own fields
+/// (docs/containers.md), and the alias `logs-kubernetes.container_logs-
+/// kube_log_gateway` that Elastic's pattern `logs-kubernetes.container_logs-*`
+/// finds.
 pub fn mapping(pattern: &IndexPattern) -> IndexMapping {
-    IndexMapping::new(pattern.clone(), mapping_properties(), Value::Array(Vec::new()))
+    let mut mapping = IndexMapping::new(pattern.clone(), mapping_properties(), Value::Array(Vec::new()));
+    mapping.aliases.push(DataStream::alias(DATASET, Namespace::default().as_str()));
+    mapping
 }
 
 /// Labels and annotations are `flattened`: one field each, whatever the keys,
@@ -336,6 +348,7 @@ fn mapping_properties() -> Value {
     let flat = json!({ "type": "flattened", "ignore_above": 1024 });
     let name = json!({ "properties": { "name": kw } });
     json!({
+        "data_stream": { "properties": { "type": kw, "dataset": kw, "namespace": kw } },
         "stream": kw,
         "kubernetes": { "properties": {
             "namespace": kw,
@@ -419,7 +432,7 @@ mod tests {
             flags: Flags { cut: true, ..Flags::default() },
             error: None,
         };
-        let doc = n.normalize(&ctx, &rec, "2026-01-02T03:04:06.000Z");
+        let doc = n.normalize(&ctx, &rec);
         assert_eq!(doc.index, "containers-2026.01.02");
         let v: Value = serde_json::from_slice(&doc.body).unwrap();
         assert_eq!(
@@ -428,7 +441,8 @@ mod tests {
                 "@timestamp": "2026-01-02T03:04:05.123456789Z",
                 "message": "hello \"world\"",
                 "stream": "stderr",
-                "event": { "dataset": "kubernetes.container", "kind": "event", "id": doc.id, "ingested": "2026-01-02T03:04:06.000Z" },
+                "data_stream": { "type": "logs", "dataset": "kubernetes.container_logs", "namespace": "kube_log_gateway" },
+                "event": { "dataset": "kubernetes.container_logs", "kind": "event", "id": doc.id },
                 "orchestrator": { "type": "kubernetes", "cluster": { "name": "c1" } },
                 "host": { "name": "h1" },
                 "kubernetes": { "node": { "name": "node-a" }, "namespace": "shop",
@@ -471,7 +485,7 @@ mod tests {
                     flags: Flags::default(),
                     error: None,
                 };
-                n.normalize(&ctx, &rec, "2026-01-02T03:04:06.000Z")
+                n.normalize(&ctx, &rec)
             })
             .collect();
         for (i, doc) in docs.iter().enumerate() {

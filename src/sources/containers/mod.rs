@@ -56,7 +56,7 @@ pub static REGISTRATION: Registration = Registration {
     kind: SourceKind::Containers,
     index_key: "containers",
     default_index: "containers-%Y.%m.%d",
-    mappings: |pattern| vec![document::mapping(pattern)],
+    mappings: |m| vec![document::mapping(m.pattern)],
     section: Some(Section {
         check: |raw| section::check::<ContainersConfig>("containers", raw),
         build: |raw| Ok(Box::new(ContainersSource(section::parse("containers", raw)?))),

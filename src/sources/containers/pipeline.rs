@@ -330,7 +330,7 @@ impl LineContext<'_> {
             metrics().cut_messages.inc();
         }
         metrics().messages.inc();
-        let doc = self.normalizer.normalize(ctx, rec, &self.ingested.text);
+        let doc = self.normalizer.normalize(ctx, rec);
         self.batch.bytes += doc.body.len();
         self.batch.docs.push(doc);
     }

@@ -48,7 +48,7 @@ pub static REGISTRATION: Registration = Registration {
     kind: SourceKind::Journald,
     index_key: "kubelet",
     default_index: "kubelet-%Y.%m.%d",
-    mappings: |pattern| vec![document::mapping(pattern)],
+    mappings: |m| vec![document::mapping(m.pattern)],
     section: Some(Section {
         check: |raw| section::check::<JournaldConfig>("journald", raw),
         build: |raw| Ok(Box::new(JournaldSource(section::parse("journald", raw)?))),

@@ -34,7 +34,7 @@ pub static REGISTRATION: Registration = Registration {
     kind: document::KIND,
     index_key: "events",
     default_index: "events-%Y.%m.%d",
-    mappings: |pattern| vec![document::mapping(pattern)],
+    mappings: |m| vec![document::mapping(m.pattern)],
     section: Some(Section {
         check: |raw| section::check::<EventsConfig>("events", raw),
         build: |raw| Ok(Box::new(EventsSource(section::parse("events", raw)?))),
