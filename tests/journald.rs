@@ -549,7 +549,7 @@ async fn journal_vacuumed_while_elasticsearch_is_down_loss_is_counted_exactly() 
     config.journald_mut().checkpoint_interval = Some("100ms".into());
     let mut cfg = f.load(&config);
     // Reopened soon after reading resumes, as a long catch-up does every 5,000 entries.
-    cfg.sources.journald.as_mut().unwrap().reopen_every = 25;
+    cfg.sources.0.get_mut("journald").unwrap()["reopen_every"] = 25.into();
     let lost_before = entries_lost();
     let run = InProcess::start(&cfg);
     assert!(wait_for_count(&f.indices(), 10, Duration::from_secs(60)).await >= 10);
