@@ -224,14 +224,14 @@ async fn future_fields_odd_keys_and_odd_times_land_in_the_audit_index() {
 async fn annotation_keys_past_the_field_limit_are_kept_not_refused() {
     require_es().await;
     let mut setup = WebhookSetup::new("hostile-fieldlimit");
-    setup.config.elasticsearch.total_fields_limit = Some(500);
+    setup.config.elasticsearch.total_fields_limit = Some(1000);
     let gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     const T: &str = "2026-11-09T06:00:01Z";
 
-    // 600 keys of one webhook in one event: past 500 fields with the mapping's own.
+    // 1,100 keys of one webhook in one event: past 1,000 fields with the mapping's own.
     let mut many = event("many-keys", T);
-    for i in 0..600 {
+    for i in 0..1100 {
         many["annotations"][format!("webhook.example.com/key-{i:03}")] = json!(format!("v{i}"));
     }
     // A later event with a key nobody has seen: past the limit too.
@@ -247,8 +247,8 @@ async fn annotation_keys_past_the_field_limit_are_kept_not_refused() {
     // Every key kept in _source …
     let docs = by_audit_id(&setup.audit_indices(), json!({"match_all": {}})).await;
     let annotations = docs["many-keys"].1["kubernetes"]["audit"]["annotations"].as_object().unwrap().clone();
-    assert_eq!(annotations.len(), 601);
-    assert_eq!(annotations["webhook_example_com/key-599"], "v599");
+    assert_eq!(annotations.len(), 1101);
+    assert_eq!(annotations["webhook_example_com/key-1099"], "v1099");
     assert_eq!(docs["later"].1["kubernetes"]["audit"]["annotations"]["webhook_example_com/late"], "late");
     // … the first keys searchable, as is the decision on both …
     let hits = by_audit_id(
@@ -271,13 +271,13 @@ async fn annotation_keys_past_the_field_limit_are_kept_not_refused() {
     .await;
     assert_eq!(hits.keys().collect::<Vec<_>>(), ["later"]);
     let query = json!({"size": 0, "query": {"exists": {"field": "_ignored"}},
-        "aggs": {"fields": {"terms": {"field": "_ignored", "size": 1000}}}});
+        "aggs": {"fields": {"terms": {"field": "_ignored", "size": 2000}}}});
     let (status, v) = es_json(reqwest::Method::POST, &format!("/{}/_search", setup.audit_indices()), Some(query)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["hits"]["total"]["value"], 2, "{v}");
     let ignored: Vec<&str> =
         v["aggregations"]["fields"]["buckets"].as_array().unwrap().iter().map(|b| b["key"].as_str().unwrap()).collect();
-    assert!(ignored.contains(&"kubernetes.audit.annotations.webhook_example_com/key-599"), "{ignored:?}");
+    assert!(ignored.contains(&"kubernetes.audit.annotations.webhook_example_com/key-999"), "{ignored:?}");
     assert!(!ignored.contains(&"kubernetes.audit.annotations.webhook_example_com/key-000"), "{ignored:?}");
     drop(gw);
     delete_indices(&format!("{}-*", setup.prefix)).await;

@@ -165,7 +165,7 @@ impl Default for TemplateSettings {
 /// The smallest `elasticsearch.template.total_fields_limit` accepted: the
 /// gateway's own fields, all four mappings in one index (every pattern the same),
 /// with room to spare (a test in serve.rs keeps it so).
-pub const MIN_TOTAL_FIELDS_LIMIT: u32 = 500;
+pub const MIN_TOTAL_FIELDS_LIMIT: u32 = 1000;
 
 /// `elasticsearch.lifecycle`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
