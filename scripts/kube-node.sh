@@ -446,6 +446,12 @@ do_stop() {
   # kubelet's canary chains (it recreates them at start).
   local t
   for t in nat filter mangle; do iptables -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true; done
+  # ... and its KUBE-FIREWALL chain (drops non-loopback sources to 127.0.0.0/8).
+  while iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+  while iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+  iptables -F KUBE-FIREWALL 2>/dev/null || true
+  iptables -X KUBE-FIREWALL 2>/dev/null || true
+  iptables -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
   teardown_bridge
   bash "$SCRIPT_DIR/kube-apiserver.sh" stop
 }
