@@ -295,7 +295,7 @@ start_daemon() {
       python3 "$exporter" --unit "$name.service" --identifier "$name" --pid "$$" |
       /lib/systemd/systemd-journal-remote --output="$journal" --split-mode=none - >/dev/null 2>&1
   ' "$name" "$NODE_DIR/$name.log" "$NODE_DIR/journal/$name.journal" "$name" \
-    "$SCRIPT_DIR/kube-node/journal-export.py" "$@" </dev/null >/dev/null 2>&1 &
+    "$SCRIPT_DIR/kube-node/journal-export.py" "$@" </dev/null >/dev/null 2>&1 {NODE_LOCK_FD}>&- &
   echo $! >"$pidf"
 }
 
@@ -342,9 +342,7 @@ teardown_bridge() {
   for port in $HOST_PORTS_FOR_PODS; do
     while iptables -t nat -D PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null; do :; done
   done
-  # kube-proxy's KUBE-* chains and rules.
-  [[ -x "$BIN_DIR/kube-proxy" ]] && "$BIN_DIR/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
-  teardown_bridge
+  ip link del klg0 2>/dev/null || true
 }
 
 node_ip() { ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
@@ -352,7 +350,7 @@ node_ip() { ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\
 do_start() {
   do_build
   local t0=$SECONDS
-  bash "$SCRIPT_DIR/kube-apiserver.sh" start >/dev/null
+  bash "$SCRIPT_DIR/kube-apiserver.sh" start >/dev/null {NODE_LOCK_FD}>&-
   mkdir -p "$NODE_DIR"
   write_configs
   ensure_rbac
@@ -440,11 +438,20 @@ do_stop() {
   done
   rm -f "$NODE_DIR/kubelet.pid" "$NODE_DIR/env"
   # Mounts kubelet and containerd left under the node directory (pod volumes, rootfs).
-  grep -F " $NODE_DIR/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do
+  { grep -F " $NODE_DIR/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
   # kube-proxy's KUBE-* chains and rules.
   [[ -x "$BIN_DIR/kube-proxy" ]] && "$BIN_DIR/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
+  # kubelet's canary chains (it recreates them at start).
+  local t
+  for t in nat filter mangle; do iptables -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true; done
+  # ... and its KUBE-FIREWALL chain (drops non-loopback sources to 127.0.0.0/8).
+  while iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+  while iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+  iptables -F KUBE-FIREWALL 2>/dev/null || true
+  iptables -X KUBE-FIREWALL 2>/dev/null || true
+  iptables -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
   teardown_bridge
   bash "$SCRIPT_DIR/kube-apiserver.sh" stop
 }
@@ -471,13 +478,15 @@ do_logs() {
   done
 }
 
+# The lock's fd, closed in the daemons start_daemon starts: inherited, it would keep the
+# lock held for as long as they run.
+NODE_LOCK_FD=
 with_lock() {
-  local fd
   mkdir -p "$(dirname "$NODE_DIR")"
-  exec {fd}>"$NODE_DIR.lock"
-  flock -w 3600 "$fd" || die "timed out waiting for $NODE_DIR.lock"
+  exec {NODE_LOCK_FD}>"$NODE_DIR.lock"
+  flock -w 3600 "$NODE_LOCK_FD" || die "timed out waiting for $NODE_DIR.lock"
   "$@"
-  exec {fd}>&-
+  exec {NODE_LOCK_FD}>&-
 }
 
 case "${1:-}" in
