@@ -564,6 +564,9 @@ do_start() {
   local run_as=()
   [[ $EUID -eq 0 ]] && run_as=(runuser -u "$ES_USER" --)
   (
+    # The server must not inherit the instance lock (with_lock's fd): OpenSearch 3 keeps
+    # it open, and every later stop would wait for the lock of a running server.
+    if [[ -n "${lock_fd:-}" ]]; then exec {lock_fd}>&-; fi
     cd "$INST/logs"
     # The same variables, named ES_* or OPENSEARCH_* by the distribution.
     exec timeout "$START_TIMEOUT" "${run_as[@]}" env -i \
