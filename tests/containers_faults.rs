@@ -35,7 +35,7 @@ fn rotate(f: &mut std::fs::File, real: &Path, stamp: &str, after: std::ops::Rang
     *f = std::fs::OpenOptions::new().create(true).append(true).open(real).unwrap();
 }
 
-/// (a) The tail of issue 10: 100,000 lines, 5 rotations during the tail, on a
+/// (a) The tail under pressure: 100,000 lines, 5 rotations during the tail, on a
 /// machine with every core busy (the tailer's listing starves, two rotations
 /// fall between two listings).
 #[tokio::test]

@@ -1,10 +1,12 @@
-//! The one JSON writer for documents: sonic-rs, for every source.
+//! The one JSON string escaper for documents, and the helpers around it.
 //!
 //! sonic-rs escapes strings with SIMD; serde_json escapes byte by byte, which
-//! was the largest single cost of the webhook (docs/decisions.md). Documents are
-//! typed structs serialized with [`to_body`]; the container source writes a
-//! per-line prefix around a per-file fragment and uses [`write_str`] for the
-//! strings in between.
+//! was the largest single cost of the webhook (docs/decisions.md, 9). Each
+//! source writes its own document layout by hand and sends every string
+//! through [`write_str`]: the audit document (`audit_webhook::document_writer`),
+//! the journald document and the container document (around a per-file
+//! fragment serialized once with [`write`]). Dead letters and the Events
+//! documents are typed structs serialized with [`to_body`].
 
 use std::cell::RefCell;
 
