@@ -306,7 +306,7 @@ impl ElasticsearchConfig {
             return Err(key_error(
                 "elasticsearch.template.total_fields_limit",
                 format!(
-                    "{} is too small: the gateway's own mappings need up to {MIN_TOTAL_FIELDS_LIMIT} fields",
+                    "{} is too small: at least {MIN_TOTAL_FIELDS_LIMIT} (the gateway's own fields with room to spare)",
                     self.template.total_fields_limit
                 ),
             ));
