@@ -4,7 +4,7 @@
 //! (`<root>/pods/<ns>_<pod>_<uid>/<container>/0.log` and a symlink in
 //! `<root>/containers/`), the gateway binary, and the real Elasticsearch.
 //!
-//! The deploy/node manifests (RBAC included) are checked with
+//! The node role's manifests as the chart renders them (deploy/rendered/, RBAC included) are checked with
 //! `kubectl apply --dry-run=server --validate=strict` by tests/kube_apiserver.rs,
 //! which validates every manifest under deploy/.
 

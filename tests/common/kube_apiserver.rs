@@ -45,7 +45,7 @@ pub fn binaries_built_or_skip() -> bool {
     false
 }
 
-/// A webhook gateway set up as deploy/gateway configures it for kube-apiserver:
+/// A webhook gateway set up as the chart's gateway role configures it for kube-apiserver:
 /// only kube-apiserver's client certificate (CN kube-apiserver) is allowed.
 pub fn kube_webhook_setup(name: &str) -> WebhookSetup {
     let mut setup = WebhookSetup::new(name);
