@@ -173,7 +173,7 @@ fn cursors(dir: &Path, units: &[&str]) -> Vec<String> {
     r.position(None, StartAt::Head).unwrap();
     let mut n = normalizer();
     let mut docs = Vec::new();
-    r.read_into(usize::MAX, &mut n, "", &mut docs).unwrap();
+    r.read_into(usize::MAX, &mut n, &mut docs).unwrap();
     docs.iter()
         .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["journald"]["cursor"].as_str().unwrap().to_string())
         .collect()
@@ -189,7 +189,7 @@ fn read_messages(dir: &Path, saved: Option<&str>, start: StartAt) -> (StartedFro
     let from = r.position(saved, start).unwrap();
     let mut n = normalizer();
     let mut docs = Vec::new();
-    r.read_into(usize::MAX, &mut n, "", &mut docs).unwrap();
+    r.read_into(usize::MAX, &mut n, &mut docs).unwrap();
     let messages = docs
         .iter()
         .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
@@ -338,7 +338,7 @@ fn start_positions_saved_cursor_and_boot_fallback() {
     r.set_reopen_every(2);
     r.position(None, StartAt::Head).unwrap();
     let mut docs = Vec::new();
-    while r.read_into(1, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    while r.read_into(1, &mut normalizer(), &mut docs).unwrap().is_some() {}
     let read: Vec<String> = docs
         .iter()
         .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap()["message"].as_str().unwrap().to_string())
@@ -353,7 +353,7 @@ fn start_positions_saved_cursor_and_boot_fallback() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while docs.len() < 2 && Instant::now() < deadline {
         r.wait(Duration::from_millis(200)).unwrap();
-        r.read_into(100, &mut normalizer(), "", &mut docs).unwrap();
+        r.read_into(100, &mut normalizer(), &mut docs).unwrap();
     }
     assert_eq!(docs.len(), 2);
 
@@ -397,7 +397,7 @@ fn seqnums(dir: &Path) -> std::collections::HashMap<String, u64> {
     let mut r = JournalReader::open(dir, &[], &[]).unwrap();
     r.position(None, StartAt::Head).unwrap();
     let mut docs = Vec::new();
-    r.read_into(usize::MAX, &mut normalizer(), "", &mut docs).unwrap();
+    r.read_into(usize::MAX, &mut normalizer(), &mut docs).unwrap();
     docs.iter()
         .map(|d| {
             let v: Value = serde_json::from_slice(&d.body).unwrap();
@@ -472,7 +472,7 @@ fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_o
     r.set_reopen_every(1);
     r.position(None, StartAt::Head).unwrap();
     let mut docs = Vec::new();
-    while r.read_into(1, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    while r.read_into(1, &mut normalizer(), &mut docs).unwrap().is_some() {}
     assert_eq!(doc_numbers(&docs), (0..30).collect::<Vec<_>>());
     assert_eq!((counted.get(), r.last_gap()), (0, None));
 
@@ -482,7 +482,7 @@ fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_o
     r.set_lost_counter(counted.clone());
     r.position(None, StartAt::Head).unwrap();
     let mut docs = Vec::new();
-    let cursor3 = r.read_into(4, &mut normalizer(), "", &mut docs).unwrap().unwrap();
+    let cursor3 = r.read_into(4, &mut normalizer(), &mut docs).unwrap().unwrap();
     // Caught up for a moment, as the source is when it follows: the handle
     // watches the directory from its first wait on.
     r.wait(Duration::from_millis(10)).unwrap();
@@ -490,7 +490,7 @@ fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_o
     std::fs::remove_file(&older).unwrap();
     let ((), log) = logged(|| {
         r.wait(Duration::from_millis(200)).unwrap();
-        while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+        while r.read_into(100, &mut normalizer(), &mut docs).unwrap().is_some() {}
     });
     // Reading went on with what the journal still holds.
     assert_eq!(doc_numbers(&docs), [0, 1, 2, 3].into_iter().chain(20..30).collect::<Vec<_>>());
@@ -514,7 +514,7 @@ fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_o
     r.set_lost_counter(counted2.clone());
     assert_eq!(r.position(Some(&cursor3), StartAt::Tail).unwrap(), StartedFrom::CursorLost);
     let mut docs = Vec::new();
-    while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    while r.read_into(100, &mut normalizer(), &mut docs).unwrap().is_some() {}
     assert_eq!(doc_numbers(&docs), (20..30).collect::<Vec<_>>());
     let Gap { first: f2, last: l2, lost, .. } = r.last_gap().expect("a gap at start").clone();
     assert_eq!((f2, l2, lost, counted2.get()), (first, last, gap.lost, gap.lost));
@@ -526,7 +526,7 @@ fn entries_vacuumed_before_they_were_read_are_counted_exactly_and_reading_goes_o
     let all = cursors(&dir, &["kubelet.service"]);
     assert_eq!(r.position(Some(&all[2]), StartAt::Tail).unwrap(), StartedFrom::Cursor);
     let mut docs = Vec::new();
-    while r.read_into(100, &mut normalizer(), "", &mut docs).unwrap().is_some() {}
+    while r.read_into(100, &mut normalizer(), &mut docs).unwrap().is_some() {}
     assert_eq!(doc_numbers(&docs), (23..30).collect::<Vec<_>>());
     assert_eq!((counted3.get(), r.last_gap()), (0, None));
 }

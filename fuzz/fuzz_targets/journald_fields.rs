@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut n =
         JournaldNormalizer::new("fuzz".into(), "node-0".into(), IndexPattern::parse("journald-%Y.%m.%d").unwrap());
-    let doc = n.normalize(&entry, "2026-01-01T00:00:00.000Z");
+    let doc = n.normalize(&entry);
     assert_json(&doc.body);
     assert!(!doc.id.is_empty());
     assert!(doc.index.starts_with("journald-"));

@@ -156,8 +156,9 @@ impl JournaldNormalizer {
         }
     }
 
-    /// One entry → one document. `ingested` is the RFC 3339 time the entry was read.
-    pub fn normalize(&mut self, e: &RawEntry, ingested: &str) -> Document {
+    /// One entry → one document. `event.ingested` is not written here: the
+    /// sink stamps it when the document is sent to Elasticsearch.
+    pub fn normalize(&mut self, e: &RawEntry) -> Document {
         let id = entry_id(&e.machine_id, &e.cursor);
         let when = time::from_usec(e.realtime_usec);
         let timestamp = self.timestamp.format(when);
@@ -195,9 +196,7 @@ impl JournaldNormalizer {
             b",\"event\":{\"dataset\":\"journald\",\"kind\":\"event\",\"id\":\""
         });
         b.extend_from_slice(id.as_bytes());
-        b.extend_from_slice(b"\",\"ingested\":");
-        json_string(&mut b, ingested);
-        b.push(b'}');
+        b.extend_from_slice(b"\"}");
         b.extend_from_slice(&self.orchestrator_json);
         if let Some(hostname) = &hostname {
             b.extend_from_slice(b",\"host\":{\"name\":");

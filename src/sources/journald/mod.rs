@@ -38,7 +38,6 @@ use super::pull::{BatchSender, PullRunner};
 use super::section::{self, SourceSection};
 use super::{Registration, Running, Section, Source, SourceContext, SourceError};
 use crate::ack::{self, PositionFileError, Saving};
-use crate::document::time::ingested_now;
 use crate::document::SourceKind;
 use crate::log_throttle::LogThrottle;
 use crate::setting::ConfigError;
@@ -206,9 +205,8 @@ fn read_loop(
 ) {
     let errors = LogThrottle::new(Duration::from_secs(10));
     while !tx.is_closed() {
-        let ingested = ingested_now();
         let mut docs = Vec::with_capacity(batch_size.min(1024));
-        let result = reader.read_into(batch_size, normalizer, &ingested, &mut docs);
+        let result = reader.read_into(batch_size, normalizer, &mut docs);
         let full = docs.len() == batch_size;
         match result {
             Ok(Some(cursor)) => {

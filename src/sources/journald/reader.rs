@@ -281,7 +281,6 @@ impl JournalReader {
         &mut self,
         max: usize,
         normalizer: &mut JournaldNormalizer,
-        ingested: &str,
         out: &mut Vec<Document>,
     ) -> Result<Option<String>, ReaderError> {
         if self.since_open >= self.reopen_every && !self.entry.cursor.is_empty() {
@@ -294,7 +293,7 @@ impl JournalReader {
             }
             self.load_entry()?;
             self.check_continuity()?;
-            out.push(normalizer.normalize(&self.entry, ingested));
+            out.push(normalizer.normalize(&self.entry));
             self.since_open += 1;
             any = true;
         }

@@ -46,8 +46,9 @@ impl EventNormalizer {
         EventNormalizer { cluster, host, index: DayIndex::new(index) }
     }
 
-    /// The document of this revision of `event`; `ingested` is `event.ingested`.
-    pub fn normalize(&mut self, event: &Event, ingested: &str) -> Document {
+    /// The document of this revision of `event` (`event.ingested` is stamped by
+    /// the sink when the document is sent).
+    pub fn normalize(&mut self, event: &Event) -> Document {
         let revision = Revision::of(event);
         let id = revision.id(&self.cluster, event.metadata.uid.as_deref().unwrap_or(""));
         let when =
@@ -71,7 +72,6 @@ impl EventNormalizer {
                 kind: "event",
                 module: "kubernetes",
                 id: &id,
-                ingested,
                 action: event.action.as_deref(),
                 reason: event.reason.as_deref(),
             },
@@ -183,7 +183,6 @@ struct EcsEvent<'a> {
     kind: &'static str,
     module: &'static str,
     id: &'a str,
-    ingested: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -389,7 +388,7 @@ mod tests {
     #[test]
     fn an_eviction_has_the_fields_users_query() {
         let mut n = EventNormalizer::new("prod".into(), "gw-0".into(), IndexPattern::parse("events-%Y.%m.%d").unwrap());
-        let d = n.normalize(&evicted(None, ""), "2026-12-07T04:00:01.000Z");
+        let d = n.normalize(&evicted(None, ""));
         assert_eq!(d.index, "events-2026.12.07");
         assert_eq!(d.source.as_str(), "events");
         let v = body(&d);
@@ -416,14 +415,14 @@ mod tests {
     #[test]
     fn each_repeat_is_its_own_document_and_the_same_revision_the_same_id() {
         let mut n = EventNormalizer::new("prod".into(), "gw-0".into(), IndexPattern::parse("events-%Y.%m.%d").unwrap());
-        let once = n.normalize(&evicted(None, ""), "x").id;
-        let twice = n.normalize(&evicted(Some(2), "2026-12-07T04:01:00.000000Z"), "x").id;
-        let thrice = n.normalize(&evicted(Some(3), "2026-12-07T04:02:00.000000Z"), "x").id;
-        let again = n.normalize(&evicted(Some(3), "2026-12-07T04:02:00.000000Z"), "y").id;
+        let once = n.normalize(&evicted(None, "")).id;
+        let twice = n.normalize(&evicted(Some(2), "2026-12-07T04:01:00.000000Z")).id;
+        let thrice = n.normalize(&evicted(Some(3), "2026-12-07T04:02:00.000000Z")).id;
+        let again = n.normalize(&evicted(Some(3), "2026-12-07T04:02:00.000000Z")).id;
         assert_eq!(thrice, again, "a relist of one revision is a 409");
         assert!(once != twice && twice != thrice && once != thrice);
         let mut other = EventNormalizer::new("test".into(), "gw-0".into(), IndexPattern::parse("e-%Y").unwrap());
-        assert_ne!(other.normalize(&evicted(None, ""), "x").id, once, "the cluster is part of the id");
+        assert_ne!(other.normalize(&evicted(None, "")).id, once, "the cluster is part of the id");
     }
 
     #[test]
@@ -436,7 +435,7 @@ mod tests {
             "deprecatedLastTimestamp": "2026-12-07T01:00:00Z",
             "eventTime": null
         }));
-        let d = n.normalize(&e, "x");
+        let d = n.normalize(&e);
         let v = body(&d);
         assert_eq!(d.index, "events-2026.12.07", "the index is the last occurrence's day");
         assert_eq!(v["kubernetes"]["event"]["count"], 7);

@@ -25,7 +25,6 @@ use super::config::EventsConfig;
 use super::document::EventNormalizer;
 use super::metrics::metrics;
 use crate::ack;
-use crate::document::time::ingested_now;
 use crate::document::Document;
 use crate::sources::pull::BatchSender;
 
@@ -100,8 +99,7 @@ impl Reader {
             let page = self.api.list(&params).await.map_err(classify)?;
             let version = page.metadata.resource_version.clone().unwrap_or_default();
             let last_page = page.metadata.continue_.as_deref().is_none_or(str::is_empty);
-            let ingested = ingested_now();
-            let docs: Vec<Document> = page.items.iter().map(|e| normalizer.normalize(e, &ingested)).collect();
+            let docs: Vec<Document> = page.items.iter().map(|e| normalizer.normalize(e)).collect();
             metrics().revisions_read.inc_by(docs.len() as u64);
             let update = if last_page { version.clone() } else { self.saved.clone() };
             self.send(docs, update, last_page).await?;
@@ -122,13 +120,12 @@ impl Reader {
         let mut chunks = std::pin::pin!(stream.map_err(classify).ready_chunks(self.cfg.batch_max_documents));
         let mut version = from;
         while let Some(chunk) = chunks.next().await {
-            let ingested = ingested_now();
             let mut docs = Vec::new();
             let mut stop = None;
             for item in chunk {
                 match item {
                     Ok(WatchEvent::Added(e)) | Ok(WatchEvent::Modified(e)) => {
-                        docs.push(normalizer.normalize(&e, &ingested));
+                        docs.push(normalizer.normalize(&e));
                         version = e.metadata.resource_version.unwrap_or(version);
                     }
                     Ok(WatchEvent::Deleted(e)) => version = e.metadata.resource_version.unwrap_or(version),
