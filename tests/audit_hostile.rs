@@ -13,7 +13,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::tls_client;
+use common::es::{
+    count, delete_indices, duplicated_ids, es_json, es_json_ready, http, refresh, require_es, search, wait_for_count,
+};
+use common::metrics::metric;
+use common::webhook::{event_list, post_json, WebhookSetup};
 use serde_json::{json, Value};
 
 /// The 50 MB document and the 100,000-event list, one at a time: together they took

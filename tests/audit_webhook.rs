@@ -8,7 +8,10 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use common::certs::{make_certs, tls_client, tls_client_with};
+use common::es::{count, es_json, http, require_es, search, wait_for_count};
+use common::metrics::metric;
+use common::webhook::{post_json, WebhookSetup, EVENTLIST};
 use serde_json::{json, Value};
 
 /// How long a test waits for the gateway to have counted what it answered.

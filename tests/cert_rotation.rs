@@ -12,7 +12,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use common::certs::{make_certs, tls_client, tls_client_with};
+use common::config::TlsFiles;
+use common::es::require_es;
+use common::webhook::{WebhookSetup, EVENTLIST};
 
 /// How long the gateway gets to notice a swap: inotify sees it at once, the
 /// poll (`server.tls.reload_interval`, 10 s) at the latest.

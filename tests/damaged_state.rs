@@ -9,7 +9,13 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::certs::tls_client;
+use common::closed_port_url;
+use common::container_node::Node;
+use common::es::{count, duplicated_ids, es_url, refresh, require_es, wait_for_count};
+use common::files::append;
+use common::reliability::Reliability;
+use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 
 /// `kube-log-gateway spool salvage FILE --config CONFIG`: exit code and output.

@@ -11,7 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::tls_client;
+use common::closed_port_url;
+use common::es::{
+    count, count_at, duplicated_ids, es_url, require_es, search, wait_for_count, wait_for_count_at, EsInstance,
+};
+use common::metrics::metric;
+use common::reliability::Reliability;
+use common::wait::wait_until;
+use common::webhook::{post_json, send_all, WebhookSetup};
 use kube_log_gateway::sample;
 use serde_json::json;
 

@@ -9,7 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::*;
+use common::certs::tls_client;
+use common::es::{require_es, wait_for_count_at, Es, EsInstance};
+use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 use serde_json::{json, Value};
 

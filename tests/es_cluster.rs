@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use common::certs::tls_client;
+use common::es_cluster::EsCluster;
+use common::reliability::Reliability;
+use common::webhook::{send_all, WebhookSetup};
 use kube_log_gateway::sample;
 
 const BATCH: usize = 400;

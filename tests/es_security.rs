@@ -22,7 +22,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::{make_certs, tls_client};
+use common::config::{EsAuth, Secret};
+use common::es::{Es, EsInstance};
+use common::wait::poll;
+use common::webhook::{post_json, WebhookSetup, EVENTLIST};
 use serde_json::{json, Value};
 
 const EVENTS: u64 = 8;

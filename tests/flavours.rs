@@ -14,7 +14,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::tls_client;
+use common::es::{count, duplicated_ids, es_json, es_url, require_es, wait_for_count};
+use common::unique;
+use common::wait::wait_until;
+use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 use serde_json::Value;
 

@@ -10,7 +10,13 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use common::config::{Admin, GatewayConfig, Journald};
+use common::es::{count, count_at, es_url, refresh, require_es, search, wait_for_count, wait_for_count_at, EsInstance};
+use common::gateway::Home;
+use common::metrics::{metric, metric_in};
+use common::proxy::GatedProxy;
+use common::reliability::Reliability;
+use common::wait::wait_until;
 use kube_log_gateway::config::Config;
 use kube_log_gateway::document::index_pattern::IndexPattern;
 use kube_log_gateway::serve::start_sink;

@@ -19,7 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::*;
+use common::es::all_docs;
+use common::kube_apiserver::{binaries_built_or_skip, es_pairs, kube_webhook_setup, KubeApiserver, Pair, Webhook};
+use common::reliability::Reliability;
+use common::unique;
+use common::wait::poll;
+use common::webhook::WebhookSetup;
 use serde_json::{json, Value};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");

@@ -13,7 +13,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use common::config::{Admin, Containers, GatewayConfig};
+use common::es::{es_url, require_es, search, wait_for_count, Es};
+use common::files::append;
+use common::gateway::Home;
+use common::kube_apiserver::{binaries_built_or_skip, KubeApiserver};
+use common::proxy::GatedProxy;
+use common::wait::poll;
 use serde_json::{json, Value};
 
 const NODE: &str = "node-a";

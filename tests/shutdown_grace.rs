@@ -9,7 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::tls_client;
+use common::es::{count, duplicated_ids, es_url, require_es, wait_for_count};
+use common::reliability::Reliability;
+use common::wait::wait_until;
+use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 
 /// Accepts every connection and reads from it forever, never answering.

@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::certs::tls_client;
+use common::es::{count, es_json, require_es, search};
+use common::webhook::{event_list, post_json, WebhookSetup};
 use kube_log_gateway::sample;
 use reqwest::Method;
 use serde_json::{json, Value};

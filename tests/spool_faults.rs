@@ -9,7 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use common::certs::{rustls_client_config, tls_client, tls_connect, write_post};
+use common::closed_port_url;
+use common::es::{count, duplicated_ids, es_url, require_es, search, wait_for_count};
+use common::metrics::metric;
+use common::proxy::GatedProxy;
+use common::reliability::Reliability;
+use common::wait::poll;
+use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 
 const ENTRIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("entries");

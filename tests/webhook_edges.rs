@@ -11,7 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
+use common::certs::{make_certs, rustls_client_config, tls_client, tls_client_with, tls_connect, write_post};
+use common::config::{Admin, Elasticsearch, GatewayConfig, Server, TlsFiles};
+use common::es::{es_url, refresh, require_es, search};
+use common::free_port;
+use common::wait::wait_for;
+use common::webhook::{post_json, WebhookSetup, EVENTLIST};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};

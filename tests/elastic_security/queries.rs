@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::common::*;
+use super::common::es::Es;
+use super::common::kube_apiserver::KubeApiserver;
 
 /// The rules' index pattern.
 pub(crate) const RULES_PATTERN: &str = "logs-kubernetes.audit_logs-*";

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::common::*;
+use super::common::es::{require_es, Es};
+use super::common::kube_apiserver::{binaries_built_or_skip, kube_webhook_setup, KubeApiserver, Webhook};
 use super::queries::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
