@@ -10,12 +10,14 @@
 //! * [`document`] — one event → one document (and the audit index mapping);
 //!   [`secrets`] redacts Secret values on the way; `document_writer` writes
 //!   its JSON.
-//! * [`limits`] — the per-client rate limit.
+//! * [`limits`] — the per-client rate limit; [`budget`] — the memory all
+//!   requests in flight may hold together.
 //! * [`handler`] — the request: all of the above, then the spool, then 200.
 //! * [`source`] — the webhook as a source: spool, drain, listener.
 
 pub mod auth;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod credentials;
 pub mod document;
