@@ -9,6 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
+use super::budget::{Charge, Refused};
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct BodyError {
     pub status: StatusCode,
@@ -43,9 +45,22 @@ pub fn check_headers(headers: &HeaderMap) -> Result<bool, BodyError> {
     }
 }
 
+/// How much more a body whose length is not known is charged at a time.
+const CHARGE_STEP: u64 = 1024 * 1024;
+
 /// Reads the whole body, refusing with 413 past `max` bytes on the wire or,
-/// for gzip, after inflation.
-pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Result<Bytes, BodyError> {
+/// for gzip, after inflation. Every byte is charged to `charge` before it is
+/// held: the declared length up front, else as it arrives, and the inflated
+/// size as it is inflated. If the memory budget has no room, the rest of the
+/// body is read and thrown away (so the client reads the answer rather than a
+/// reset) and the answer is 503, which the handler's layer gives a `Retry-After`.
+pub async fn read(
+    mut body: Body,
+    headers: &HeaderMap,
+    gzip: bool,
+    max: u64,
+    charge: &mut Charge,
+) -> Result<Bytes, BodyError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     // A refused body is left unread: the server discards what is left of it
@@ -53,24 +68,74 @@ pub async fn read(body: Body, headers: &HeaderMap, gzip: bool, max: u64) -> Resu
     if declared.is_some_and(|len| len > max) {
         return Err(too_large(max, "Content-Length"));
     }
-    let mut body = body;
+    if let Some(len) = declared {
+        if let Err(refused) = charge.grow_to(len).await {
+            return Err(discard(body, max, refused).await);
+        }
+    }
     // Sized from Content-Length up front: growing a multi-megabyte buffer by
     // doubling costs a copy of everything read so far, every time.
     let mut wire = bytes::BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(max) as usize);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| err(StatusCode::BAD_REQUEST, format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if (wire.len() + data.len()) as u64 > max {
+            let len = (wire.len() + data.len()) as u64;
+            if len > max {
                 return Err(too_large(max, "the body"));
+            }
+            if len > charge.held() {
+                if let Err(refused) = charge.grow_to(len.max(charge.held() + CHARGE_STEP).min(max)).await {
+                    drop(wire);
+                    return Err(discard(body, max, refused).await);
+                }
             }
             wire.extend_from_slice(&data);
         }
     }
     let wire = wire.freeze();
     if !gzip {
+        charge.shrink_to(wire.len() as u64);
         return Ok(wire);
     }
-    inflate(&wire, max)
+    let inflated = inflate_charged(&wire, max, charge).await?;
+    charge.shrink_to(inflated.len() as u64);
+    Ok(inflated)
+}
+
+/// Reads what is left of a refused body and drops it frame by frame, holding
+/// nothing, up to `max` bytes (past that the server closes the connection).
+async fn discard(mut body: Body, max: u64, refused: Refused) -> BodyError {
+    let mut read = 0u64;
+    while read <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
+    }
+    err(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
+}
+
+/// [`inflate`] a step at a time, charging the output before it is written.
+async fn inflate_charged(compressed: &[u8], max: u64, charge: &mut Charge) -> Result<Bytes, BodyError> {
+    let wire = compressed.len() as u64;
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed).take(max + 1);
+    loop {
+        if let Err(refused) = charge.grow_to(wire + out.len() as u64 + CHARGE_STEP).await {
+            return Err(err(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()));
+        }
+        let before = out.len();
+        out.reserve_exact(CHARGE_STEP as usize);
+        (&mut decoder).take(CHARGE_STEP).read_to_end(&mut out).map_err(|e| {
+            err(StatusCode::BAD_REQUEST, format!("Content-Encoding is gzip but the body is not valid gzip: {e}"))
+        })?;
+        if out.len() as u64 > max {
+            return Err(too_large(max, "the gzip body after inflation"));
+        }
+        if out.len() == before {
+            return Ok(Bytes::from(out));
+        }
+    }
 }
 
 /// Inflates gzip, reading at most `max + 1` bytes of output.
@@ -132,5 +197,47 @@ mod tests {
         assert!(e.message.contains("after inflation"));
         assert_eq!(inflate(&bomb, 11 * 1024 * 1024).unwrap().len(), 10 * 1024 * 1024);
         assert_eq!(inflate(b"not gzip", 100).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_is_charged_its_inflated_size_and_refused_503_when_the_budget_is_full() {
+        use super::super::budget::Budget;
+        let budget = Budget::new(8 * 1024 * 1024, std::time::Duration::from_millis(10));
+        let plain = vec![b'x'; 3 * 1024 * 1024];
+        let compressed = gzip(&plain);
+        let mut h = headers("application/json", Some("gzip"));
+        h.insert(header::CONTENT_LENGTH, compressed.len().into());
+        let mut charge = budget.charge();
+        let body = read(Body::from(compressed.clone()), &h, true, 32 << 20, &mut charge).await.unwrap();
+        assert_eq!(body.len(), plain.len());
+        assert_eq!(charge.held(), plain.len() as u64);
+
+        // 5 MiB left: a 6 MiB body waits, then is refused with 503 naming the setting.
+        let big = vec![b' '; 6 * 1024 * 1024];
+        let mut h = headers("application/json", None);
+        h.insert(header::CONTENT_LENGTH, big.len().into());
+        let mut other = budget.charge();
+        let e = read(Body::from(big.clone()), &h, false, 32 << 20, &mut other).await.unwrap_err();
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("server.memory_budget_bytes"), "{}", e.message);
+        assert_eq!(budget.in_use(), plain.len() as u64);
+        // Alone, a body larger than the whole budget is read.
+        drop(charge);
+        let huge = vec![b' '; 9 * 1024 * 1024];
+        let mut other = budget.charge();
+        assert_eq!(
+            read(Body::from(huge), &headers("application/json", None), false, 32 << 20, &mut other)
+                .await
+                .unwrap()
+                .len(),
+            9 << 20
+        );
+        assert_eq!(other.held(), 8 << 20);
     }
 }

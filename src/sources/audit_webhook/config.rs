@@ -29,6 +29,14 @@ pub struct ServerConfig {
     /// Request body limit, checked on the wire and again after gzip inflation.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Bytes that request bodies (inflated) and their decoded documents may
+    /// hold at once, over all requests; a request that does not fit waits
+    /// `memory_budget_wait`, then gets 503 with `Retry-After`.
+    #[serde(default = "defaults::memory_budget_bytes")]
+    pub memory_budget_bytes: u64,
+    /// How long a request waits for room in the memory budget.
+    #[serde(default = "defaults::memory_budget_wait", with = "humantime_serde")]
+    pub memory_budget_wait: Duration,
     /// Seconds in `Retry-After` when the spool is full (1–5).
     #[serde(default = "defaults::retry_after_seconds")]
     pub retry_after_seconds: u64,
@@ -147,6 +155,18 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err(key_error("server.max_body_bytes", "must be at least 1024"));
         }
+        if self.memory_budget_bytes < 1024 * 1024 {
+            return Err(key_error("server.memory_budget_bytes", "must be at least 1048576 (1 MiB)"));
+        }
+        if self.memory_budget_wait >= self.request_timeout {
+            return Err(key_error(
+                "server.memory_budget_wait",
+                format!(
+                    "{:?} must be shorter than server.request_timeout ({:?})",
+                    self.memory_budget_wait, self.request_timeout
+                ),
+            ));
+        }
         if self.tls.enabled {
             readable("server.tls.cert_file", &self.tls.cert_file)?;
             readable("server.tls.key_file", &self.tls.key_file)?;
@@ -209,6 +229,13 @@ mod defaults {
     pub fn max_body_bytes() -> u64 {
         32 * 1024 * 1024
     }
+    /// Fits the shipped 512Mi memory limit with the rest of the process.
+    pub fn memory_budget_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
+    pub fn memory_budget_wait() -> Duration {
+        Duration::from_secs(1)
+    }
     pub fn retry_after_seconds() -> u64 {
         2
     }
@@ -226,5 +253,38 @@ mod defaults {
     }
     pub fn refusal_drain_timeout() -> Duration {
         Duration::from_secs(5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load_with_env(&path, env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).map_err(|e| e.to_string())
+    }
+
+    const DEV: &str = "server:\n  tls:\n    enabled: false\n  allow_unauthenticated: true\n";
+
+    #[test]
+    fn memory_budget_keys_from_the_file_and_the_environment_and_their_errors() {
+        let server = load(DEV, &[]).unwrap().server.unwrap();
+        assert_eq!(server.memory_budget_bytes, 256 * 1024 * 1024);
+        assert_eq!(server.memory_budget_wait, std::time::Duration::from_secs(1));
+        let env = [("KLG__SERVER__MEMORY_BUDGET_BYTES", "4194304"), ("KLG__SERVER__MEMORY_BUDGET_WAIT", "250ms")];
+        let server = load(DEV, &env).unwrap().server.unwrap();
+        assert_eq!(server.memory_budget_bytes, 4 * 1024 * 1024);
+        assert_eq!(server.memory_budget_wait, std::time::Duration::from_millis(250));
+
+        let err = load(&format!("{DEV}  memory_budget_bytes: 1000\n"), &[]).unwrap_err();
+        assert!(err.contains("server.memory_budget_bytes") && err.contains("at least 1048576"), "{err}");
+        let err = load(&format!("{DEV}  memory_budget_wait: 30s\n"), &[]).unwrap_err();
+        assert!(
+            err.contains("server.memory_budget_wait") && err.contains("shorter than server.request_timeout"),
+            "{err}"
+        );
     }
 }

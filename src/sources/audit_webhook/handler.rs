@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::auth::{authenticate, Denied, Tokens};
 use super::body;
+use super::budget::Budget;
 use super::document::AuditNormalizer;
 use super::event::{parse_event_list, split_items, AuditEvent, PayloadError};
 use super::limits::ClientLimiter;
@@ -32,6 +33,8 @@ pub struct Webhook {
     pub limiter: Option<ClientLimiter>,
     pub max_body_bytes: u64,
     pub retry_after_seconds: u64,
+    /// What requests in flight may hold in memory, together.
+    pub budget: Arc<Budget>,
 }
 
 /// The 200 body. kube-apiserver ignores it; people debugging with curl do not.
@@ -137,7 +140,9 @@ async fn handle_inner(
         Ok(g) => g,
         Err(e) => return error(e.status, e.message),
     };
-    let bytes = match body::read(body, headers, gzip, w.max_body_bytes).await {
+    // Held until the answer: the body, its events and their documents.
+    let mut charge = w.budget.charge();
+    let bytes = match body::read(body, headers, gzip, w.max_body_bytes, &mut charge).await {
         Ok(b) => b,
         Err(e) => return error(e.status, e.message),
     };
@@ -146,6 +151,9 @@ async fn handle_inner(
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let count = items.len();
+    if let Err(refused) = charge.grow_to(held_while_decoding(bytes.len(), count)).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
+    }
     if let Some(limiter) = &w.limiter {
         if let Err(wait) = limiter.check(&who, count as u32) {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -280,6 +288,14 @@ pub fn normalize<'a>(
 /// (≈ 100). Too little only costs a reallocation.
 pub fn entry_capacity(body_bytes: usize, events: usize) -> usize {
     body_bytes + events * 704
+}
+
+/// What a request holds at its peak: its body, its parsed events (they borrow
+/// their text from the body), its spool entry and, while the entry is being
+/// compressed for the spool, the compressed copy (JSON shrinks about 5×).
+pub fn held_while_decoding(body_bytes: usize, events: usize) -> u64 {
+    let entry = entry_capacity(body_bytes, events);
+    (body_bytes + events * std::mem::size_of::<AuditEvent>() + entry + entry / 4) as u64
 }
 
 /// The `auditID` of an invalid item, when it has one, for the error report.

@@ -12,12 +12,14 @@
 //!   `kubernetes.audit_logs` shape and more (and the audit index mapping);
 //!   [`secrets`] redacts Secret values on the way; `document_shape` and
 //!   `document_writer` write its JSON.
-//! * [`limits`] — the per-client rate limit.
+//! * [`limits`] — the per-client rate limit; [`budget`] — the memory all
+//!   requests in flight may hold together.
 //! * [`handler`] — the request: all of the above, then the spool, then 200.
 //! * [`source`] — the webhook as a source: spool, drain, listener.
 
 pub mod auth;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod credentials;
 pub mod document;

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
+use super::budget::Budget;
 use super::config::{AuditConfig, ServerConfig};
 use super::document::AuditNormalizer;
 use super::handler::{self, Webhook};
@@ -100,6 +101,7 @@ impl WebhookSource {
             limiter,
             max_body_bytes: settings.max_body_bytes,
             retry_after_seconds: settings.retry_after_seconds,
+            budget: Budget::new(settings.memory_budget_bytes, settings.memory_budget_wait),
         });
         if webhook.limiter.is_some() {
             tokio::spawn(prune_limiter(webhook.clone(), shutdown.clone()));
