@@ -302,6 +302,7 @@ async fn http1_keep_alive_lasts_idle_timeout_not_request_timeout() {
     let mut setup = WebhookSetup::new("edge-keepalive");
     setup.config.server_mut().idle_timeout = Some("4s".into());
     setup.config.server_mut().request_timeout = Some("1s".into());
+    setup.config.server_mut().memory_budget_wait = Some("200ms".into());
     let _gw = setup.start();
     let certs = setup.certs();
     let mut h1 = tls_connect(setup.port, rustls_client_config(&certs, true, &[b"http/1.1"])).await.unwrap();
@@ -702,6 +703,7 @@ async fn a_large_batch_spooled_past_request_timeout_is_answered_200_not_408() {
     require_es().await;
     let mut setup = WebhookSetup::new("edge-truth");
     setup.config.server_mut().request_timeout = Some("1s".into());
+    setup.config.server_mut().memory_budget_wait = Some("200ms".into());
     let _gw = setup.start();
     let client = tls_client(&setup.certs(), true);
     let (batches, events) = (6, 1500);
@@ -742,6 +744,7 @@ async fn a_request_not_completed_in_time_gets_408_with_retry_after() {
     require_es().await;
     let mut setup = WebhookSetup::new("edge-408");
     setup.config.server_mut().request_timeout = Some("1s".into());
+    setup.config.server_mut().memory_budget_wait = Some("200ms".into());
     setup.config.server_mut().retry_after_seconds = Some(4);
     let _gw = setup.start();
     // Headers complete, the body stalls after 10 of 1000 bytes.

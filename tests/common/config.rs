@@ -47,6 +47,8 @@ pub struct Server {
     pub rate_limit: Option<(u32, u32)>,
     pub idle_timeout: Option<String>,
     pub request_timeout: Option<String>,
+    /// `server.memory_budget_wait`: must stay under `request_timeout`.
+    pub memory_budget_wait: Option<String>,
     pub max_connections: Option<u32>,
     pub refusal_drain_bytes: Option<u64>,
     pub refusal_drain_timeout: Option<String>,
@@ -250,6 +252,9 @@ impl GatewayConfig {
             }
             if let Some(t) = &s.request_timeout {
                 line(&mut y, 1, "request_timeout", &q(t));
+            }
+            if let Some(t) = &s.memory_budget_wait {
+                line(&mut y, 1, "memory_budget_wait", &q(t));
             }
             if let Some(n) = s.max_connections {
                 line(&mut y, 1, "max_connections", &n.to_string());
