@@ -47,10 +47,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export ES_PORT="${ES_PORT:-9200}"
-# The suite's Elasticsearch takes 50 MB documents and 100,000-item lists: 1 GiB of heap
-# (of 24 GiB) keeps it clear of the out-of-memory exit that 512 MiB came close to. The
-# matrix servers and the cluster nodes inherit it.
-export ES_HEAP="${ES_HEAP:-1g}"
 export KLG_TEST_ES_URL="http://127.0.0.1:$ES_PORT"
 # Every fault test appends its counts here (tests/common/reliability.rs); printed at the end.
 export KLG_RELIABILITY_LOG="${KLG_RELIABILITY_LOG:-$(pwd)/target/reliability.ndjson}"
