@@ -1,4 +1,4 @@
-//! The one JSON string escaper for documents, and the helpers around it.
+//! The one JSON string escaper for documents, and the functions around it.
 //!
 //! sonic-rs escapes strings with SIMD; serde_json escapes byte by byte, which
 //! was the largest single cost of the webhook (docs/decisions.md, 9). Each
