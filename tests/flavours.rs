@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use common::certs::tls_client;
 use common::es::{count, duplicated_ids, es_json, es_url, require_es, wait_for_count};
 use common::unique;
-use common::wait::wait_until;
 use common::webhook::{post_json, WebhookSetup};
 use kube_log_gateway::sample;
 use serde_json::Value;
@@ -73,13 +72,16 @@ async fn flavour_detected_and_its_templates_take_audit_events_exactly_once() {
     let setup = WebhookSetup::new("flavour");
     let _gw = setup.start();
     let detected = format!("server detected server={product} {major}");
-    wait_until("the server detected and logged", Duration::from_secs(60), || setup.log().contains(&detected)).await;
+    // On a timeout the whole log is in the panic: what the gateway was told when it asked.
+    setup
+        .home
+        .wait_for_log_line("saying the server was detected", Duration::from_secs(120), |l| l.contains(&detected))
+        .await;
     let installed = |name: &str| format!("index template installed template={name} ");
-    wait_until("the templates installed", Duration::from_secs(60), || {
-        let log = setup.log();
-        log.contains(&installed("kube-log-gateway-containers")) && log.contains(&installed(&template_of(&setup)))
-    })
-    .await;
+    for template in ["kube-log-gateway-containers".to_string(), template_of(&setup)] {
+        let line = installed(&template);
+        setup.home.wait_for_log_line(&line, Duration::from_secs(120), |l| l.contains(&line)).await;
+    }
 
     // Every template in the server's dialect.
     let (status, template) = es_json(reqwest::Method::GET, "/_index_template/kube-log-gateway-containers", None).await;
@@ -166,10 +168,12 @@ async fn flavour_lifecycle_is_installed_or_refused_at_start_naming_the_setting()
             ("KLG__ELASTICSEARCH__INDICES__KUBELET", kubelet.as_str()),
         ];
         let mut child = spawn_with_env(&setup, &env);
-        wait_until("the lifecycle policy installed", Duration::from_secs(60), || {
-            setup.log().contains("lifecycle policy installed")
-        })
-        .await;
+        setup
+            .home
+            .wait_for_log_line("lifecycle policy installed", Duration::from_secs(120), |l| {
+                l.contains("lifecycle policy installed")
+            })
+            .await;
         let _ = child.kill();
         let _ = child.wait();
         let (status, body) = es_json(reqwest::Method::GET, &format!("{api}/{policy}"), None).await;
