@@ -113,7 +113,11 @@ pub fn start_sink(cfg: &Config, shutdown: Shutdown) -> Result<(Sink, JoinHandle<
 fn mappings(p: &IndexPatterns, data_stream_namespace: &str) -> Vec<IndexMapping> {
     let mut all: Vec<IndexMapping> = REGISTRY
         .iter()
-        .flat_map(|reg| (reg.mappings)(&MappingInputs::new(&p.sources[reg.index_key], data_stream_namespace)))
+        .flat_map(|reg| {
+            let mut mappings = (reg.mappings)(&MappingInputs::new(&p.sources[reg.index_key], data_stream_namespace));
+            mappings.iter_mut().for_each(|m| m.sources = vec![reg.kind]);
+            mappings
+        })
         .collect();
     all.push(dead_letter::mapping(&p.dead_letter));
     all

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::certs::{rustls_client_config, tls_client, tls_connect, write_post};
 use common::closed_port_url;
-use common::es::{count, duplicated_ids, es_url, require_es, search, wait_for_count};
+use common::es::{count, duplicated_ids, es_json, es_url, require_es, search, wait_for_count};
 use common::metrics::metric;
 use common::proxy::GatedProxy;
 use common::reliability::Reliability;
@@ -322,5 +322,79 @@ async fn clients_hanging_up_after_the_body_never_drive_the_spool_gauges_negative
     );
     assert!(delivered_from_hangups > 0, "no hung-up request reached the spool: the test did not test anything");
     assert!(min_entries >= 0.0 && min_bytes >= 0.0, "a spool gauge went negative: {min_entries}, {min_bytes}");
+    setup.delete_indices().await;
+}
+
+/// Entries spooled before a restart that changes the audit index pattern and
+/// `cluster_name` are delivered as they were made: to their own index, which
+/// gets the audit mappings although no template covers it any more, with the
+/// old cluster name; exactly once. The change is logged; new events follow
+/// the new settings.
+#[tokio::test]
+async fn a_changed_index_pattern_and_cluster_name_leave_spooled_entries_as_made_and_mapped() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("cfgchange");
+    setup.config.shutdown_grace_period = Some("2s".into());
+    setup.config.cluster_name = Some("before".into());
+    let (events, requests) = (50, 3);
+
+    // First run: Elasticsearch unreachable, so every request stays spooled
+    // (and no template was ever installed for the first pattern).
+    setup.config.elasticsearch.urls = vec![closed_port_url()];
+    let mut gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    for i in 0..requests {
+        let body = sample::event_list(&format!("cfgchange-b{i}"), events, 0, 0);
+        let (status, _, resp) = post_json(&client, &setup.url("/audit"), body).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+    assert_eq!(setup.metric("klg_spool_entries", "").await, requests as f64);
+    assert!(gw.terminate().success(), "{}", setup.log());
+
+    // Second run: another pattern, another cluster name, Elasticsearch reachable.
+    let moved = setup.home.index("moved");
+    setup.config.elasticsearch.indices.iter_mut().find(|(kind, _)| kind == "audit").unwrap().1 = moved;
+    setup.config.cluster_name = Some("after".into());
+    setup.config.elasticsearch.urls = vec![es_url()];
+    let _gw = setup.start();
+    let spooled = (requests * events) as u64;
+    let got = wait_for_count(&setup.audit_indices(), spooled, Duration::from_secs(60)).await;
+    assert_eq!(got, spooled, "{}", setup.log());
+    setup.wait_spool_empty(Duration::from_secs(30)).await;
+    assert_eq!(count(&setup.audit_indices()).await, spooled);
+    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
+    let before = serde_json::json!({"term": {"orchestrator.cluster.name": "before"}});
+    assert_eq!(search(&setup.audit_indices(), before).await.len() as u64, spooled, "as they were made");
+
+    // The old pattern's index has the audit mappings, not guessed ones.
+    let (status, mapping) = es_json(reqwest::Method::GET, &format!("/{}/_mapping", setup.audit_indices()), None).await;
+    assert_eq!(status, 200, "{mapping}");
+    let index = mapping.as_object().unwrap().values().next().unwrap();
+    assert_eq!(index["mappings"]["properties"]["@timestamp"]["type"], "date_nanos", "{mapping}");
+    let verb = &index["mappings"]["properties"]["kubernetes"]["properties"]["audit"]["properties"]["verb"];
+    assert_eq!(verb["type"], "keyword", "{mapping}");
+    let log = setup.log();
+    assert!(log.contains(r#"cluster_name changed from "before" to "after" while the spool holds 3 entries"#), "{log}");
+    assert!(log.contains("elasticsearch.indices.audit changed from"), "{log}");
+    assert!(log.contains("which no current index pattern covers"), "{log}");
+
+    // New events follow the new settings.
+    let body = sample::event_list("cfgchange-new", events, 0, 0);
+    let (status, _, resp) = post_json(&client, &setup.url("/audit"), body).await;
+    assert_eq!(status, 200, "{resp}");
+    let moved = setup.home.indices("moved");
+    assert_eq!(wait_for_count(&moved, events as u64, Duration::from_secs(60)).await, events as u64);
+    let after = serde_json::json!({"term": {"orchestrator.cluster.name": "after"}});
+    assert_eq!(search(&moved, after).await.len(), events);
+    assert_eq!(count(&setup.audit_indices()).await, spooled, "nothing new in the old pattern");
+    Reliability {
+        fault: "webhook: restart with another index pattern and cluster_name, spool full",
+        sent: spooled + events as u64,
+        acknowledged: spooled + events as u64,
+        stored: spooled + count(&moved).await,
+        duplicated: 0,
+        set_aside: 0,
+    }
+    .report();
     setup.delete_indices().await;
 }

@@ -54,6 +54,16 @@ struct DlInfo<'a> {
     status: Option<u16>,
 }
 
+/// `event.dataset` of every dead letter.
+pub const DATASET: &str = "kube_log_gateway.dead_letter";
+
+/// Whether a serialized body is a dead letter: its `event.dataset` comes
+/// right after `@timestamp`, within the first bytes.
+pub fn is_dead_letter(body: &[u8]) -> bool {
+    let needle = format!(r#""event":{{"dataset":"{DATASET}""#);
+    body[..body.len().min(128)].windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
 /// Builds a dead-letter document; also used by the webhook for items it refuses
 /// before they ever reach Elasticsearch.
 pub fn dead_letter_document(
@@ -68,7 +78,7 @@ pub fn dead_letter_document(
     let now_text = rfc3339_micros(now);
     let body = DeadLetterBody {
         timestamp: &now_text,
-        event: DlEvent { dataset: "kube_log_gateway.dead_letter", kind: "pipeline_error", original },
+        event: DlEvent { dataset: DATASET, kind: "pipeline_error", original },
         error: DlError { kind: &rejection.error_type, message: &rejection.reason },
         dead_letter: DlInfo { source: source.as_str(), index, id, status: rejection.status },
     };
@@ -129,5 +139,6 @@ mod tests {
         assert_eq!(v["dead_letter"]["index"], "audit-2026.01.01");
         assert_eq!(v["dead_letter"]["status"], 400);
         assert_eq!(v["dead_letter"]["source"], "audit");
+        assert!(is_dead_letter(&doc.body) && !is_dead_letter(&original.body));
     }
 }

@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 
 use super::index_pattern::IndexPattern;
+use super::SourceKind;
 
 /// One source's fields in the indices of one pattern.
 #[derive(Debug, Clone)]
@@ -19,6 +20,10 @@ pub struct IndexMapping {
     /// Aliases every index of the pattern gets from its template, e.g. the
     /// name Elastic's integrations search (`logs-kubernetes.audit_logs-…`).
     pub aliases: Vec<String>,
+    /// The sources whose documents these fields describe (set by whoever
+    /// registers the mapping): the sink finds by it the mapping for a
+    /// spooled document whose index no current pattern covers.
+    pub sources: Vec<SourceKind>,
 }
 
 impl IndexMapping {
@@ -26,7 +31,7 @@ impl IndexMapping {
     pub fn new(pattern: IndexPattern, specific: Value, dynamic_templates: Value) -> Self {
         let mut properties = common_properties();
         merge(&mut properties, specific);
-        IndexMapping { pattern, properties, dynamic_templates, aliases: Vec::new() }
+        IndexMapping { pattern, properties, dynamic_templates, aliases: Vec::new(), sources: Vec::new() }
     }
 
     /// The fields Elasticsearch counts against `index.mapping.total_fields.limit`
@@ -44,6 +49,11 @@ impl IndexMapping {
     /// dynamic templates and aliases are added to these.
     pub fn absorb(&mut self, other: IndexMapping) {
         merge(&mut self.properties, other.properties);
+        for source in other.sources {
+            if !self.sources.contains(&source) {
+                self.sources.push(source);
+            }
+        }
         for alias in other.aliases {
             if !self.aliases.contains(&alias) {
                 self.aliases.push(alias);

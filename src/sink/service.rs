@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::config::ElasticsearchConfig;
+use super::flavour::carry_over::{self, Installed};
 use super::flavour::{detect, install, lifecycle, templates, Flavour, FlavourError, Stopped};
 use super::protocol::batcher::{batcher, Submission};
 use super::protocol::concurrency::Concurrency;
@@ -77,7 +78,8 @@ impl Sink {
             true => Gate::closed(templates::wildcards(&mappings)),
             false => Gate::open(),
         });
-        let batching = tokio::spawn(batcher(inner, rx, es.batch.clone(), concurrency.clone(), gate.clone()));
+        let (carry_tx, carry_rx) = mpsc::unbounded_channel();
+        let batching = tokio::spawn(batcher(inner, rx, es.batch.clone(), concurrency.clone(), gate.clone(), carry_tx));
         let es = es.clone();
         let failure = Arc::new(OnceLock::new());
         let failed = failure.clone();
@@ -88,12 +90,22 @@ impl Sink {
                 r = prepare(&client, &es, mappings, &gate, &shutdown) => r,
                 _ = shutdown.aborted() => Err(Stopped::Cancelled),
             };
-            if let Err(Stopped::Fatal(e)) = prepared {
-                tracing::error!("the gateway cannot run against this server as configured: {e}");
-                let _ = failed.set(e);
-                shutdown.abort();
-            }
+            let carrying = match prepared {
+                Err(Stopped::Fatal(e)) => {
+                    tracing::error!("the gateway cannot run against this server as configured: {e}");
+                    let _ = failed.set(e);
+                    shutdown.abort();
+                    None
+                }
+                Err(Stopped::Cancelled) | Ok(None) => None,
+                Ok(Some(installed)) => {
+                    Some(tokio::spawn(carry_over::serve(client, installed, carry_rx, gate, es.retry.clone(), shutdown)))
+                }
+            };
             let _ = batching.await;
+            if let Some(carrying) = carrying {
+                carrying.abort();
+            }
         });
         Ok((Sink { tx, concurrency, failure }, handle))
     }
@@ -121,21 +133,22 @@ impl Sink {
 }
 
 /// The flavour's start-up steps: detect, lifecycle, templates (each template
-/// opening the gate for its indices as it is installed).
+/// opening the gate for its indices as it is installed). The templates as
+/// installed, when the gateway installs them.
 async fn prepare(
     client: &EsClient,
     es: &ElasticsearchConfig,
     mappings: Vec<IndexMapping>,
     gate: &Gate,
     shutdown: &Shutdown,
-) -> Result<(), Stopped> {
+) -> Result<Option<Installed>, Stopped> {
     if !es.install_templates && !es.lifecycle.install {
         // Nothing depends on the answer: ask once, for the log only.
         match detect::until_known_once(client, es.flavour).await {
             Ok(flavour) => tracing::info!(server = %flavour, url = %client.current_url(), "server detected"),
             Err(e) => tracing::info!(url = %client.current_url(), "server not detected (nothing to install): {e}"),
         }
-        return Ok(());
+        return Ok(None);
     }
     let flavour = detect::until_known(client, es.flavour, &es.retry, shutdown).await?;
     tracing::info!(server = %flavour, url = %client.current_url(), setting = ?es.flavour, "server detected");
@@ -146,10 +159,12 @@ async fn prepare(
         lifecycle::until_installed(client, &flavour, &es.lifecycle, &wildcards, &es.retry, shutdown).await?;
         lifecycle::attach(&mut templates, &flavour, &es.lifecycle);
     }
-    if es.install_templates {
-        install::until_installed(client, &flavour, &templates, gate, &es.retry, shutdown).await?;
+    if !es.install_templates {
+        return Ok(None);
     }
-    Ok(())
+    install::until_installed(client, &flavour, &templates, gate, &es.retry, shutdown).await?;
+    let dead_letter_wildcard = es.indices.patterns().expect("validated with the config").dead_letter.wildcard();
+    Ok(Some(Installed { flavour, templates, dead_letter_wildcard }))
 }
 
 /// A default the server does not have is left out, once said.

@@ -17,6 +17,7 @@ pub mod config;
 mod damaged;
 pub mod drain;
 pub mod entry;
+mod made_under;
 mod quarantine;
 pub mod salvage;
 mod writer;
@@ -33,6 +34,7 @@ use crate::telemetry;
 use damaged::OpenFailure;
 pub use entry::decode;
 use entry::{encode, EntryWriter};
+pub use made_under::Changed;
 use writer::{writer_loop, Op};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");

@@ -201,6 +201,7 @@ mod tests {
             name: "t".into(),
             wildcard: "a-*".into(),
             body: json!({"template": {"settings": {"index": {}}}}),
+            sources: Vec::new(),
         };
         let mut on_es = [template()];
         attach(&mut on_es, &es, &cfg());

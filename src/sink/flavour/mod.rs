@@ -9,12 +9,15 @@
 //!   settings it has;
 //! * [`lifecycle`]: the retention policy, as ILM (Elasticsearch) or ISM
 //!   (OpenSearch);
+//! * [`carry_over`]: the indices spooled documents name after the index
+//!   pattern changed, created with their source's mappings;
 //! * [`install`]: installing each template on its own, so that a template one
 //!   source needs never holds back another source's documents.
 //!
 //! Whatever a flavour cannot do is a [`FlavourError`] at start that names the
 //! setting, never a retry loop.
 
+pub mod carry_over;
 pub mod detect;
 pub mod install;
 pub mod lifecycle;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::Flavour;
 use crate::document::index_pattern::IndexPattern;
 use crate::document::mapping::IndexMapping;
+use crate::document::SourceKind;
 use crate::sink::config::TemplateSettings;
 
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Template {
     /// The indices it applies to (`audit-*`).
     pub wildcard: String,
     pub body: Value,
+    /// The sources whose mapping it carries.
+    pub sources: Vec<SourceKind>,
 }
 
 /// The template name for a pattern: `audit-%Y.%m.%d` → `kube-log-gateway-audit`.
@@ -40,6 +43,7 @@ pub fn template(mut mapping: IndexMapping, settings: &TemplateSettings, flavour:
     // Every index of the pattern gets the aliases the mapping declares.
     let aliases: serde_json::Map<String, Value> = mapping.aliases.iter().map(|a| (a.clone(), json!({}))).collect();
     Template {
+        sources: mapping.sources.clone(),
         name: template_name(&mapping.pattern),
         wildcard: mapping.pattern.wildcard(),
         body: json!({

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::concurrency::Concurrency;
 use super::encoder;
-use super::gate::Gate;
+use super::gate::{Carry, Gate};
 use super::worker::{send_until_final, Inner, Pending, Role, Tracker};
 use crate::document::Document;
 use crate::shutdown::Shutdown;
@@ -32,6 +32,7 @@ pub async fn batcher(
     cfg: BatchConfig,
     slots: Arc<Concurrency>,
     gate: Arc<Gate>,
+    carry_over: mpsc::UnboundedSender<Carry>,
 ) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut bytes = 0usize;
@@ -54,6 +55,10 @@ pub async fn batcher(
             continue;
         }
         if !gate.admits(&docs) {
+            // Indices of an earlier pattern are created first (`flavour::carry_over`).
+            for carry in gate.carry_over(&docs) {
+                let _ = carry_over.send(carry);
+            }
             park(Submission { docs, done }, &gate, &parked_tx, &inner.shutdown);
             continue;
         }

@@ -3,33 +3,53 @@
 //! its template gets dynamic mappings, for good). Each template opens the gate
 //! for its own indices, so one source's refused template never holds back
 //! another source's documents.
+//!
+//! A spooled document can name an index that no current template covers: it
+//! was made before `elasticsearch.indices` changed, and its index is part of
+//! it (so that a resend is always a 409 in the same index). When the gateway
+//! manages templates, such an index is *carried over*: it waits here until
+//! the index exists with the mappings of its source
+//! ([`carry_over`](crate::sink::flavour::carry_over)), then passes like any other.
 
 use tokio::sync::watch;
 
-use crate::document::Document;
+use crate::document::dead_letter::is_dead_letter;
+use crate::document::{Document, SourceKind};
+
+/// An index to carry over: named by a spooled document that no template
+/// covers, with that document's source and whether it is a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carry {
+    pub source: SourceKind,
+    pub index: String,
+    pub dead_letter: bool,
+}
 
 /// Which templates are installed; a document passes once every template that
 /// covers its index is.
 pub struct Gate {
-    wildcards: Vec<String>,
-    ready: watch::Sender<Vec<bool>>,
+    /// The wildcards (`audit-*`) of the templates, then the exact names of
+    /// carried-over indices, each with whether it is ready.
+    ready: watch::Sender<Vec<(String, bool)>>,
+    /// Whether the gateway installs templates: only then does an index no
+    /// template covers wait to be carried over.
+    managed: bool,
 }
 
 impl Gate {
     /// Everything passes: templates are not installed by the gateway.
     pub fn open() -> Gate {
-        Gate { wildcards: Vec::new(), ready: watch::Sender::new(Vec::new()) }
+        Gate { ready: watch::Sender::new(Vec::new()), managed: false }
     }
 
     /// Closed for each of these index wildcards (`audit-*`) until [`Gate::mark_ready`].
     pub fn closed(wildcards: Vec<String>) -> Gate {
-        let n = wildcards.len();
-        Gate { wildcards, ready: watch::Sender::new(vec![false; n]) }
+        Gate { ready: watch::Sender::new(wildcards.into_iter().map(|w| (w, false)).collect()), managed: true }
     }
 
     pub fn mark_ready(&self, wildcard: &str) {
         self.ready.send_modify(|ready| {
-            for (w, r) in self.wildcards.iter().zip(ready.iter_mut()) {
+            for (w, r) in ready.iter_mut() {
                 if w == wildcard {
                     *r = true;
                 }
@@ -37,8 +57,32 @@ impl Gate {
         });
     }
 
-    fn admits_with(&self, ready: &[bool], docs: &[Document]) -> bool {
-        docs.iter().all(|d| self.wildcards.iter().zip(ready).all(|(w, r)| *r || !covers(w, &d.index)))
+    /// The indices of `docs` that no template covers and that are not carried
+    /// over yet, each with the source of its first document; they are now
+    /// waited for, and the caller has them carried over. Empty when the
+    /// gateway does not manage templates.
+    pub fn carry_over(&self, docs: &[Document]) -> Vec<Carry> {
+        if !self.managed {
+            return Vec::new();
+        }
+        let mut new = Vec::new();
+        self.ready.send_if_modified(|ready| {
+            for d in docs {
+                if !ready.iter().any(|(w, _)| covers(w, &d.index)) {
+                    ready.push((d.index.clone(), false));
+                    new.push(Carry { source: d.source, index: d.index.clone(), dead_letter: is_dead_letter(&d.body) });
+                }
+            }
+            !new.is_empty()
+        });
+        new
+    }
+
+    fn admits_with(&self, ready: &[(String, bool)], docs: &[Document]) -> bool {
+        docs.iter().all(|d| {
+            let mut covering = ready.iter().filter(|(w, _)| covers(w, &d.index)).peekable();
+            (covering.peek().is_some() || !self.managed) && covering.all(|(_, r)| *r)
+        })
     }
 
     /// Whether every document's templates are installed.
@@ -66,7 +110,6 @@ fn covers(wildcard: &str, index: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::SourceKind;
 
     fn doc(index: &str) -> Document {
         Document { index: index.into(), id: "i".into(), body: b"{}".to_vec().into(), source: SourceKind::Audit }
@@ -79,7 +122,6 @@ mod tests {
         let containers = [doc("containers-2026.01.01")];
         let mixed = [doc("audit-2026.01.01"), doc("containers-2026.01.01")];
         assert!(!gate.admits(&audit) && !gate.admits(&containers));
-        assert!(gate.admits(&[doc("elsewhere")]), "an index no template covers is not held");
         gate.mark_ready("audit-*");
         assert!(gate.admits(&audit));
         assert!(!gate.admits(&containers) && !gate.admits(&mixed));
@@ -87,6 +129,23 @@ mod tests {
         assert!(gate.admits(&mixed));
         assert!(Gate::open().admits(&mixed));
         assert!(covers("kubelet", "kubelet") && !covers("kubelet", "kubelet-1") && covers("a-*", "a-1"));
+    }
+
+    #[test]
+    fn an_index_no_template_covers_waits_until_it_is_carried_over() {
+        let gate = Gate::closed(vec!["klg-audit-*".into()]);
+        gate.mark_ready("klg-audit-*");
+        let old = [doc("audit-2026.01.01"), doc("audit-2026.01.01"), doc("klg-audit-2026.01.02")];
+        assert!(!gate.admits(&old), "made under an earlier pattern: not admitted as it is");
+        let carry = Carry { source: SourceKind::Audit, index: "audit-2026.01.01".into(), dead_letter: false };
+        assert_eq!(gate.carry_over(&old), vec![carry]);
+        assert_eq!(gate.carry_over(&old), vec![], "asked for once");
+        assert!(!gate.admits(&old));
+        gate.mark_ready("audit-2026.01.01");
+        assert!(gate.admits(&old));
+        assert!(!gate.admits(&[doc("audit-2026.01.011")]), "the exact name only");
+        let unmanaged = Gate::open();
+        assert!(unmanaged.admits(&old) && unmanaged.carry_over(&old).is_empty(), "templates are the user's");
     }
 
     #[tokio::test]

@@ -71,6 +71,15 @@ impl WebhookSource {
         let settings = &self.server;
         let shutdown = ctx.shutdown.clone();
         let spool = Spool::open(&ctx.data_dir, self.spool.max_bytes)?;
+        // What spooled documents carry besides their events: a change is logged
+        // while entries made before it wait (they are delivered as made).
+        let index = ctx.index.to_string();
+        spool.made_under(&[
+            ("cluster_name", ctx.identity.cluster.as_str()),
+            ("elasticsearch.indices.audit", index.as_str()),
+            ("elasticsearch.indices.dead_letter", ctx.dead_letter.to_string().as_str()),
+            ("audit.data_stream_namespace", self.audit.data_stream_namespace.as_str()),
+        ]);
         let drain = tokio::spawn(drain::run(
             spool.clone(),
             ctx.sink.clone(),
