@@ -124,7 +124,7 @@ fn load(config: &GatewayConfig) -> Config {
 fn docs(n: usize) -> Vec<Document> {
     (0..n)
         .map(|i| Document {
-            index: "logs-2026.11.09".into(),
+            index: "kubelet-2026.11.09".into(),
             id: format!("doc-{i}"),
             body: Bytes::from(format!("{{\"n\":{i}}}")),
             source: SourceKind::Journald,
@@ -188,7 +188,7 @@ async fn mapping_error_goes_to_the_dead_letter_index_and_the_rest_is_delivered()
         dl[0].source["error"]["message"],
         "document_parsing_exception: [1:10] failed to parse field [n] of type [long]; caused by illegal_argument_exception: For input string: \"abc\""
     );
-    assert_eq!(dl[0].source["dead_letter"]["index"], "logs-2026.11.09");
+    assert_eq!(dl[0].source["dead_letter"]["index"], "kubelet-2026.11.09");
     assert_eq!(dl[0].source["dead_letter"]["status"], 400);
     assert_eq!(dl[0].source["dead_letter"]["source"], "journald");
 }
@@ -269,7 +269,7 @@ async fn a_document_over_max_document_bytes_is_dead_lettered_truncated_without_b
     assert_eq!(requests.len(), 1, "the big one is never sent; its dead letter goes with the rest");
     let sent = &requests[0];
     assert_eq!(ids(sent), ["doc-0", "doc-1"]);
-    assert_eq!(sent[0].index, "logs-2026.11.09");
+    assert_eq!(sent[0].index, "kubelet-2026.11.09");
     let dl = &sent[1];
     assert!(dl.index.starts_with("deadletter-"), "{}", dl.index);
     assert_eq!(dl.source["error"]["type"], "document_too_large");
