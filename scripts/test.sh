@@ -35,7 +35,8 @@
 #    built in the background from the start of step 6 on, beside the Go build there.
 #    KLG_SKIP_CHART=1 skips it (never in CI).
 # 11. pressure: the reliability tests again (rotation and kill -9 of the container
-#    source, kill -9 of journald, kill -9 of the webhook, Elasticsearch outages) while
+#    source, kill -9 of journald, journal files vacuumed under the reader, kill -9 of the
+#    webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
 #
@@ -244,6 +245,7 @@ if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   # Test names are filters: each matches the reliability tests of one or more binaries.
   cargo test --no-fail-fast --test containers --test journald --test delivery_faults -- --test-threads=1 \
     rotated_five_times kill_9 elasticsearch_down_while_files_rotate elasticsearch_stopped_for_30s \
+    journal_vacuumed_while_elasticsearch_is_down \
     2>&1 | tee -a "$test_log"
   bash scripts/pressure.sh stop
   unset KLG_PRESSURE
