@@ -109,6 +109,12 @@ impl Flavour {
         }
     }
 
+    /// Whether a `boolean` field takes `ignore_malformed` (Elasticsearch does;
+    /// OpenSearch refuses the parameter).
+    pub fn has_boolean_ignore_malformed(&self) -> bool {
+        self.product == Product::Elasticsearch
+    }
+
     /// The field type for an object with arbitrary keys kept as one field:
     /// `flattened` (Elasticsearch) or `flat_object` (OpenSearch, which takes no
     /// parameters for it).

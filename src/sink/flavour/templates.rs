@@ -112,12 +112,27 @@ pub fn wildcards(mappings: &[IndexMapping]) -> Vec<String> {
 /// The mapping dialect: every `{"type": "flattened", ...}` in a mapping
 /// becomes the server's type for it. OpenSearch's `flat_object` takes no
 /// parameters (`ignore_above` is refused: "unsupported parameters").
+///
+/// A `boolean` with `ignore_malformed` (a body path that is a boolean in the
+/// resources rules read, and may be anything in a custom resource) becomes a
+/// `keyword` where the server has no `ignore_malformed` for booleans
+/// (OpenSearch refuses the whole template: "unknown parameter
+/// [ignore_malformed] on mapper … of type [boolean]"). A keyword takes any
+/// scalar without a conflict, and `field: true` still finds `true`.
 fn translate(mapping: &mut Value, flavour: &Flavour) {
     let to = flavour.flattened_type();
     match mapping {
         Value::Object(fields) => {
-            if fields.get("type").and_then(Value::as_str) == Some("flattened") && to != "flattened" {
+            let kind = fields.get("type").and_then(Value::as_str);
+            if kind == Some("flattened") && to != "flattened" {
                 *mapping = json!({ "type": to });
+                return;
+            }
+            if kind == Some("boolean")
+                && fields.contains_key("ignore_malformed")
+                && !flavour.has_boolean_ignore_malformed()
+            {
+                *mapping = json!({ "type": "keyword", "ignore_above": 64 });
                 return;
             }
             fields.values_mut().for_each(|v| translate(v, flavour));
@@ -185,6 +200,18 @@ mod tests {
             t.body["template"]["mappings"]["properties"]["kubernetes"]["properties"]["pod"]["properties"]["labels"],
             json!({"type": "flattened", "ignore_above": 1024})
         );
+    }
+
+    #[test]
+    fn a_lenient_boolean_is_a_keyword_where_booleans_cannot_ignore_malformed_values() {
+        let lenient = json!({"spec": {"properties": {"hostPID": {"type": "boolean", "ignore_malformed": true}}}});
+        let host_pid = |flavour: &Flavour| {
+            let t = template(mapping("audit-%Y.%m.%d", lenient.clone()), &TemplateSettings::default(), flavour);
+            t.body["template"]["mappings"]["properties"]["spec"]["properties"]["hostPID"].clone()
+        };
+        assert_eq!(host_pid(&opensearch()), json!({"type": "keyword", "ignore_above": 64}));
+        assert_eq!(host_pid(&es("9.5.4")), json!({"type": "boolean", "ignore_malformed": true}));
+        assert_eq!(host_pid(&es("8.19.21")), json!({"type": "boolean", "ignore_malformed": true}));
     }
 
     #[test]
