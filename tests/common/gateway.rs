@@ -24,11 +24,7 @@ pub struct Home {
 
 impl Home {
     pub fn new(name: &str) -> Home {
-        Home {
-            dir: tempfile::Builder::new().prefix("klgdbg").disable_cleanup(true).tempdir().unwrap(),
-            prefix: unique(name),
-            admin: format!("127.0.0.1:{}", free_port()),
-        }
+        Home { dir: tempfile::tempdir().unwrap(), prefix: unique(name), admin: format!("127.0.0.1:{}", free_port()) }
     }
 
     pub fn path(&self) -> &Path {
