@@ -13,6 +13,7 @@ pub mod audit_webhook;
 pub mod containers;
 pub mod context;
 pub mod journald;
+pub mod kube_api;
 pub mod kube_events;
 pub mod pull;
 pub mod section;

@@ -85,16 +85,7 @@ mod tests {
         spool.append(&[doc]).await.unwrap();
         assert_eq!(spool.made_under(&[("cluster_name", "b")]), vec![], "unchanged");
         drop(spool);
-        // The writer thread lets go of the file once it sees the last handle gone.
-        let mut reopened = Spool::open(dir.path(), 1 << 20);
-        for _ in 0..200 {
-            if reopened.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-            reopened = Spool::open(dir.path(), 1 << 20);
-        }
-        let spool = reopened.unwrap();
+        let spool = super::super::tests::reopen(dir.path()).await;
         let changed = spool.made_under(&[("cluster_name", "c"), ("elasticsearch.indices.audit", "x-%Y")]);
         let want = Changed { setting: "cluster_name".into(), before: "b".into(), now: "c".into() };
         assert_eq!(changed, vec![want], "a setting seen for the first time is no change");

@@ -291,6 +291,21 @@ mod tests {
         }
     }
 
+    /// Opens the spool of `dir` again once the writer thread of the last
+    /// (dropped) handle has let go of the file, which it does when it sees
+    /// the handle gone.
+    pub(super) async fn reopen(dir: &Path) -> Spool {
+        let mut reopened = Spool::open(dir, 1 << 20);
+        for _ in 0..200 {
+            if reopened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            reopened = Spool::open(dir, 1 << 20);
+        }
+        reopened.unwrap()
+    }
+
     fn read(spool: &Spool) -> Vec<Entry> {
         spool.read_from(0, 10).unwrap().into_iter().map(|e| e.unwrap_or_else(|c| panic!("{}", c.message))).collect()
     }
@@ -319,16 +334,7 @@ mod tests {
         // Removal is applied by the writer thread; wait for it.
         wait_for("the removal", || spool.entry_count() == 1).await;
         drop(spool);
-        // The writer thread lets go of the file once it sees the last handle gone.
-        let mut reopened = Spool::open(dir.path(), 1 << 20);
-        for _ in 0..200 {
-            if reopened.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-            reopened = Spool::open(dir.path(), 1 << 20);
-        }
-        let reopened = reopened.unwrap();
+        let reopened = reopen(dir.path()).await;
         let entries = read(&reopened);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].docs, vec![doc(3)]);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::setting::{key_error, ConfigError};
+use crate::sources::kube_api::Connection;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,27 +47,25 @@ impl Default for EventsConfig {
 impl EventsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const K: &str = "sources.events";
-        if let Some(path) = &self.kubeconfig {
-            crate::setting::readable(&format!("{K}.kubeconfig"), path)?;
-        }
-        if let Some(url) = &self.api_url {
-            if url::Url::parse(url).is_err() {
-                return Err(key_error(&format!("{K}.api_url"), format!("{url:?} is not a URL")));
-            }
-        }
+        self.connection().validate(K)?;
         if self.batch_max_documents == 0 {
             return Err(key_error(&format!("{K}.batch_max_documents"), "must be at least 1"));
         }
         if self.max_batches_in_flight == 0 {
             return Err(key_error(&format!("{K}.max_batches_in_flight"), "must be at least 1"));
         }
-        if self.watch_timeout < Duration::from_secs(1) || self.watch_timeout > Duration::from_secs(3600) {
-            return Err(key_error(&format!("{K}.watch_timeout"), "must be between 1s and 1h"));
-        }
-        if self.retry_max_backoff < Duration::from_millis(500) {
-            return Err(key_error(&format!("{K}.retry_max_backoff"), "must be at least 500ms"));
-        }
         Ok(())
+    }
+
+    /// The connection keys, as every source that reads the API takes them.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            kubeconfig: self.kubeconfig.as_deref(),
+            api_url: self.api_url.as_deref(),
+            connect_timeout: self.connect_timeout,
+            watch_timeout: self.watch_timeout,
+            retry_max_backoff: self.retry_max_backoff,
+        }
     }
 }
 

@@ -19,13 +19,13 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::config::EventsConfig;
 use super::document::EventNormalizer;
 use super::metrics::metrics;
 use crate::ack;
 use crate::document::Document;
+use crate::sources::kube_api::Backoff;
 use crate::sources::pull::BatchSender;
 
 /// Why a list or watch ended.
@@ -42,12 +42,12 @@ enum Stop {
 pub async fn run(cfg: EventsConfig, mut normalizer: EventNormalizer, resume: Option<String>, tx: BatchSender<String>) {
     let mut backoff = Backoff::new(cfg.retry_max_backoff);
     let api: Api<Event> = loop {
-        match client(&cfg).await {
+        match cfg.connection().client().await {
             Ok(c) => break Api::all(c),
             Err(e) => {
                 metrics().watch_errors.inc();
                 tracing::error!(error = %e, "kubernetes events: cannot make an API client; trying again");
-                if sleep_or_closed(backoff.next(), &tx).await {
+                if sleep_or_closed(backoff.delay(), &tx).await {
                     return;
                 }
             }
@@ -73,7 +73,7 @@ pub async fn run(cfg: EventsConfig, mut normalizer: EventNormalizer, resume: Opt
             Err(Stop::Failed(e)) => {
                 metrics().watch_errors.inc();
                 tracing::warn!(error = %e, "kubernetes events: list/watch failed; retrying after a backoff");
-                if sleep_or_closed(backoff.next(), &reader.tx).await {
+                if sleep_or_closed(backoff.delay(), &reader.tx).await {
                     return;
                 }
             }
@@ -171,48 +171,5 @@ async fn sleep_or_closed(d: Duration, tx: &BatchSender<String>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = tx.closed() => true,
-    }
-}
-
-async fn client(cfg: &EventsConfig) -> Result<kube::Client, String> {
-    let mut config = match &cfg.kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-        }
-        None => kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?,
-    };
-    if let Some(url) = &cfg.api_url {
-        config.cluster_url = url.parse().map_err(|e| format!("api_url {url:?}: {e}"))?;
-    }
-    config.connect_timeout = Some(cfg.connect_timeout);
-    // A watch may stay silent until it ends at watch_timeout.
-    config.read_timeout = Some(cfg.watch_timeout + Duration::from_secs(15));
-    kube::Client::try_from(config).map_err(|e| format!("API client: {e}"))
-}
-
-/// 500 ms, doubling up to `max`; back to 500 ms after a success.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-
-    fn new(max: Duration) -> Backoff {
-        Backoff { next: Self::FIRST.min(max), max }
-    }
-
-    fn next(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(self.max);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST.min(self.max);
     }
 }

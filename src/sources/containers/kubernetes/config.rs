@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::setting::{key_error, list, ConfigError};
+use crate::sources::kube_api::Connection;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,21 +58,20 @@ impl KubernetesConfig {
                 return Err(key_error(&format!("{K}.annotations[{i}]"), format!("{p:?} is not a glob pattern: {e}")));
             }
         }
-        if let Some(url) = &self.api_url {
-            if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
-                return Err(key_error(&format!("{K}.api_url"), format!("{url:?} is not an http(s) URL")));
-            }
+        // The kubeconfig is read only when the API is.
+        let connection = self.connection();
+        Connection { kubeconfig: connection.kubeconfig.filter(|_| self.enabled), ..connection }.validate(K)
+    }
+
+    /// The connection keys, as every source that reads the API takes them.
+    pub fn connection(&self) -> Connection<'_> {
+        Connection {
+            kubeconfig: self.kubeconfig.as_deref(),
+            api_url: self.api_url.as_deref(),
+            connect_timeout: self.connect_timeout,
+            watch_timeout: self.watch_timeout,
+            retry_max_backoff: self.retry_max_backoff,
         }
-        let secs = self.watch_timeout.as_secs();
-        if !(1..=3600).contains(&secs) {
-            return Err(key_error(&format!("{K}.watch_timeout"), "must be between 1s and 1h"));
-        }
-        for (key, d) in [("connect_timeout", self.connect_timeout), ("retry_max_backoff", self.retry_max_backoff)] {
-            if d.is_zero() {
-                return Err(key_error(&format!("{K}.{key}"), "must be above zero"));
-            }
-        }
-        Ok(())
     }
 }
 

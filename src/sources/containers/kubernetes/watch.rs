@@ -23,8 +23,6 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, PartialObjectMeta};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{metadata_watcher, WatchStreamExt};
 use serde::de::DeserializeOwned;
@@ -33,13 +31,14 @@ use super::config::KubernetesConfig;
 use super::metrics::{metrics, resource};
 use super::pod_cache::{owner_named, OwnerMap, PodCache, PodInfo};
 use crate::shutdown::Shutdown;
+use crate::sources::kube_api::Backoff;
 
 /// Runs every watch until shutdown. A client that cannot be made (no
 /// in-cluster environment, an unreadable kubeconfig) is logged and tried
 /// again after `retry_max_backoff`; meanwhile lines ship flagged.
 pub async fn run(cfg: KubernetesConfig, node: String, cache: Arc<PodCache>, shutdown: Shutdown) {
     let client = loop {
-        match client(&cfg).await {
+        match cfg.connection().client().await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::error!(error = %e, "kubernetes metadata: cannot make an API client; lines ship flagged metadata_missing");
@@ -86,62 +85,13 @@ pub async fn run(cfg: KubernetesConfig, node: String, cache: Arc<PodCache>, shut
     }
 }
 
-async fn client(cfg: &KubernetesConfig) -> Result<kube::Client, String> {
-    let mut config = match &cfg.kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-        }
-        None => kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?,
-    };
-    if let Some(url) = &cfg.api_url {
-        config.cluster_url = url.parse().map_err(|e| format!("api_url {url:?}: {e}"))?;
-    }
-    config.connect_timeout = Some(cfg.connect_timeout);
-    // A watch may stay silent until it ends at watch_timeout.
-    config.read_timeout = Some(cfg.watch_timeout + Duration::from_secs(15));
-    kube::Client::try_from(config).map_err(|e| format!("API client: {e}"))
-}
-
-/// 500 ms, doubling up to `max`; back to 500 ms after a success.
-struct Exponential {
-    next: Duration,
-    max: Duration,
-}
-
-impl Exponential {
-    const FIRST: Duration = Duration::from_millis(500);
-
-    fn new(max: Duration) -> Exponential {
-        Exponential { next: Self::FIRST.min(max), max }
-    }
-}
-
-impl Iterator for Exponential {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let now = self.next;
-        self.next = (self.next * 2).min(self.max);
-        Some(now)
-    }
-}
-
-impl Backoff for Exponential {
-    fn reset(&mut self) {
-        self.next = Self::FIRST.min(self.max);
-    }
-}
-
 fn failed(what: &'static str, error: &watcher::Error) {
     metrics().watch_restarts.get_or_create(&resource(what)).inc();
     tracing::warn!(resource = what, error = %error, "kubernetes metadata: list/watch failed; retrying after a backoff");
 }
 
 async fn watch_pods(api: Api<Pod>, wc: watcher::Config, cfg: &KubernetesConfig, cache: &PodCache) {
-    let stream = watcher::watcher(api, wc).backoff(Exponential::new(cfg.retry_max_backoff));
+    let stream = watcher::watcher(api, wc).backoff(Backoff::new(cfg.retry_max_backoff));
     let mut stream = std::pin::pin!(stream);
     let mut seen: HashSet<String> = HashSet::new();
     let info = |pod: &Pod| PodInfo::from_pod(pod, |k| cache.keep_annotation(k));
@@ -227,7 +177,7 @@ async fn watch_meta<K>(api: Api<K>, wc: watcher::Config, cfg: &KubernetesConfig,
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let stream = metadata_watcher(api, wc).backoff(Exponential::new(cfg.retry_max_backoff));
+    let stream = metadata_watcher(api, wc).backoff(Backoff::new(cfg.retry_max_backoff));
     let mut stream = std::pin::pin!(stream);
     let mut seen = HashSet::new();
     let key = |obj: &PartialObjectMeta<K>| {
@@ -262,19 +212,5 @@ where
             }
             Err(e) => failed(kind.name(), &e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Exponential::new(Duration::from_secs(3));
-        let got: Vec<_> = (&mut b).take(5).map(|d| d.as_millis()).collect();
-        assert_eq!(got, [500, 1000, 2000, 3000, 3000]);
-        b.reset();
-        assert_eq!(b.next(), Some(Duration::from_millis(500)));
     }
 }
