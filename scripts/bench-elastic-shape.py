@@ -2,22 +2,39 @@
 """Elasticsearch's cost per audit document, before and after the Elastic-native
 shape, side by side in one run (docs/benchmarks.md, "Elastic-native audit documents").
 
-    python3 scripts/bench-elastic-shape.py OLD_TEMPLATE NEW_TEMPLATE [DOCS]
+    python3 scripts/bench-elastic-shape.py [--docs N] [--reps R] BEFORE AFTER [AFTER...]
 
-OLD_TEMPLATE / NEW_TEMPLATE: names of index templates the gateway installed (before
-and after the change) on $ES_URL (default http://127.0.0.1:9200); their mappings and
-settings are copied to two indices of its own (`bench-shape-old`, `bench-shape-new`,
-deleted first and at the end). DOCS (default 100000) Metadata-level audit documents of
-each shape are bulk-loaded in alternating batches of 1000, so both see the same load on
-the machine. Reported per document: Elasticsearch's indexing time
-(`indexing.index_time_in_millis` of the index, the CPU the indexing threads spent on it)
-and the store size after a force merge to one segment.
+BEFORE / AFTER: index templates the gateway installed, before the Elastic-native shape
+and after it (one or more, e.g. two versions of it): a template name on $ES_URL (default
+http://127.0.0.1:9200), or `@file.json` holding the body of `GET /_index_template/<name>`
+or the template itself. Their mappings and settings are copied to indices of this
+script's own (`bench-shape-0`, `bench-shape-1`, …, deleted first and at the end).
+BEFORE gets documents in the shape before, every AFTER the Elastic-native shape.
+
+Each repetition: a warm-up (10,000 documents per template into a scratch index, not
+counted), then N (default 100000) Metadata-level audit documents per template,
+bulk-loaded in rounds of one batch of 1000 per template, the order rotating every
+round, so every template sees the same load on the machine. Reported per document and
+as a ratio to BEFORE:
+
+* write-thread CPU: the time Elasticsearch's `write` threads (where bulk requests are
+  indexed) spent on a CPU during each template's bulk requests; GC, the JIT, merges and
+  refreshes run on other threads and are left out. Read from /proc (the node must run on
+  this machine; its threads are named by the JDK's jcmd);
+* ES process CPU: the same for every thread of Elasticsearch's JVM (merges and
+  refreshes of one index land in another's requests, so it is noisier);
+* index time: the index's `indexing.index_time_in_millis` (wall time in the indexing
+  threads, which grows with the machine's load);
+* store: the store size after a force merge to one segment.
 """
+import argparse
 import json
-import sys
+import os
+import re
+import subprocess
 import urllib.request
 
-ES = __import__("os").environ.get("ES_URL", "http://127.0.0.1:9200")
+ES = os.environ.get("ES_URL", "http://127.0.0.1:9200")
 
 
 def call(method, path, body=None, ndjson=False):
@@ -76,43 +93,159 @@ def doc(i, new):
     return d
 
 
-def main():
-    old_t, new_t = sys.argv[1], sys.argv[2]
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 100000
+def template(arg):
+    if arg.startswith("@"):
+        t = json.load(open(arg[1:]))
+    else:
+        t = call("GET", f"/_index_template/{arg}")
+    if "index_templates" in t:
+        t = t["index_templates"][0]["index_template"]
+    return t["template"]
+
+
+class EsCpu:
+    """Elasticsearch's CPU time in ms, read from /proc (the node must run on this
+    machine): `process()`, every thread of its JVM; `write()`, its `write` threads
+    only (where bulk requests are indexed; not merges, refreshes, GC or the JIT),
+    found by name with jcmd. Time on CPU from /proc/<pid>/task/<tid>/schedstat
+    (nanoseconds). Either is None when it cannot be read."""
+
+    def __init__(self):
+        self.pid = next(iter(call("GET", "/_nodes/_local/process")["nodes"].values()))["process"]["id"]
+        self.local = os.path.isdir(f"/proc/{self.pid}/task")
+        self.writers = []
+
+    def find_write_threads(self):
+        """Once the write pool has all its threads (after the warm-up)."""
+        if not self.local:
+            return
+        jcmd = os.path.join(os.path.dirname(os.path.realpath(f"/proc/{self.pid}/exe")), "jcmd")
+        try:
+            out = subprocess.run([jcmd, str(self.pid), "Thread.print"], capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        self.writers = [int(m.group(1), 16) for m in re.finditer(r'^"[^"]*\]\[write\]\[[^"]*".* nid=0x([0-9a-f]+)', out, re.M)]
+
+    @staticmethod
+    def _ms(tid_dir):
+        try:
+            return int(open(f"{tid_dir}/schedstat").read().split()[0]) / 1e6
+        except OSError:
+            return 0.0
+
+    def process(self):
+        if not self.local:
+            return None
+        return sum(self._ms(f"/proc/{self.pid}/task/{t}") for t in os.listdir(f"/proc/{self.pid}/task"))
+
+    def write(self):
+        if not self.writers:
+            return None
+        return sum(self._ms(f"/proc/{self.pid}/task/{t}") for t in self.writers)
+
+
+def bulk(index, start, end, new, op="create"):
+    lines = []
+    for i in range(start, end):
+        meta = {"_index": index, "_id": f"id-{i}"} if op == "create" else {"_index": index}
+        lines.append(json.dumps({op: meta}))
+        lines.append(json.dumps(doc(i, new), separators=(",", ":")))
+    return "\n".join(lines) + "\n"
+
+
+def run(templates, n, es_cpu):
+    labels = list(range(len(templates)))
     indices = {}
-    for label, name in (("old", old_t), ("new", new_t)):
-        t = call("GET", f"/_index_template/{name}")["index_templates"][0]["index_template"]["template"]
+    for label, t in zip(labels, templates):
         index = f"bench-shape-{label}"
         call("DELETE", f"/{index}")
-        settings = t["settings"]["index"]
+        settings = json.loads(json.dumps(t["settings"]["index"]))
         settings["refresh_interval"] = "30s"
         r = call("PUT", f"/{index}", {"settings": {"index": settings}, "mappings": t["mappings"]})
         assert r.get("acknowledged"), r
         indices[label] = index
+    # Warm-up: the JIT compiles the paths both shapes take before anything counts.
+    call("DELETE", "/bench-shape-warm")
+    for start in range(0, 10000, 1000):
+        for label in labels:
+            body = bulk("bench-shape-warm", start, start + 1000, label > 0, op="index")
+            call("POST", "/_bulk?filter_path=errors", body, ndjson=True)
+    call("DELETE", "/bench-shape-warm")
+    es_cpu.find_write_threads()
+    load_before = open("/proc/loadavg").read().split()[:3]
+    cpu = {label: [0.0, 0.0] for label in labels}
+    rounds = 0
     for start in range(0, n, 1000):
-        for label in ("old", "new"):
-            lines = []
-            for i in range(start, min(n, start + 1000)):
-                lines.append(json.dumps({"create": {"_index": indices[label], "_id": f"id-{i}"}}))
-                lines.append(json.dumps(doc(i, label == "new"), separators=(",", ":")))
-            r = call("POST", "/_bulk?filter_path=errors,items.*.error", "\n".join(lines) + "\n", ndjson=True)
+        order = labels[rounds % len(labels):] + labels[:rounds % len(labels)]
+        rounds += 1
+        for label in order:
+            body = bulk(indices[label], start, min(n, start + 1000), label > 0)
+            w0, p0 = es_cpu.write(), es_cpu.process()
+            r = call("POST", "/_bulk?filter_path=errors,items.*.error", body, ndjson=True)
+            w1, p1 = es_cpu.write(), es_cpu.process()
             assert not r.get("errors"), json.dumps(r)[:500]
+            cpu[label][0] = None if w0 is None or cpu[label][0] is None else cpu[label][0] + w1 - w0
+            cpu[label][1] = None if p0 is None or cpu[label][1] is None else cpu[label][1] + p1 - p0
+    load_after = open("/proc/loadavg").read().split()[:3]
     out = {}
     for label, index in indices.items():
         call("POST", f"/{index}/_refresh")
         call("POST", f"/{index}/_forcemerge?max_num_segments=1")
         s = call("GET", f"/{index}/_stats/indexing,store,docs")["_all"]["primaries"]
         assert s["docs"]["count"] == n, s["docs"]
-        out[label] = (s["indexing"]["index_time_in_millis"] * 1000.0 / n, s["store"]["size_in_bytes"] / n)
+        w, p = (None if c is None else c * 1000.0 / n for c in cpu[label])
+        out[label] = (w, p, s["indexing"]["index_time_in_millis"] * 1000.0 / n, s["store"]["size_in_bytes"] / n)
         call("DELETE", f"/{index}")
-    load = open("/proc/loadavg").read().split()[:3]
-    print(f"{n} Metadata-level audit documents per shape, load average {' '.join(load)}")
-    print("| shape | ES indexing time per document | store per document (1 segment) |")
-    print("|---|---|---|")
-    for label in ("old", "new"):
-        print(f"| {label} | {out[label][0]:.1f} µs | {out[label][1]:.0f} B |")
-    print(f"| new / old | {out['new'][0] / out['old'][0]:.3f} | {out['new'][1] / out['old'][1]:.3f} |")
+    return out, load_before, load_after
 
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--docs", type=int, default=100000)
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("templates", nargs="+", metavar="TEMPLATE")
+    a = p.parse_args()
+    assert len(a.templates) >= 2, "BEFORE and at least one AFTER"
+    templates = [template(t) for t in a.templates]
+    names = ["before"] + a.templates[1:]
+    es_cpu = EsCpu()
+    columns = ["write-thread CPU", "ES process CPU", "index time", "store (1 segment)"]
+    print(f"{a.docs} Metadata-level audit documents per template and repetition; before = {a.templates[0]}")
+    print("| rep | load average (1/5/15 min), start → end | template | "
+          + " | ".join(f"{c} per document" for c in columns) + " | " + " | ".join(f"{c} / before" for c in columns) + " |")
+    print("|---" * (3 + 2 * len(columns)) + "|")
+    ratios = {label: [] for label in range(1, len(templates))}
+
+    def num(x, unit):
+        return "–" if x is None else f"{x:.1f} {unit}" if unit == "µs" else f"{x:.0f} {unit}"
+
+    def ratio(x, y):
+        return None if x is None or y is None else x / y
+
+    for rep in range(1, a.reps + 1):
+        out, l0, l1 = run(templates, a.docs, es_cpu)
+        load = f"{' '.join(l0)} → {' '.join(l1)}"
+        base = out[0]
+        for label, vals in out.items():
+            rs = [ratio(v, b) for v, b in zip(vals, base)]
+            cells = [num(v, u) for v, u in zip(vals, ["µs", "µs", "µs", "B"])] + ["–" if r is None else f"{r:.3f}" for r in rs]
+            print(f"| {rep} | {load} | {names[label]} | " + " | ".join(cells) + " |", flush=True)
+            if label:
+                ratios[label].append(rs)
+    if a.reps > 1:
+        print()
+        print("| template | " + " | ".join(f"{c} / before: median (range)" for c in columns) + " |")
+        print("|---" * (1 + len(columns)) + "|")
+        for label, rs in ratios.items():
+            cells = []
+            for k in range(len(columns)):
+                xs = sorted(r[k] for r in rs if r[k] is not None)
+                if not xs:
+                    cells.append("–")
+                    continue
+                m = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+                cells.append(f"{m:.3f} ({xs[0]:.3f}–{xs[-1]:.3f})")
+            print(f"| {names[label]} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

@@ -23,21 +23,27 @@ fn mapping_properties() -> Value {
     let user_info = json!({ "properties": {
         "username": kw, "uid": kw, "groups": kw,
         // Keys as sent, dots included; any number of them is one field.
-        "extra": { "type": "flattened", "ignore_above": 1024 }
+        // Searchable (one rule's exceptions are prefixes on a key), no doc
+        // values: nothing sorts or aggregates on them.
+        "extra": { "type": "flattened", "ignore_above": 1024, "doc_values": false }
     }});
 
     let unindexed = json!({ "type": "object", "enabled": false });
+    // Copies of `kubernetes.audit.*` fields written as Elastic's integration
+    // writes them, in `_source` for views and exports; no rule reads them, so
+    // they are not indexed (docs/decisions.md §17.5).
+    let stored_keyword = json!({ "type": "keyword", "index": false, "doc_values": false });
     json!({
         "data_stream": { "properties": { "type": kw, "dataset": kw, "namespace": kw } },
         "orchestrator": { "properties": {
             "namespace": kw,
-            "resource": { "properties": { "type": kw, "name": kw } },
-            "api_version": kw
+            "resource": unindexed,
+            "api_version": stored_keyword
         }},
         "user": { "properties": { "name": kw, "id": kw } },
         "source": { "properties": { "ip": { "type": "ip" } } },
-        "client": { "properties": { "ip": { "type": "ip" } } },
-        "related": { "properties": { "user": kw, "ip": { "type": "ip" } } },
+        "client": unindexed,
+        "related": unindexed,
         "user_agent": { "properties": { "original": { "type": "keyword", "ignore_above": 2048,
             "fields": { "text": { "type": "text" } } } } },
         "url": { "properties": { "original": { "type": "keyword", "ignore_above": 8192,
@@ -91,4 +97,89 @@ fn dynamic_templates() -> Value {
             "mapping": { "type": "keyword", "ignore_above": 1024 }
         }
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mapping of a dotted field path, or `Null`.
+    fn field<'m>(properties: &'m Value, path: &str) -> &'m Value {
+        let mut parts = path.split('.').peekable();
+        let mut cur = properties;
+        while let Some(part) = parts.next() {
+            cur = &cur[part];
+            if parts.peek().is_some() {
+                cur = &cur["properties"];
+            }
+        }
+        cur
+    }
+
+    fn properties() -> Value {
+        mapping(&IndexPattern::parse("audit-%Y.%m.%d").unwrap(), "default").properties
+    }
+
+    /// What Elastic's prebuilt Kubernetes rules query (KQL, EQL, ES|QL, and the
+    /// fields new-terms rules aggregate on): searchable, with doc values, typed
+    /// as before.
+    #[test]
+    fn the_fields_the_rules_read_stay_indexed_with_doc_values() {
+        let p = properties();
+        for (path, ty) in [
+            ("data_stream.dataset", "keyword"),
+            ("data_stream.namespace", "keyword"),
+            ("event.dataset", "keyword"),
+            ("event.action", "keyword"),
+            ("event.ingested", "date"),
+            ("source.ip", "ip"),
+            ("user.name", "keyword"),
+            ("user_agent.original", "keyword"),
+            ("orchestrator.namespace", "keyword"),
+            ("kubernetes.audit.level", "keyword"),
+            ("kubernetes.audit.stage", "keyword"),
+            ("kubernetes.audit.verb", "keyword"),
+            ("kubernetes.audit.requestURI", "keyword"),
+            ("kubernetes.audit.sourceIPs", "keyword"),
+            ("kubernetes.audit.userAgent", "keyword"),
+            ("kubernetes.audit.user.username", "keyword"),
+            ("kubernetes.audit.user.groups", "keyword"),
+            ("kubernetes.audit.impersonatedUser.username", "keyword"),
+            ("kubernetes.audit.impersonatedUser.groups", "keyword"),
+            ("kubernetes.audit.objectRef.resource", "keyword"),
+            ("kubernetes.audit.objectRef.subresource", "keyword"),
+            ("kubernetes.audit.objectRef.namespace", "keyword"),
+            ("kubernetes.audit.objectRef.name", "keyword"),
+            ("kubernetes.audit.responseStatus.code", "long"),
+            ("kubernetes.audit.responseStatus.message", "text"),
+            ("kubernetes.audit.annotations.authorization_k8s_io/decision", "keyword"),
+            ("kubernetes.audit.annotations.authorization_k8s_io/reason", "keyword"),
+        ] {
+            let f = field(&p, path);
+            assert_eq!(f["type"], ty, "{path}: {f}");
+            assert_ne!(f["index"], json!(false), "{path}: {f}");
+            assert_ne!(f["doc_values"], json!(false), "{path}: {f}");
+        }
+        // One rule's exceptions are prefix queries on a key of `user.extra`.
+        for path in ["kubernetes.audit.user.extra", "kubernetes.audit.impersonatedUser.extra"] {
+            let f = field(&p, path);
+            assert_eq!(f["type"], "flattened", "{path}: {f}");
+            assert_ne!(f["index"], json!(false), "{path}: {f}");
+        }
+    }
+
+    /// Copies of `kubernetes.audit.*` that no rule reads are kept in `_source`
+    /// and not indexed: they cost Elasticsearch no indexing.
+    #[test]
+    fn copies_no_rule_reads_are_stored_not_indexed() {
+        let p = properties();
+        for path in ["client", "related", "orchestrator.resource"] {
+            assert_eq!(field(&p, path), &json!({ "type": "object", "enabled": false }), "{path}");
+        }
+        let api_version = field(&p, "orchestrator.api_version");
+        assert_eq!((&api_version["index"], &api_version["doc_values"]), (&json!(false), &json!(false)));
+        for path in ["kubernetes.audit.user.extra", "kubernetes.audit.impersonatedUser.extra"] {
+            assert_eq!(field(&p, path)["doc_values"], json!(false), "{path}");
+        }
+    }
 }
