@@ -7,7 +7,9 @@
 #                                   containerd of scripts/kube-node.sh; prints the reference
 #
 # TAG defaults to `dev`; the reference is klg.local/kube-log-gateway:TAG. Pods use it with
-# imagePullPolicy: Never (the chart's test values).
+# imagePullPolicy: Never (the chart's test values). The tag is also the image's
+# org.opencontainers.image.version label, so two tags of one binary are two digests (a
+# rollout to the other tag changes what the pods run, as a rebuilt release would).
 #
 # Same image as deploy/Dockerfile, by construction: the file system comes from
 # deploy/image-rootfs.sh (which the Dockerfile's build stage runs too), and USER,
@@ -58,7 +60,8 @@ do_build() {
   mkdir -p "$(dirname "$out")"
   python3 scripts/kube-node/oci-image.py --out "$out" --name "$NAME:$tag" --rootfs "$root" \
     --user "$user" --entrypoint "$entrypoint" --cmd "$cmd" "${args[@]}" \
-    --label "org.opencontainers.image.source=deploy/Dockerfile" >/dev/null
+    --label "org.opencontainers.image.source=deploy/Dockerfile" \
+    --label "org.opencontainers.image.version=$tag" >/dev/null
   rm -rf "$root"
   log "$NAME:$tag: $out ($(du -h "$out" | cut -f1), $((SECONDS - t0)) s)"
   echo "$out"

@@ -14,8 +14,12 @@
 #           KLG_WEBHOOK_* pass through), the controller manager, the scheduler, kube-proxy,
 #           containerd and kubelet; wait until the node is Ready. Idempotent: what runs is
 #           left running.
-#   stop    stop kubelet and every pod it runs, containerd and the control-plane daemons,
-#           remove kube-proxy's rules and the pod bridge, then stop kube-apiserver and etcd
+#   stop    stop the controller manager and the scheduler, delete every pod through the
+#           API and let kubelet stop them (what is left: killed through containerd), stop
+#           kubelet, containerd and kube-proxy, remove kube-proxy's and kubelet's iptables
+#           chains and the pod bridge, put back the kernel settings they changed, remove
+#           the host directories they created (/var/log/pods, /var/lib/cni, ...), then stop
+#           kube-apiserver and etcd. Idempotent: stopping a stopped node is fine.
 #   status  exit 0 when the node is Ready, 3 when kubelet is not running
 #   env     print the cluster's env file: kube-apiserver's (KUBE_URL, KUBECONFIG, KUBECTL,
 #           AUDIT_LOG, ...) plus NODE_NAME, NODE_IP, CONTAINERD_SOCK, KUBELET_LOG,
@@ -73,6 +77,8 @@ NODE_DIR="${NODE_DIR:-$CACHE_DIR/k8s/node}"
 IMAGE_DIR="$CACHE_DIR/k8s/images"
 SOCK="$NODE_DIR/containerd.sock"
 CTR=(ctr --address "$SOCK" -n k8s.io)
+# kubectl's discovery cache, here rather than in ~/.kube.
+export KUBECACHEDIR="${KUBECACHEDIR:-$NODE_DIR/kubectl-cache}"
 
 log() { printf 'kube-node: %s\n' "$*" >&2; }
 die() { printf 'kube-node: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -347,11 +353,59 @@ teardown_bridge() {
 
 node_ip() { ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
 
+# What the node changes on the host outside NODE_DIR, recorded before it changes it
+# (once: a second start of a running node keeps the first record), and put back by stop:
+# the kernel settings kubelet, kube-proxy and the bridge plugin set, and the directories
+# kubelet, containerd and the CNI plugins create that did not exist before.
+HOST_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables
+  net.bridge.bridge-nf-call-ip6tables net.netfilter.nf_conntrack_max
+  net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
+  vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+  kernel.keys.root_maxbytes)
+HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/cni /run/netns /var/lib/kubelet /run/containerd
+  /var/lib/containerd /opt/containerd /etc/cni)
+record_host_state() {
+  local f="$NODE_DIR/host-state" k v d
+  [[ -f "$f" ]] && return 0
+  {
+    for k in "${HOST_SYSCTLS[@]}"; do
+      v="$(sysctl -n "$k" 2>/dev/null)" && printf 'sysctl %s %s\n' "$k" "$v"
+    done
+    for d in "${HOST_DIRS[@]}"; do
+      [[ -e "$d" ]] || printf 'created %s\n' "$d"
+    done
+    # libmount's runtime directory (the first mount makes it): removed only if empty.
+    [[ -e /run/mount ]] || printf 'created-empty /run/mount\n'
+
+  } >"$f.tmp"
+  mv "$f.tmp" "$f"
+}
+
+restore_host_state() {
+  local f="$NODE_DIR/host-state" kind k v
+  [[ -f "$f" ]] || return 0
+  while read -r kind k v; do
+    case "$kind" in
+      sysctl) [[ "$(sysctl -n "$k" 2>/dev/null)" == "$v" ]] || sysctl -qw "$k=$v" 2>/dev/null || log "could not set $k back to $v" ;;
+      created)
+        # Network namespaces of pods whose teardown did not run are bind mounts here.
+        { grep -F " $k/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
+          umount -l "$m" 2>/dev/null || true
+        done
+        rm -rf "$k"
+        ;;
+      created-empty) rmdir "$k" 2>/dev/null || true ;;
+    esac
+  done <"$f"
+  rm -f "$f"
+}
+
 do_start() {
   do_build
   local t0=$SECONDS
   bash "$SCRIPT_DIR/kube-apiserver.sh" start >/dev/null {NODE_LOCK_FD}>&-
   mkdir -p "$NODE_DIR"
+  record_host_state
   write_configs
   ensure_rbac
   local pki="$KUBE_DIR/pki" ip
@@ -428,11 +482,29 @@ remove_pods() {
   done
 }
 
+# Every pod deleted through the API, so that kubelet stops them as it would any pod:
+# containers killed, sandboxes' networks torn down by the CNI plugin (veth, address,
+# network namespace), volumes unmounted. The controller manager and the scheduler are
+# stopped first, so that nothing replaces them.
+drain_pods() {
+  local kubectl=("$BIN_DIR/kubectl" --kubeconfig "$KUBE_DIR/admin.kubeconfig" --request-timeout=20s)
+  [[ -n "$(live_pid "$NODE_DIR/kubelet.pid" "$NODE_DIR")" && -f "$KUBE_DIR/admin.kubeconfig" ]] || return 0
+  "${kubectl[@]}" get --raw /readyz >/dev/null 2>&1 || return 0
+  "${kubectl[@]}" delete pods --all --all-namespaces --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
+  local deadline=$((SECONDS + 60))
+  while [[ -n "$("${CTR[@]}" tasks ls -q 2>/dev/null)" ]] && ((SECONDS < deadline)); do sleep 1; done
+}
+
 do_stop() {
+  local name
+  for name in kube-controller-manager kube-scheduler; do
+    stop_pid "$(live_pid "$NODE_DIR/$name.pid" "$NODE_DIR")" "$name"
+    rm -f "$NODE_DIR/$name.pid"
+  done
+  drain_pods
   stop_pid "$(live_pid "$NODE_DIR/kubelet.pid" "$NODE_DIR")" kubelet
   remove_pods
-  local name
-  for name in containerd kube-proxy kube-scheduler kube-controller-manager; do
+  for name in containerd kube-proxy; do
     stop_pid "$(live_pid "$NODE_DIR/$name.pid" "$NODE_DIR")" "$name"
     rm -f "$NODE_DIR/$name.pid"
   done
@@ -444,15 +516,21 @@ do_stop() {
   # kube-proxy's KUBE-* chains and rules.
   [[ -x "$BIN_DIR/kube-proxy" ]] && "$BIN_DIR/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
   # kubelet's canary chains (it recreates them at start).
-  local t
-  for t in nat filter mangle; do iptables -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true; done
-  # ... and its KUBE-FIREWALL chain (drops non-loopback sources to 127.0.0.0/8).
-  while iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
-  while iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
-  iptables -F KUBE-FIREWALL 2>/dev/null || true
-  iptables -X KUBE-FIREWALL 2>/dev/null || true
-  iptables -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
+  local t ipt
+  for ipt in iptables ip6tables; do
+    for t in nat filter mangle; do "$ipt" -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null || true; done
+  done
+  # ... and its KUBE-FIREWALL chain (drops non-loopback sources to 127.0.0.0/8; in
+  # IPv6 too) and the hint chain telling other tools which iptables backend is in use.
+  for ipt in iptables ip6tables; do
+    while "$ipt" -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while "$ipt" -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    "$ipt" -F KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -X KUBE-FIREWALL 2>/dev/null || true
+    "$ipt" -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null || true
+  done
   teardown_bridge
+  restore_host_state
   bash "$SCRIPT_DIR/kube-apiserver.sh" stop
 }
 

@@ -27,10 +27,14 @@
 #    a loop keeps the API busy; both roles roll (new pods with the new image); the
 #    lines and the audit events of the whole run are checked again, exactly once.
 #
-# Needs root (containerd, kubelet), the shared Elasticsearch on 127.0.0.1:9200
-# (KLG_TEST_ES_URL), and the binaries scripts/kube-apiserver.sh builds. Indices are
-# named klg-node-e2e-<run>-* and deleted at the end; the cluster is stopped on exit.
-# Prints each phase's duration.
+# Needs root (containerd, kubelet), an Elasticsearch on 127.0.0.1 (KLG_TEST_ES_URL,
+# default http://127.0.0.1:9200; pods on the pod network reach it at 10.244.0.1 on the
+# same port), and the binaries scripts/kube-apiserver.sh and scripts/kube-node.sh build.
+# Everything of the run lives in one temporary directory (KLG_KUBE_TEST_ROOT, default
+# TMPDIR or /tmp): kube-apiserver's instance, the node's state and journal, the spool
+# volumes. Indices are named klg-node-e2e-<run>-* and deleted at the end; the cluster is
+# stopped on exit (scripts/kube-node.sh stop) and the directory removed. Prints each
+# phase's duration.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,9 +44,20 @@ RUN="klg-node-e2e-$(date +%s)-$$"
 NS=klg
 WORK="$(mktemp -d "${KLG_KUBE_TEST_ROOT:-${TMPDIR:-/tmp}}/node-e2e.XXXXXX")"
 export KUBE_DIR="$WORK/kube"
-CHECK=(python3 scripts/kube-node/e2e_check.py --es "$ES")
+# The node's state (containerd's images and containers, kubelet's pods, the journal the
+# DaemonSet reads) is this run's own, so each run's journal holds only its own entries.
+export NODE_DIR="$WORK/node"
 LINES=20000 # per pod: ~2.5 MB of log, two kubelet rotations at 1 MiB
 STEADY_LINES=6000 # the upgrade's printer: one line every 10 ms, about a minute
+
+# kubectl's discovery cache: this run's, not ~/.kube.
+export KUBECACHEDIR="$WORK/kubectl-cache"
+# e2e_check.py SUBCOMMAND ARGS... against this run's Elasticsearch.
+check() {
+  local cmd="$1"
+  shift
+  python3 scripts/kube-node/e2e_check.py "$cmd" --es "$ES" "$@"
+}
 
 log() { printf '\n==> node-e2e: %s\n' "$*"; }
 die() { printf 'node-e2e: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -64,17 +79,35 @@ cleanup() {
   fi
   bash scripts/kube-node.sh stop >/dev/null 2>&1 || true
   curl -s -X DELETE "$ES/$RUN-*" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  # Never through a mount the stop left behind (a pod volume, a container's rootfs).
+  if grep -qF " $WORK/" /proc/mounts; then
+    printf 'node-e2e: mounts left under %s, not removing it:\n' "$WORK" >&2
+    grep -F " $WORK/" /proc/mounts >&2
+    ((rc != 0)) || rc=1
+  else
+    rm -rf "$WORK"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Pods on the pod network reach the loopback Elasticsearch at the bridge address, on the
+# same port (kube-node.sh forwards it; stop removes the rule).
+[[ "$ES" =~ ^http://127\.0\.0\.1:([0-9]+)/?$ ]] || die "KLG_TEST_ES_URL must be http://127.0.0.1:PORT (got '$ES')"
+ES_PORT="${BASH_REMATCH[1]}"
+export KLG_NODE_HOST_PORTS="$ES_PORT"
+curl -sf "$ES/_cluster/health" >/dev/null || die "no Elasticsearch answers on $ES (scripts/elasticsearch.sh start)"
+
 log "cluster: scripts/kube-node.sh start (KUBE_DIR=$KUBE_DIR)"
 HELM="$(bash scripts/helm.sh build)"
-[[ -x target/release/kube-log-gateway ]] || cargo build --release --locked --bin kube-log-gateway
-target/release/kube-log-gateway certs --out "$WORK/certs" --san 10.96.100.100 >/dev/null
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+# The release binary: the image's (scripts/image.sh builds the same), and the certificates.
+cargo build --release --locked --bin kube-log-gateway
+"${CARGO_TARGET_DIR:-target}/release/kube-log-gateway" certs --out "$WORK/certs" --san 10.96.100.100 >/dev/null
 KLG_WEBHOOK_URL=https://10.96.100.100:8443/audit KLG_WEBHOOK_CA="$WORK/certs/ca.crt" \
   KLG_WEBHOOK_CERT="$WORK/certs/client.crt" KLG_WEBHOOK_KEY="$WORK/certs/client.key" \
   bash scripts/kube-node.sh start
@@ -115,18 +148,22 @@ k -n "$NS" create secret generic klg-e2e-tls --from-file=tls.crt="$WORK/certs/se
 } | k apply -f - >/dev/null
 cat >"$WORK/run-values.yaml" <<EOF
 clusterName: $RUN
+elasticsearch:
+  urls: ["http://10.244.0.1:$ES_PORT"]
 gateway:
   config:
     elasticsearch:
       indices: {audit: "$RUN-audit-%Y.%m.%d", dead_letter: "$RUN-deadletter-%Y.%m.%d"}
 node:
   journalHostPaths: ["$JOURNAL_DIR"]
+  dataHostPath: "$WORK/node-data"
   kubernetes:
     apiURL: "$KUBE_URL"
   config:
     sources:
       journald: {start_at: head}
     elasticsearch:
+      urls: ["http://127.0.0.1:$ES_PORT"]
       indices: {kubelet: "$RUN-kubelet-%Y.%m.%d", containers: "$RUN-containers-%Y.%m.%d", dead_letter: "$RUN-deadletter-%Y.%m.%d"}
 EOF
 "$HELM" install klg "$CHART" -n "$NS" -f scripts/kube-node/test-values.yaml -f "$WORK/run-values.yaml" \
@@ -232,9 +269,9 @@ echo "rotated files of the Job's pods: $rotated ($(find /var/log/pods -path '*sh
 ((rotated > 0)) || die "kubelet rotated none of the Job's logs: the test would not cover rotation"
 
 phase "assert: lines, journal, audit events in Elasticsearch"
-"${CHECK[@]}" containers --index "$RUN-containers-*" --expect "$expect" --timeout 180
-"${CHECK[@]}" journal --index "$RUN-kubelet-*" --journal-dir "$JOURNAL_DIR" --timeout 120
-"${CHECK[@]}" audit --index "$RUN-audit-*" --audit-log "$AUDIT_LOG" --since "$since" --timeout 120
+check containers --index "$RUN-containers-*" --expect "$expect" --timeout 180
+check journal --index "$RUN-kubelet-*" --journal-dir "$JOURNAL_DIR" --timeout 120
+check audit --index "$RUN-audit-*" --audit-log "$AUDIT_LOG" --since "$since" --timeout 120
 
 phase "upgrade under traffic: helm upgrade to a rebuilt image while pods print and the API is busy"
 bash scripts/image.sh import dev2 >/dev/null
@@ -285,8 +322,8 @@ wait "$busy_pid" 2>/dev/null || true
 busy_pid=
 
 phase "assert after the upgrade: every line and audit event of the run, exactly once"
-"${CHECK[@]}" containers --index "$RUN-containers-*" --expect "$expect" --timeout 240
-"${CHECK[@]}" audit --index "$RUN-audit-*" --audit-log "$AUDIT_LOG" --since "$since" --timeout 240
-"${CHECK[@]}" journal --index "$RUN-kubelet-*" --journal-dir "$JOURNAL_DIR" --timeout 120
+check containers --index "$RUN-containers-*" --expect "$expect" --timeout 240
+check audit --index "$RUN-audit-*" --audit-log "$AUDIT_LOG" --since "$since" --timeout 240
+check journal --index "$RUN-kubelet-*" --journal-dir "$JOURNAL_DIR" --timeout 120
 phase "done"
 printf 'node-e2e: passed in %d s\n' "$((SECONDS - t0))"
