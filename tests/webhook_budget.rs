@@ -51,8 +51,19 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> Result<(u16,
 
 #[tokio::test]
 async fn concurrent_large_uploads_over_the_budget_are_refused_with_retry_after_and_land_once() {
+    over_the_budget("webhook-budget", false).await;
+}
+
+/// The same over HTTP/1.1, where a refused request's unread body would
+/// otherwise reset the connection before the client reads the 503.
+#[tokio::test]
+async fn over_http1_the_refusals_are_read_too() {
+    over_the_budget("webhook-budget-h1", true).await;
+}
+
+async fn over_the_budget(name: &str, http1: bool) {
     require_es().await;
-    let mut setup = WebhookSetup::new("webhook-budget");
+    let mut setup = WebhookSetup::new(name);
     // A debug build on a busy machine needs time to decode 4 MB; the budget's
     // wait is short, so that requests over it are refused rather than queued.
     setup.config.server_mut().request_timeout = Some("120s".into());
@@ -68,7 +79,10 @@ async fn concurrent_large_uploads_over_the_budget_are_refused_with_retry_after_a
     let limit = gw.metric("klg_webhook_budget_limit_bytes", "").await;
     assert_eq!(limit, BUDGET as f64, "{}", setup.log_tail(20));
 
-    let client = tls_client(&setup.certs(), true);
+    let client = match http1 {
+        false => tls_client(&setup.certs(), true),
+        true => tls_client_builder(&setup.certs(), true).http1_only().build().unwrap(),
+    };
     let url = setup.url("/audit");
     let bodies: Vec<String> = (0..BATCHES).map(batch).collect();
     assert!(bodies[0].len() > 4_000_000, "{}", bodies[0].len());

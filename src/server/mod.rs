@@ -291,6 +291,14 @@ impl Committing {
     }
 }
 
+/// A response extension: the request's unread body may be read and dropped
+/// after the answer up to this many bytes, instead of
+/// `server.refusal_drain_bytes`. For a refusal whose client sends the whole
+/// body before it reads the answer (the memory budget's 503): closing the
+/// connection early would reset it before it reads why.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainUpTo(pub u64);
+
 /// One request in flight: from the moment hyper hands it over until its
 /// answer is produced and whatever body it left unread has been drained.
 struct InFlight(Arc<Activity>);
@@ -333,11 +341,13 @@ where
                     Err(_) => Ok(request_timeout(limits.retry_after_seconds)),
                 };
                 let rest = unread.lock().expect("unread body lock").take();
+                let up_to = resp.as_ref().ok().and_then(|r| r.extensions().get::<DrainUpTo>()).map(|d| d.0);
+                let drain_bytes = up_to.unwrap_or(0).max(limits.refusal_drain_bytes);
                 match rest {
                     // The answer goes out now; the rest of the body is read
                     // meanwhile, so the client is not reset while still sending.
                     Some(rest) => {
-                        tokio::spawn(drain(rest, limits.refusal_drain_bytes, limits.refusal_drain_timeout, in_flight));
+                        tokio::spawn(drain(rest, drain_bytes, limits.refusal_drain_timeout, in_flight));
                     }
                     None => drop(in_flight),
                 }

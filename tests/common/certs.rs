@@ -37,11 +37,16 @@ fn trusting(certs: &Path) -> reqwest::ClientBuilder {
 
 /// An HTTPS client trusting `certs/ca.crt`, presenting `certs/client.*` if `with_cert`.
 pub fn tls_client(certs: &Path, with_cert: bool) -> reqwest::Client {
-    let mut b = trusting(certs).timeout(Duration::from_secs(60));
-    if with_cert {
-        b = b.identity(client_identity(certs));
+    tls_client_builder(certs, with_cert).build().unwrap()
+}
+
+/// [`tls_client`] before it is built, to set more (e.g. `http1_only`).
+pub fn tls_client_builder(certs: &Path, with_cert: bool) -> reqwest::ClientBuilder {
+    let b = trusting(certs).timeout(Duration::from_secs(60));
+    match with_cert {
+        true => b.identity(client_identity(certs)),
+        false => b,
     }
-    b.build().unwrap()
 }
 
 /// An HTTPS client that trusts `server_certs/ca.crt` but presents the client

@@ -15,10 +15,23 @@ use super::budget::{Charge, Refused};
 pub struct BodyError {
     pub status: StatusCode,
     pub message: String,
+    /// For a refusal whose client sends the whole body before it reads the
+    /// answer: how much of the unread body the server may read and drop after
+    /// answering, in place of `server.refusal_drain_bytes`.
+    pub drain_up_to: Option<u64>,
 }
 
 fn err(status: StatusCode, message: impl Into<String>) -> BodyError {
-    BodyError { status, message: message.into() }
+    BodyError { status, message: message.into(), drain_up_to: None }
+}
+
+/// The memory budget has no room: 503 at once, without reading the rest of
+/// the body here. The server reads and drops it after the answer has gone
+/// out (up to `max`, the largest body the client may send), so the client
+/// reads the 503 rather than a reset, and reading it counts against neither
+/// the budget nor `server.request_timeout`.
+fn over_budget(refused: Refused, max: u64) -> BodyError {
+    BodyError { drain_up_to: Some(max), ..err(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()) }
 }
 
 /// Checks `Content-Type` (415 unless JSON) and `Content-Encoding` (415 unless
@@ -51,9 +64,8 @@ const CHARGE_STEP: u64 = 1024 * 1024;
 /// Reads the whole body, refusing with 413 past `max` bytes on the wire or,
 /// for gzip, after inflation. Every byte is charged to `charge` before it is
 /// held: the declared length up front, else as it arrives, and the inflated
-/// size as it is inflated. If the memory budget has no room, the rest of the
-/// body is read and thrown away (so the client reads the answer rather than a
-/// reset) and the answer is 503, which the handler's layer gives a `Retry-After`.
+/// size as it is inflated. If the memory budget has no room, the answer is
+/// 503 ([`over_budget`]), which the handler's layer gives a `Retry-After`.
 pub async fn read(
     mut body: Body,
     headers: &HeaderMap,
@@ -70,7 +82,7 @@ pub async fn read(
     }
     if let Some(len) = declared {
         if let Err(refused) = charge.grow_to(len).await {
-            return Err(discard(body, max, refused).await);
+            return Err(over_budget(refused, max));
         }
     }
     // Sized from Content-Length up front: growing a multi-megabyte buffer by
@@ -85,8 +97,7 @@ pub async fn read(
             }
             if len > charge.held() {
                 if let Err(refused) = charge.grow_to(len.max(charge.held() + CHARGE_STEP).min(max)).await {
-                    drop(wire);
-                    return Err(discard(body, max, refused).await);
+                    return Err(over_budget(refused, max));
                 }
             }
             wire.extend_from_slice(&data);
@@ -100,19 +111,6 @@ pub async fn read(
     let inflated = inflate_charged(&wire, max, charge).await?;
     charge.shrink_to(inflated.len() as u64);
     Ok(inflated)
-}
-
-/// Reads what is left of a refused body and drops it frame by frame, holding
-/// nothing, up to `max` bytes (past that the server closes the connection).
-async fn discard(mut body: Body, max: u64, refused: Refused) -> BodyError {
-    let mut read = 0u64;
-    while read <= max {
-        match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => break,
-        }
-    }
-    err(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
 }
 
 /// [`inflate`] a step at a time, charging the output before it is written.

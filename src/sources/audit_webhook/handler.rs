@@ -144,7 +144,13 @@ async fn handle_inner(
     let mut charge = w.budget.charge();
     let bytes = match body::read(body, headers, gzip, w.max_body_bytes, &mut charge).await {
         Ok(b) => b,
-        Err(e) => return error(e.status, e.message),
+        Err(e) => {
+            let mut resp = error(e.status, e.message);
+            if let Some(bytes) = e.drain_up_to {
+                resp.extensions_mut().insert(crate::server::DrainUpTo(bytes));
+            }
+            return resp;
+        }
     };
     let items = match Items::parse(&bytes) {
         Ok(items) => items,
