@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
 
 use common::container_node::*;
@@ -79,30 +78,7 @@ async fn hundred_thousand_lines_rotated_five_times_during_the_tail_each_once() {
     let node = Node::new("ctr-rotate");
     let real = node.container("shop", "busy-1", "uid-9", "app");
     let _gw = node.start();
-    let dir = real.parent().unwrap().to_path_buf();
-    let writer = std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
-        let (mut seq, mut rotations) = (0, 0);
-        while seq < LINES {
-            f.write_all(cri(seq).as_bytes()).unwrap();
-            seq += 1;
-            if seq % 1000 == 0 {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if seq % (LINES / 6) == 0 && rotations < 5 {
-                // Rotate like the kubelet: rename; the runtime writes a few more
-                // lines to its open descriptor, then reopens the path.
-                rotations += 1;
-                std::fs::rename(&real, dir.join(format!("0.log.2026010{rotations}-000000"))).unwrap();
-                for _ in 0..3 {
-                    f.write_all(cri(seq).as_bytes()).unwrap();
-                    seq += 1;
-                }
-                f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
-            }
-        }
-        rotations
-    });
+    let writer = write_rotating_five_times(real, LINES);
     let rotations = tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
     assert_eq!(rotations, 5);
     let got = wait_for_count(&node.indices(), LINES as u64, Duration::from_secs(180)).await;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use common::container_node::*;
@@ -27,14 +26,6 @@ fn lines(range: std::ops::Range<usize>, f: fn(usize) -> String) -> String {
     range.map(f).collect()
 }
 
-/// Rotates like the kubelet: rename to `0.log.<stamp>`, the runtime writes
-/// `after` more lines to its open descriptor, then reopens the path.
-fn rotate(f: &mut std::fs::File, real: &Path, stamp: &str, after: std::ops::Range<usize>) {
-    std::fs::rename(real, real.with_file_name(format!("0.log.{stamp}"))).unwrap();
-    f.write_all(lines(after, cri).as_bytes()).unwrap();
-    *f = std::fs::OpenOptions::new().create(true).append(true).open(real).unwrap();
-}
-
 /// (a) The tail under pressure: 100,000 lines, 5 rotations during the tail, on a
 /// machine with every core busy (the tailer's listing starves, two rotations
 /// fall between two listings).
@@ -46,23 +37,7 @@ async fn under_pressure_100k_lines_rotated_five_times_each_once() {
     let real = node.container("shop", "busy-1", "uid-9", "app");
     let _pressure = Pressure::start();
     let _gw = node.start();
-    let writer = std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
-        let (mut seq, mut rotations) = (0, 0);
-        while seq < LINES {
-            f.write_all(cri(seq).as_bytes()).unwrap();
-            seq += 1;
-            if seq % 1000 == 0 {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if seq % (LINES / 6) == 0 && rotations < 5 {
-                rotations += 1;
-                rotate(&mut f, &real, &format!("2026010{rotations}-000000"), seq..seq + 3);
-                seq += 3;
-            }
-        }
-        rotations
-    });
+    let writer = write_rotating_five_times(real, LINES);
     let rotations = tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
     assert_eq!(rotations, 5);
     let got = wait_for_count(&node.indices(), LINES as u64, Duration::from_secs(300)).await;

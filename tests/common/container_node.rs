@@ -143,6 +143,39 @@ pub fn bytes_under(dir: &Path) -> u64 {
 }
 
 /// A CRI line `line <seq>` of varying length.
+/// Rotates like the kubelet: rename to `0.log.<stamp>`, the runtime writes
+/// the lines `after` to its open descriptor, then reopens the path.
+pub fn rotate(f: &mut std::fs::File, real: &Path, stamp: &str, after: std::ops::Range<usize>) {
+    use std::io::Write;
+    std::fs::rename(real, real.with_file_name(format!("0.log.{stamp}"))).unwrap();
+    f.write_all(after.map(cri).collect::<String>().as_bytes()).unwrap();
+    *f = std::fs::OpenOptions::new().create(true).append(true).open(real).unwrap();
+}
+
+/// Writes `lines` CRI lines to `real` on a thread, 1,000 at a time with a
+/// pause between, rotating it five times on the way ([`rotate`]); the thread
+/// returns the number of rotations.
+pub fn write_rotating_five_times(real: PathBuf, lines: usize) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&real).unwrap();
+        let (mut seq, mut rotations) = (0, 0);
+        while seq < lines {
+            f.write_all(cri(seq).as_bytes()).unwrap();
+            seq += 1;
+            if seq % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if seq % (lines / 6) == 0 && rotations < 5 {
+                rotations += 1;
+                rotate(&mut f, &real, &format!("2026010{rotations}-000000"), seq..seq + 3);
+                seq += 3;
+            }
+        }
+        rotations
+    })
+}
+
 pub fn cri(seq: usize) -> String {
     format!("2026-01-02T03:04:05.{:09}Z stdout F line {seq:07} {}\n", seq % 1_000_000_000, "z".repeat(seq % 97))
 }
