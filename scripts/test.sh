@@ -39,6 +39,12 @@
 #    webhook, Elasticsearch outages) while
 #    scripts/pressure.sh saturates every core and writes to disk. Exact counts must
 #    hold there too. KLG_SKIP_PRESSURE=1 skips it (never in CI).
+# 12. node: scripts/node-e2e.sh, end to end on a real node: containerd and a kubelet
+#    registered with a kube-apiserver of its own, the project's image (release build)
+#    imported, the chart installed (both roles), pods that print and rotate their logs,
+#    kubelet's journal, every line and audit event exactly once, then helm upgrade to a
+#    rebuilt image under traffic and the same checks. KLG_SKIP_NODE=1 skips it (never
+#    in CI).
 #
 # An Elasticsearch (single node or cluster) that this script started is stopped again
 # on exit, whatever happened; one that was already running (a developer's, left up on
@@ -248,6 +254,15 @@ if [[ "${KLG_SKIP_PRESSURE:-0}" != 1 ]]; then
   bash scripts/pressure.sh stop
   unset KLG_PRESSURE
   printf 'pressure step: %d s\n' "$((SECONDS - pressure_start))"
+fi
+
+if [[ "${KLG_SKIP_NODE:-0}" != 1 ]]; then
+  step "node: scripts/node-e2e.sh (kubelet and containerd run the project's image, installed with the chart)"
+  # Last: it builds the release binary for the image and, on a new machine, the
+  # control plane's other daemons (both cached after the first run).
+  node_start=$SECONDS
+  bash scripts/node-e2e.sh
+  printf 'node step: %d s\n' "$((SECONDS - node_start))"
 fi
 
 # The reliability table: fault → sent → acknowledged → stored → set aside → lost → duplicated.
