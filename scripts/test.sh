@@ -174,9 +174,17 @@ step "server matrix: the server-touching tests on ${KLG_MATRIX-es9 os2 os3}"
 # suite's Elasticsearch 8.19 keeps running for the steps below.
 matrix_start=$SECONDS
 matrix_server=""
+# scripts/elasticsearch.sh for one server of the matrix, on that server's own port:
+# ES_PORT, exported above for the suite's Elasticsearch, would point every server of
+# the matrix at the suite's instance (and stop it).
+matrix_es() {
+  local server="$1"
+  shift
+  env -u ES_PORT ES_SERVER="$server" bash scripts/elasticsearch.sh "$@"
+}
 stop_matrix_server() {
   [[ -n "$matrix_server" ]] || return 0
-  ES_SERVER="$matrix_server" bash scripts/elasticsearch.sh stop || true
+  matrix_es "$matrix_server" stop || true
   matrix_server=""
 }
 # On a failure here, stop this step's server too, then report as every step does
@@ -186,8 +194,10 @@ trap 'matrix_rc=$?; set +e; stop_matrix_server; status_was "$matrix_rc"; finish'
 for server in ${KLG_MATRIX-es9 os2 os3}; do
   server_start=$SECONDS
   matrix_server="$server"
-  ES_SERVER="$server" ES_START_TIMEOUT=300 bash scripts/elasticsearch.sh start
-  server_url="$(ES_SERVER="$server" bash scripts/elasticsearch.sh status | sed -n 's/^running on \([^ ]*\) .*/\1/p')"
+  ES_START_TIMEOUT=300 matrix_es "$server" start
+  server_url="$(matrix_es "$server" status | sed -n 's/^running on \([^ ]*\) .*/\1/p')"
+  [[ "$server_url" == http://127.0.0.1:* && "$server_url" != "$KLG_TEST_ES_URL" ]] ||
+    { echo "server matrix: $server is not running on a port of its own (status: $server_url)" >&2; exit 1; }
   # Test names are filters. The 429 of a request over the indexing-pressure limit
   # (too_large) is Elasticsearch's: OpenSearch has its own shard indexing pressure.
   filters=(flavour closed_index write_block kill_9 breaks_the_mapping elasticsearch_stopped_for_30s)
