@@ -163,8 +163,9 @@ async fn a_corrupt_container_checkpoint_is_moved_aside_and_no_line_is_stored_twi
     assert_eq!(aside, 2);
     Reliability {
         fault: "container checkpoint corrupt, then empty: moved aside, files read again from the start",
-        sent: 800,
-        acknowledged: 800,
+        // 300 lines in each of two files, then 100 more in each per round, two rounds.
+        sent: 1_000,
+        acknowledged: 1_000,
         stored: count(&node.indices()).await,
         duplicated: 0,
         set_aside: 0,
