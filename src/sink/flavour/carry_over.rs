@@ -100,9 +100,8 @@ pub async fn serve(
                 Err(e) => tracing::warn!(index = %carry.index, "cannot create index {} for spooled documents yet, \
                     will retry: {e}", carry.index),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-                _ = shutdown.aborted() => return,
+            if !backoff.wait(&shutdown).await {
+                return;
             }
         };
         let (index, source, name) = (&carry.index, carry.source, &template.name);

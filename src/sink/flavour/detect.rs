@@ -162,9 +162,8 @@ pub async fn until_known(
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.aborted() => return Err(Stopped::Cancelled),
+        if !backoff.wait(shutdown).await {
+            return Err(Stopped::Cancelled);
         }
     }
 }

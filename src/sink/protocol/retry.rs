@@ -8,6 +8,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rand::Rng;
 
+use crate::shutdown::Shutdown;
 use crate::sink::config::RetryConfig;
 
 /// Capped exponential backoff with full jitter: each wait is uniform in
@@ -30,6 +31,15 @@ impl Backoff {
                 .without_max_times()
                 .build(),
             max: cfg.max_backoff,
+        }
+    }
+
+    /// Sleeps for the next wait; `false` if the gateway aborted meanwhile
+    /// (the caller stops trying).
+    pub async fn wait(&mut self, shutdown: &Shutdown) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(self.next_delay()) => true,
+            _ = shutdown.aborted() => false,
         }
     }
 

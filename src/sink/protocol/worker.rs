@@ -116,7 +116,7 @@ pub async fn send_until_final(inner: &Inner, slots: &Concurrency, batch: Vec<Pen
             let verdict = policy::classify(reply, todo.len());
             slots.record(rtt, verdict.pressure());
             let next = apply(inner, verdict, node, todo, &mut parts);
-            if next.wait && !wait(inner, &mut backoff).await {
+            if next.wait && !backoff.wait(&inner.shutdown).await {
                 return;
             }
             todo = next.todo;
@@ -358,13 +358,5 @@ fn dead_letter_to_file(inner: &Inner, p: Pending, refusal: &str) -> Option<Pendi
                 "cannot append to the dead-letter file, will retry: {e}");
             Some(p)
         }
-    }
-}
-
-/// Sleeps for the next backoff delay; `false` if the shutdown aborted meanwhile.
-async fn wait(inner: &Inner, backoff: &mut Backoff) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(backoff.next_delay()) => true,
-        _ = inner.shutdown.aborted() => false,
     }
 }
