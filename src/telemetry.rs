@@ -113,6 +113,23 @@ pub struct ReloadLabels {
     pub result: ReloadResult,
 }
 
+/// When a data stream lookup found an earlier copy of a document (see
+/// `sink::data_stream`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are snake_case in Prometheus
+pub enum CopyFound {
+    /// Before the write: the document was not sent again.
+    before_write,
+    /// After the write, which a rollover sent to a newer backing index: the
+    /// copy just written was deleted again.
+    after_write,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CopyLabels {
+    pub when: CopyFound,
+}
+
 pub struct Metrics {
     pub webhook_requests: Family<CodeLabels, Counter>,
     pub webhook_request_seconds: Histogram,
@@ -129,6 +146,8 @@ pub struct Metrics {
     pub es_in_flight_requests: Gauge,
     pub index_blocked: Family<BlockLabels, Counter>,
     pub documents_too_large: Counter,
+    pub data_stream_lookups: Counter,
+    pub data_stream_copies: Family<CopyLabels, Counter>,
     pub tls_handshake_failures: Counter,
     pub tls_reloads: Family<ReloadLabels, Counter>,
 }
@@ -158,6 +177,8 @@ fn global() -> &'static Global {
             es_in_flight_requests: Gauge::default(),
             index_blocked: Family::default(),
             documents_too_large: Counter::default(),
+            data_stream_lookups: Counter::default(),
+            data_stream_copies: Family::default(),
             tls_handshake_failures: Counter::default(),
             tls_reloads: Family::default(),
         }));
@@ -212,6 +233,16 @@ fn global() -> &'static Global {
             "documents_too_large",
             "Documents dead-lettered because no bulk request holding them can ever be accepted",
             metrics.documents_too_large.clone(),
+        );
+        r.register(
+            "data_stream_lookups",
+            "Documents looked up in a data stream's earlier backing indices before or after a write (resends across a rollover)",
+            metrics.data_stream_lookups.clone(),
+        );
+        r.register(
+            "data_stream_copies_found",
+            "Documents found already stored in an earlier backing index of their data stream, not written twice, by when",
+            metrics.data_stream_copies.clone(),
         );
         r.register(
             "tls_handshake_failures",

@@ -84,6 +84,11 @@ impl IndexPattern {
         out
     }
 
+    /// Whether the name changes with the event's date (`%Y`, `%m`, `%d`).
+    pub fn is_dated(&self) -> bool {
+        self.parts.iter().any(|p| !matches!(p, Part::Literal(_)))
+    }
+
     /// The wildcard that matches every index this pattern can produce
     /// (`audit-%Y.%m.%d` → `audit-*`), for index templates and queries.
     pub fn wildcard(&self) -> String {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::flavour::FlavourSetting;
+use super::protocol::data_stream::DataStreamConfig;
 use crate::document::index_pattern::IndexPattern;
 use crate::setting::{key_error, readable, ConfigError};
 
@@ -24,6 +25,10 @@ pub struct ElasticsearchConfig {
     pub tls: EsTls,
     #[serde(default)]
     pub indices: Indices,
+    /// Write each source to a data stream named by its `indices` entry instead
+    /// of event-dated indices.
+    #[serde(default)]
+    pub data_stream: DataStreamConfig,
     /// `auto`: ask the server what it is (`GET /`) at start; `elasticsearch` or
     /// `opensearch`: the server must be that one.
     #[serde(default)]
@@ -181,11 +186,23 @@ pub struct LifecycleConfig {
     /// The policy's name.
     #[serde(default = "defaults::lifecycle_policy")]
     pub policy: String,
+    /// Data streams only: the write index rolls over at this age ...
+    #[serde(default = "defaults::rollover_max_age", with = "humantime_serde")]
+    pub rollover_max_age: Duration,
+    /// ... or at this primary shard size, whichever comes first (`50gb`).
+    #[serde(default = "defaults::rollover_max_primary_shard_size")]
+    pub rollover_max_primary_shard_size: String,
 }
 
 impl Default for LifecycleConfig {
     fn default() -> Self {
-        LifecycleConfig { install: false, delete_after: defaults::delete_after(), policy: defaults::lifecycle_policy() }
+        LifecycleConfig {
+            install: false,
+            delete_after: defaults::delete_after(),
+            policy: defaults::lifecycle_policy(),
+            rollover_max_age: defaults::rollover_max_age(),
+            rollover_max_primary_shard_size: defaults::rollover_max_primary_shard_size(),
+        }
     }
 }
 
@@ -279,7 +296,8 @@ impl ElasticsearchConfig {
                 ));
             }
         }
-        self.indices.patterns()?;
+        let patterns = self.indices.patterns()?;
+        self.data_stream.validate(&patterns)?;
         let auth = &self.auth;
         if auth.username.is_some() != (auth.password.is_some() || auth.password_file.is_some()) {
             return Err(key_error("elasticsearch.auth", "username and password (or password_file) go together"));
@@ -352,6 +370,20 @@ impl ElasticsearchConfig {
         }
         if self.lifecycle.delete_after < Duration::from_secs(3600) {
             return Err(key_error("elasticsearch.lifecycle.delete_after", "must be at least 1h"));
+        }
+        if self.lifecycle.rollover_max_age < Duration::from_secs(60) {
+            return Err(key_error("elasticsearch.lifecycle.rollover_max_age", "must be at least 1m"));
+        }
+        let size = &self.lifecycle.rollover_max_primary_shard_size;
+        let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if digits.is_empty()
+            || !digits.chars().all(|c| c.is_ascii_digit())
+            || !["b", "kb", "mb", "gb", "tb", "pb"].contains(&&size[digits.len()..])
+        {
+            return Err(key_error(
+                "elasticsearch.lifecycle.rollover_max_primary_shard_size",
+                format!("{size:?} is not a byte size such as 50gb (units b, kb, mb, gb, tb, pb)"),
+            ));
         }
         let policy = &self.lifecycle.policy;
         if policy.is_empty()
@@ -439,6 +471,12 @@ mod defaults {
     }
     pub fn delete_after() -> Duration {
         Duration::from_secs(90 * 86_400)
+    }
+    pub fn rollover_max_age() -> Duration {
+        Duration::from_secs(86_400)
+    }
+    pub fn rollover_max_primary_shard_size() -> String {
+        "50gb".into()
     }
     pub fn lifecycle_policy() -> String {
         "kube-log-gateway".into()

@@ -20,6 +20,7 @@ use super::flavour::carry_over::{self, Installed};
 use super::flavour::{detect, install, lifecycle, templates, Flavour, FlavourError, Stopped};
 use super::protocol::batcher::{batcher, Submission};
 use super::protocol::concurrency::Concurrency;
+use super::protocol::data_stream::Streams;
 use super::protocol::dead_letter::DeadLetters;
 use super::protocol::gate::Gate;
 use super::protocol::rate_limit::DocLimiter;
@@ -64,6 +65,7 @@ impl Sink {
             client: client.clone(),
             dead_letters: DeadLetters::new(dead_letter_pattern, data_dir),
             limiter: es.documents_per_second.and_then(NonZeroU32::new).map(DocLimiter::new),
+            streams: es.data_stream.enabled.then(|| Streams::new(client.clone(), es.data_stream.resend_check_margin)),
             retry: es.retry.clone(),
             shutdown: shutdown.clone(),
             error_log: LogThrottle::new(es.dead_letter_log_interval),
@@ -153,10 +155,11 @@ async fn prepare(
     let flavour = detect::until_known(client, es.flavour, &es.retry, shutdown).await?;
     tracing::info!(server = %flavour, url = %client.current_url(), setting = ?es.flavour, "server detected");
     warn_unavailable(&flavour, es);
-    let mut templates = templates::all(mappings, &es.template, &flavour);
+    let mut templates = templates::all(mappings, &es.template, &flavour, es.data_stream.enabled);
     let wildcards: Vec<String> = templates.iter().map(|t| t.wildcard.clone()).collect();
     if es.lifecycle.install {
-        lifecycle::until_installed(client, &flavour, &es.lifecycle, &wildcards, &es.retry, shutdown).await?;
+        let rollover = es.data_stream.enabled;
+        lifecycle::until_installed(client, &flavour, &es.lifecycle, &wildcards, rollover, &es.retry, shutdown).await?;
         lifecycle::attach(&mut templates, &flavour, &es.lifecycle);
     }
     if !es.install_templates {

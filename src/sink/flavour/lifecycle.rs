@@ -3,7 +3,9 @@
 //! calls it ILM (the policy is named in each index's settings, by the
 //! template); OpenSearch calls it ISM (the policy names the indices it takes,
 //! `ism_template`). The gateway's daily indices are event-dated, so "created"
-//! is at most a day after the newest event in them.
+//! is at most a day after the newest event in them. With data streams
+//! (`rollover`), the policy also rolls the write index over by age or size,
+//! and a backing index is deleted `delete_after` its rollover.
 //!
 //! A server without the API (Elasticsearch without the ILM module, OpenSearch
 //! without the index-management plugin) answers 400 "no handler found": that
@@ -32,13 +34,21 @@ pub fn age(d: Duration) -> String {
     }
 }
 
-/// The ILM policy: nothing to do while hot, deleted at `delete_after`.
-pub fn ilm_policy(cfg: &LifecycleConfig) -> Value {
+/// The ILM policy: nothing to do while hot (or roll over, for data
+/// streams), deleted at `delete_after`.
+pub fn ilm_policy(cfg: &LifecycleConfig, rollover: bool) -> Value {
+    let hot = match rollover {
+        true => json!({ "rollover": {
+            "max_age": age(cfg.rollover_max_age),
+            "max_primary_shard_size": cfg.rollover_max_primary_shard_size
+        }}),
+        false => json!({}),
+    };
     json!({
         "policy": {
             "_meta": { "managed_by": "kube-log-gateway" },
             "phases": {
-                "hot": { "min_age": "0ms", "actions": {} },
+                "hot": { "min_age": "0ms", "actions": hot },
                 "delete": { "min_age": age(cfg.delete_after), "actions": { "delete": {} } }
             }
         }
@@ -46,8 +56,18 @@ pub fn ilm_policy(cfg: &LifecycleConfig) -> Value {
 }
 
 /// The ISM policy: the same states, attached to every new index that one of
-/// the `wildcards` matches.
-pub fn ism_policy(cfg: &LifecycleConfig, wildcards: &[String]) -> Value {
+/// the `wildcards` matches (for a data stream: its backing indices).
+pub fn ism_policy(cfg: &LifecycleConfig, wildcards: &[String], rollover: bool) -> Value {
+    let (hot, delete_when) = match rollover {
+        true => (
+            json!([{ "rollover": {
+                "min_index_age": age(cfg.rollover_max_age),
+                "min_primary_shard_size": cfg.rollover_max_primary_shard_size
+            }}]),
+            json!({ "min_rollover_age": age(cfg.delete_after) }),
+        ),
+        false => (json!([]), json!({ "min_index_age": age(cfg.delete_after) })),
+    };
     json!({
         "policy": {
             "description": format!("kube-log-gateway: delete indices {} after their creation", age(cfg.delete_after)),
@@ -55,8 +75,8 @@ pub fn ism_policy(cfg: &LifecycleConfig, wildcards: &[String]) -> Value {
             "states": [
                 {
                     "name": "hot",
-                    "actions": [],
-                    "transitions": [{ "state_name": "delete", "conditions": { "min_index_age": age(cfg.delete_after) } }]
+                    "actions": hot,
+                    "transitions": [{ "state_name": "delete", "conditions": delete_when }]
                 },
                 { "name": "delete", "actions": [{ "delete": {} }], "transitions": [] }
             ],
@@ -75,10 +95,12 @@ pub fn attach(templates: &mut [Template], flavour: &Flavour, cfg: &LifecycleConf
 }
 
 /// Where the policy goes and what it is.
-fn request(flavour: &Flavour, cfg: &LifecycleConfig, wildcards: &[String]) -> (String, Value) {
+fn request(flavour: &Flavour, cfg: &LifecycleConfig, wildcards: &[String], rollover: bool) -> (String, Value) {
     match flavour.product {
-        Product::Elasticsearch => (format!("/_ilm/policy/{}", cfg.policy), ilm_policy(cfg)),
-        Product::OpenSearch => (format!("/_plugins/_ism/policies/{}", cfg.policy), ism_policy(cfg, wildcards)),
+        Product::Elasticsearch => (format!("/_ilm/policy/{}", cfg.policy), ilm_policy(cfg, rollover)),
+        Product::OpenSearch => {
+            (format!("/_plugins/_ism/policies/{}", cfg.policy), ism_policy(cfg, wildcards, rollover))
+        }
     }
 }
 
@@ -94,8 +116,9 @@ async fn put(
     flavour: &Flavour,
     cfg: &LifecycleConfig,
     wildcards: &[String],
+    rollover: bool,
 ) -> Result<(), RequestFailure> {
-    let (path, body) = request(flavour, cfg, wildcards);
+    let (path, body) = request(flavour, cfg, wildcards, rollover);
     let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("a policy serializes"));
     let (_, reply) = client.send(Method::Put, &path, Some(body.clone()), "application/json").await;
     let mut reply = reply?;
@@ -124,13 +147,14 @@ pub async fn until_installed(
     flavour: &Flavour,
     cfg: &LifecycleConfig,
     wildcards: &[String],
+    rollover: bool,
     retry: &RetryConfig,
     shutdown: &Shutdown,
 ) -> Result<(), Stopped> {
     let mut backoff = Backoff::new(retry);
     loop {
         let url = client.current_url().to_string();
-        match put(client, flavour, cfg, wildcards).await {
+        match put(client, flavour, cfg, wildcards, rollover).await {
             Ok(()) => {
                 tracing::info!(policy = %cfg.policy, server = %flavour, delete_after = %age(cfg.delete_after),
                     "lifecycle policy installed");
@@ -176,7 +200,13 @@ mod tests {
     use crate::sink::flavour::Version;
 
     fn cfg() -> LifecycleConfig {
-        LifecycleConfig { install: true, delete_after: Duration::from_secs(30 * 86_400), policy: "klg".into() }
+        LifecycleConfig {
+            install: true,
+            delete_after: Duration::from_secs(30 * 86_400),
+            policy: "klg".into(),
+            rollover_max_age: Duration::from_secs(86_400),
+            rollover_max_primary_shard_size: "50gb".into(),
+        }
     }
 
     #[test]
@@ -185,17 +215,19 @@ mod tests {
             (age(Duration::from_secs(86_400 * 90)), age(Duration::from_secs(3_600))),
             ("90d".into(), "3600s".into())
         );
-        let ilm = ilm_policy(&cfg());
+        let ilm = ilm_policy(&cfg(), false);
+        assert_eq!(ilm["policy"]["phases"]["hot"]["actions"], json!({}));
         assert_eq!(ilm["policy"]["phases"]["delete"], json!({"min_age": "30d", "actions": {"delete": {}}}));
-        let ism = ism_policy(&cfg(), &["audit-*".into(), "kubelet-*".into()]);
+        let ism = ism_policy(&cfg(), &["audit-*".into(), "kubelet-*".into()], false);
+        assert_eq!(ism["policy"]["states"][0]["actions"], json!([]));
         assert_eq!(ism["policy"]["states"][0]["transitions"][0]["conditions"], json!({"min_index_age": "30d"}));
         assert_eq!(ism["policy"]["states"][1]["actions"], json!([{"delete": {}}]));
         assert_eq!(ism["policy"]["ism_template"][0]["index_patterns"], json!(["audit-*", "kubelet-*"]));
 
         let es = Flavour { product: Product::Elasticsearch, version: Version::parse("9.5.4") };
         let os = Flavour { product: Product::OpenSearch, version: Version::parse("3.8.0") };
-        assert_eq!(request(&es, &cfg(), &[]).0, "/_ilm/policy/klg");
-        assert_eq!(request(&os, &cfg(), &[]).0, "/_plugins/_ism/policies/klg");
+        assert_eq!(request(&es, &cfg(), &[], false).0, "/_ilm/policy/klg");
+        assert_eq!(request(&os, &cfg(), &[], false).0, "/_plugins/_ism/policies/klg");
         let template = || Template {
             name: "t".into(),
             wildcard: "a-*".into(),
@@ -208,5 +240,21 @@ mod tests {
         let mut on_os = [template()];
         attach(&mut on_os, &os, &cfg());
         assert_eq!(on_os[0].body["template"]["settings"]["index"], json!({}), "ISM names its indices itself");
+    }
+
+    #[test]
+    fn data_streams_roll_over_by_age_or_size_and_are_deleted_after_their_rollover() {
+        let ilm = ilm_policy(&cfg(), true);
+        assert_eq!(
+            ilm["policy"]["phases"]["hot"]["actions"],
+            json!({"rollover": {"max_age": "1d", "max_primary_shard_size": "50gb"}})
+        );
+        assert_eq!(ilm["policy"]["phases"]["delete"]["min_age"], "30d");
+        let ism = ism_policy(&cfg(), &["logs-kubernetes.audit_logs-default".into()], true);
+        assert_eq!(
+            ism["policy"]["states"][0]["actions"],
+            json!([{"rollover": {"min_index_age": "1d", "min_primary_shard_size": "50gb"}}])
+        );
+        assert_eq!(ism["policy"]["states"][0]["transitions"][0]["conditions"], json!({"min_rollover_age": "30d"}));
     }
 }

@@ -36,13 +36,22 @@ pub fn template_name(pattern: &IndexPattern) -> String {
     format!("kube-log-gateway-{stem}")
 }
 
-/// The template for one pattern, in `flavour`'s dialect.
-pub fn template(mut mapping: IndexMapping, settings: &TemplateSettings, flavour: &Flavour) -> Template {
+/// The template for one pattern, in `flavour`'s dialect; for a data stream
+/// (`data_stream`) when the pattern names one.
+pub fn template(
+    mut mapping: IndexMapping,
+    settings: &TemplateSettings,
+    flavour: &Flavour,
+    data_stream: bool,
+) -> Template {
     translate(&mut mapping.properties, flavour);
     translate(&mut mapping.dynamic_templates, flavour);
-    // Every index of the pattern gets the aliases the mapping declares.
-    let aliases: serde_json::Map<String, Value> = mapping.aliases.iter().map(|a| (a.clone(), json!({}))).collect();
-    Template {
+    // Every index of the pattern (every backing index of a stream) gets the
+    // aliases the mapping declares, but for one the stream is itself named.
+    let wildcard = mapping.pattern.wildcard();
+    let aliases: serde_json::Map<String, Value> =
+        mapping.aliases.iter().filter(|a| **a != wildcard).map(|a| (a.clone(), json!({}))).collect();
+    let mut t = Template {
         sources: mapping.sources.clone(),
         name: template_name(&mapping.pattern),
         wildcard: mapping.pattern.wildcard(),
@@ -68,7 +77,11 @@ pub fn template(mut mapping: IndexMapping, settings: &TemplateSettings, flavour:
                 }
             }
         }),
+    };
+    if data_stream {
+        t.body["data_stream"] = json!({});
     }
+    t
 }
 
 /// `index.mapping.total_fields`. `ignore_dynamic_beyond_limit` only when on
@@ -85,7 +98,12 @@ fn total_fields(settings: &TemplateSettings, flavour: &Flavour) -> Value {
 /// One template per index pattern. Two sources may share a pattern: one
 /// template then carries both mappings (a second PUT of the same name would
 /// replace the first).
-pub fn all(mappings: Vec<IndexMapping>, settings: &TemplateSettings, flavour: &Flavour) -> Vec<Template> {
+pub fn all(
+    mappings: Vec<IndexMapping>,
+    settings: &TemplateSettings,
+    flavour: &Flavour,
+    data_stream: bool,
+) -> Vec<Template> {
     let mut merged: Vec<IndexMapping> = Vec::new();
     for m in mappings {
         match merged.iter_mut().find(|o| template_name(&o.pattern) == template_name(&m.pattern)) {
@@ -93,7 +111,7 @@ pub fn all(mappings: Vec<IndexMapping>, settings: &TemplateSettings, flavour: &F
             None => merged.push(m),
         }
     }
-    merged.into_iter().map(|m| template(m, settings, flavour)).collect()
+    merged.into_iter().map(|m| template(m, settings, flavour, data_stream)).collect()
 }
 
 /// The index wildcards of the templates [`all`] makes of these mappings, one
@@ -162,7 +180,7 @@ mod tests {
 
     #[test]
     fn names_and_patterns() {
-        let t = template(mapping("audit-%Y.%m.%d", json!({})), &TemplateSettings::default(), &es("8.19.21"));
+        let t = template(mapping("audit-%Y.%m.%d", json!({})), &TemplateSettings::default(), &es("8.19.21"), false);
         assert_eq!(t.name, "kube-log-gateway-audit");
         assert_eq!(t.wildcard, "audit-*");
         assert_eq!(t.body["index_patterns"], json!(["audit-*"]));
@@ -173,11 +191,11 @@ mod tests {
             json!({"limit": 2000, "ignore_dynamic_beyond_limit": true})
         );
         let old_cluster = TemplateSettings { ignore_dynamic_beyond_limit: false, ..TemplateSettings::default() };
-        let t = template(mapping("audit-%Y.%m.%d", json!({})), &old_cluster, &es("8.19.21"));
+        let t = template(mapping("audit-%Y.%m.%d", json!({})), &old_cluster, &es("8.19.21"), false);
         assert_eq!(t.body["template"]["settings"]["index"]["mapping"]["total_fields"], json!({"limit": 2000}));
         // Servers without the setting never see it, whatever the config says.
         for flavour in [es("8.12.2"), opensearch()] {
-            let t = template(mapping("audit-%Y.%m.%d", json!({})), &TemplateSettings::default(), &flavour);
+            let t = template(mapping("audit-%Y.%m.%d", json!({})), &TemplateSettings::default(), &flavour, false);
             assert_eq!(t.body["template"]["settings"]["index"]["mapping"]["total_fields"], json!({"limit": 2000}));
         }
     }
@@ -188,14 +206,14 @@ mod tests {
             "labels": {"type": "flattened", "ignore_above": 1024}}}}}});
         let dynamic = json!([{"maps": {"match": "x.*", "mapping": {"type": "flattened", "ignore_above": 1024}}}]);
         let m = IndexMapping::new(IndexPattern::parse("containers-%Y.%m.%d").unwrap(), labels, dynamic);
-        let t = template(m.clone(), &TemplateSettings::default(), &opensearch());
+        let t = template(m.clone(), &TemplateSettings::default(), &opensearch(), false);
         let mappings = &t.body["template"]["mappings"];
         assert_eq!(
             mappings["properties"]["kubernetes"]["properties"]["pod"]["properties"]["labels"],
             json!({"type": "flat_object"})
         );
         assert_eq!(mappings["dynamic_templates"][0]["maps"]["mapping"], json!({"type": "flat_object"}));
-        let t = template(m, &TemplateSettings::default(), &es("9.5.4"));
+        let t = template(m, &TemplateSettings::default(), &es("9.5.4"), false);
         assert_eq!(
             t.body["template"]["mappings"]["properties"]["kubernetes"]["properties"]["pod"]["properties"]["labels"],
             json!({"type": "flattened", "ignore_above": 1024})
@@ -206,7 +224,7 @@ mod tests {
     fn a_lenient_boolean_is_a_keyword_where_booleans_cannot_ignore_malformed_values() {
         let lenient = json!({"spec": {"properties": {"hostPID": {"type": "boolean", "ignore_malformed": true}}}});
         let host_pid = |flavour: &Flavour| {
-            let t = template(mapping("audit-%Y.%m.%d", lenient.clone()), &TemplateSettings::default(), flavour);
+            let t = template(mapping("audit-%Y.%m.%d", lenient.clone()), &TemplateSettings::default(), flavour, false);
             t.body["template"]["mappings"]["properties"]["spec"]["properties"]["hostPID"].clone()
         };
         assert_eq!(host_pid(&opensearch()), json!({"type": "keyword", "ignore_above": 64}));
@@ -227,6 +245,7 @@ mod tests {
             ],
             &TemplateSettings::default(),
             &es("8.19.21"),
+            false,
         );
         assert_eq!(all.len(), 3);
         let audit = all.iter().find(|t| t.name == "kube-log-gateway-audit").unwrap();
@@ -234,5 +253,16 @@ mod tests {
         assert!(props["kubernetes"]["properties"]["audit"].is_object(), "audit mapping kept");
         assert!(props["systemd"].is_object() && props["journald"].is_object(), "journald mapping added: {props}");
         assert!(!audit.body["template"]["mappings"]["dynamic_templates"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_data_stream_template_says_so_and_keeps_aliases_other_than_the_stream_itself() {
+        let mut m = mapping("logs-kubernetes.audit_logs-default", json!({}));
+        m.aliases = vec!["logs-kubernetes.audit_logs-default".into(), "klg-audit".into()];
+        let t = template(m.clone(), &TemplateSettings::default(), &opensearch(), true);
+        assert_eq!(t.body["data_stream"], json!({}));
+        assert_eq!(t.body["index_patterns"], json!(["logs-kubernetes.audit_logs-default"]));
+        assert_eq!(t.body["template"]["aliases"], json!({"klg-audit": {}}));
+        assert!(template(m, &TemplateSettings::default(), &opensearch(), false).body.get("data_stream").is_none());
     }
 }

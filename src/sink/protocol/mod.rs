@@ -10,12 +10,15 @@
 //! * [`rate_limit`]: the global documents/s limit.
 //! * [`dead_letter`]: documents the server refuses, kept with their reason.
 //! * [`gate`]: a submission waits until the templates of its indices are in.
+//! * [`data_stream`]: with data streams, resends across a rollover found
+//!   before (or undone after) they are written twice.
 //! * [`batcher`]: submissions merged into batches, one worker per batch.
 //! * [`worker`]: one batch sent until every document in it is final.
 
 pub mod batcher;
 pub mod bulk_response;
 pub mod concurrency;
+pub mod data_stream;
 pub mod dead_letter;
 pub mod encoder;
 pub mod gate;

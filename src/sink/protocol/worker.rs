@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::concurrency::Concurrency;
+use super::data_stream::{Assumed, Streams};
 use super::dead_letter::DeadLetters;
 use super::encoder;
 use super::outcome::{Block, Outcome};
@@ -93,6 +94,9 @@ pub struct Inner {
     pub client: Arc<EsClient>,
     pub dead_letters: DeadLetters,
     pub limiter: Option<DocLimiter>,
+    /// With data streams: each stream's backing indices, for the lookups
+    /// that keep a resend across a rollover from being written twice.
+    pub streams: Option<Streams>,
     pub retry: RetryConfig,
     pub shutdown: Shutdown,
     pub error_log: LogThrottle,
@@ -112,14 +116,86 @@ pub async fn send_until_final(inner: &Inner, slots: &Concurrency, batch: Vec<Pen
     let mut backoff = Backoff::new(&inner.retry);
     while let Some(mut todo) = parts.pop_front() {
         while !todo.is_empty() {
+            let assumed = match &inner.streams {
+                None => None,
+                Some(streams) => match without_earlier_copies(inner, streams, todo).await {
+                    Ok((left, assumed)) => {
+                        todo = left;
+                        Some(assumed)
+                    }
+                    Err((left, failure)) => {
+                        todo = left;
+                        report_failure(inner, &failure, todo.len());
+                        if !backoff.wait(&inner.shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+            if todo.is_empty() {
+                break;
+            }
             let Some((node, reply, rtt)) = attempt(inner, &todo).await else { return };
-            let verdict = policy::classify(reply, todo.len());
+            let body = reply.as_ref().ok().filter(|_| assumed.is_some()).map(|r| r.body.clone());
+            let mut verdict = policy::classify(reply, todo.len());
+            if let (Some(streams), Some(assumed), Some(body), Verdict::Items(outcomes)) =
+                (&inner.streams, &assumed, &body, &mut verdict)
+            {
+                undo_copies_written_twice(inner, streams, &todo, body, outcomes, assumed).await;
+            }
             slots.record(rtt, verdict.pressure());
             let next = apply(inner, verdict, node, todo, &mut parts);
             if next.wait && !backoff.wait(&inner.shutdown).await {
                 return;
             }
             todo = next.todo;
+        }
+    }
+}
+
+/// Data streams: documents already stored in an earlier backing index are
+/// finished as duplicates before the write; the rest are returned with the
+/// write indices the lookup assumed. On a failed lookup nothing is finished.
+async fn without_earlier_copies(
+    inner: &Inner,
+    streams: &Streams,
+    todo: Vec<Pending>,
+) -> Result<(Vec<Pending>, Assumed), (Vec<Pending>, RequestFailure)> {
+    let docs: Vec<&Document> = todo.iter().map(|p| &p.doc).collect();
+    let (found, assumed) = match streams.before_write(&docs).await {
+        Ok(answer) => answer,
+        Err(failure) => return Err((todo, failure)),
+    };
+    let (stored, left): (Vec<_>, Vec<_>) = todo.into_iter().zip(found).partition(|(_, found)| *found);
+    if !stored.is_empty() {
+        let stored: Vec<Pending> = stored.into_iter().map(|(p, _)| p).collect();
+        let n = stored.len();
+        settle(inner, stored, vec![Outcome::Duplicate; n]);
+    }
+    Ok((left.into_iter().map(|(p, _)| p).collect(), assumed))
+}
+
+/// Data streams, after a bulk answer: copies a rollover let through twice are
+/// deleted and become duplicates. The lookup is retried until it is done: a
+/// document is final only once it is known to be stored once.
+async fn undo_copies_written_twice(
+    inner: &Inner,
+    streams: &Streams,
+    todo: &[Pending],
+    body: &Bytes,
+    outcomes: &mut [Outcome],
+    assumed: &Assumed,
+) {
+    let docs: Vec<&Document> = todo.iter().map(|p| &p.doc).collect();
+    let mut backoff = Backoff::new(&inner.retry);
+    while let Err(failure) = streams.after_write(&docs, body, outcomes, assumed).await {
+        if let Some(suppressed) = inner.error_log.check() {
+            tracing::warn!(url = %inner.client.current_url(), documents = docs.len(), suppressed,
+                "looking up documents written across a data stream rollover failed, will retry: {failure}");
+        }
+        if !backoff.wait(&inner.shutdown).await {
+            return;
         }
     }
 }
