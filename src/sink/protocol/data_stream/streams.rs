@@ -146,8 +146,8 @@ impl Streams {
         self.delete(docs, &twice).await?;
         tracing::warn!(
             documents = twice.len(),
-            "a rollover came between the lookup and the write of documents \
-            stored before it; the copies just written were deleted again"
+            "documents stored before a rollover the gateway had not seen yet were written again to the \
+            new backing index; those copies were deleted again"
         );
         for (i, _) in &twice {
             outcomes[*i] = Outcome::Duplicate;
