@@ -113,32 +113,23 @@ apt_install() {
 
 # ------------------------------------------------------------------------------ build
 
-# kube-controller-manager and kube-scheduler, beside the binaries kube-apiserver.sh
-# builds, from the same wrapper module and link flags.
+# find_go, ldflags, go_build_kube (shared with scripts/kube-apiserver.sh)
+# shellcheck source=lib/kube-build.sh
+source "$SCRIPT_DIR/lib/kube-build.sh"
+
+# kube-controller-manager, kube-scheduler and kube-proxy, beside the binaries
+# kube-apiserver.sh builds, from the same wrapper module and link flags.
 build_control_plane() {
-  local cmd go blog="$BIN_DIR/build-node.log" stamp
+  local cmd blog="$BIN_DIR/build-node.log" stamp t0=$SECONDS
   stamp="$(cat "$WRAPPER_DIR/go.mod" "$WRAPPER_DIR/go.sum" | sha256sum | cut -d' ' -f1)"
   if [[ -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kube-scheduler" && -x "$BIN_DIR/kube-proxy" &&
     "$(cat "$BIN_DIR/build-node.stamp" 2>/dev/null)" == "$stamp" ]]; then
     return 0
   fi
-  go="$(command -v go || echo /usr/local/go/bin/go)"
-  local ldflags="-s -w" p t0=$SECONDS
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$(cut -d. -f2 <<<"$KUBE_VERSION")"
-    ldflags+=" -X $p.gitTreeState=clean -X $p.gitCommit=unknown -X $p.buildDate=1970-01-01T00:00:00Z"
-  done
-  local jobs="${KUBE_BUILD_JOBS:-$([[ "${CI:-}" == true ]] && nproc || echo 1)}"
   log "building kube-controller-manager, kube-scheduler and kube-proxy $KUBE_VERSION (once; log: $blog)"
   : >"$blog"
   for cmd in kube-controller-manager kube-scheduler kube-proxy; do
-    if ! (cd "$WRAPPER_DIR" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local \
-      nice -n 19 "$go" build -p "$jobs" -trimpath -ldflags "$ldflags" \
-      -o "$BIN_DIR/.tmp.$cmd" "k8s.io/kubernetes/cmd/$cmd") >>"$blog" 2>&1; then
-      show_log_tail "$blog" 40
-      die "go build k8s.io/kubernetes/cmd/$cmd failed (log: $blog)"
-    fi
-    mv "$BIN_DIR/.tmp.$cmd" "$BIN_DIR/$cmd"
+    go_build_kube "$blog" "$cmd"
   done
   echo "$stamp" >"$BIN_DIR/build-node.stamp"
   log "built in $((SECONDS - t0)) s"
@@ -323,82 +314,9 @@ node_ready() {
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
-# The pod bridge, made before the CNI plugin would make it, so that pods can reach the
-# host's loopback-only services (the shared Elasticsearch) at the bridge address:
-# 10.244.0.1:<port> is DNATed to 127.0.0.1:<port> for HOST_PORTS_FOR_PODS, and
-# route_localnet is set on this bridge alone. Nothing outside this machine is reachable
-# through it; stop removes the bridge and the rules.
-HOST_PORTS_FOR_PODS="${KLG_NODE_HOST_PORTS:-9200}"
-setup_bridge() {
-  if ! ip link show klg0 >/dev/null 2>&1; then
-    ip link add klg0 type bridge
-    ip addr add 10.244.0.1/24 dev klg0
-  fi
-  ip link set klg0 up
-  sysctl -qw net.ipv4.conf.klg0.route_localnet=1
-  local port
-  for port in $HOST_PORTS_FOR_PODS; do
-    iptables -t nat -C PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null ||
-      iptables -t nat -A PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port"
-  done
-}
-
-teardown_bridge() {
-  local port
-  for port in $HOST_PORTS_FOR_PODS; do
-    while iptables -t nat -D PREROUTING -i klg0 -d 10.244.0.1 -p tcp --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" 2>/dev/null; do :; done
-  done
-  ip link del klg0 2>/dev/null || true
-}
-
-node_ip() { ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'; }
-
-# What the node changes on the host outside NODE_DIR, recorded before it changes it
-# (once: a second start of a running node keeps the first record), and put back by stop:
-# the kernel settings kubelet, kube-proxy and the bridge plugin set, and the directories
-# kubelet, containerd and the CNI plugins create that did not exist before.
-HOST_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables
-  net.bridge.bridge-nf-call-ip6tables net.netfilter.nf_conntrack_max
-  net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_timeout_close_wait
-  vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
-  kernel.keys.root_maxbytes)
-HOST_DIRS=(/var/log/pods /var/log/containers /var/lib/cni /run/netns /var/lib/kubelet /run/containerd
-  /var/lib/containerd /opt/containerd /etc/cni)
-record_host_state() {
-  local f="$NODE_DIR/host-state" k v d
-  [[ -f "$f" ]] && return 0
-  {
-    for k in "${HOST_SYSCTLS[@]}"; do
-      v="$(sysctl -n "$k" 2>/dev/null)" && printf 'sysctl %s %s\n' "$k" "$v"
-    done
-    for d in "${HOST_DIRS[@]}"; do
-      [[ -e "$d" ]] || printf 'created %s\n' "$d"
-    done
-    # libmount's runtime directory (the first mount makes it): removed only if empty.
-    [[ -e /run/mount ]] || printf 'created-empty /run/mount\n'
-
-  } >"$f.tmp"
-  mv "$f.tmp" "$f"
-}
-
-restore_host_state() {
-  local f="$NODE_DIR/host-state" kind k v
-  [[ -f "$f" ]] || return 0
-  while read -r kind k v; do
-    case "$kind" in
-      sysctl) [[ "$(sysctl -n "$k" 2>/dev/null)" == "$v" ]] || sysctl -qw "$k=$v" 2>/dev/null || log "could not set $k back to $v" ;;
-      created)
-        # Network namespaces of pods whose teardown did not run are bind mounts here.
-        { grep -F " $k/" /proc/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do
-          umount -l "$m" 2>/dev/null || true
-        done
-        rm -rf "$k"
-        ;;
-      created-empty) rmdir "$k" 2>/dev/null || true ;;
-    esac
-  done <"$f"
-  rm -f "$f"
-}
+# setup_bridge, teardown_bridge, node_ip, record_host_state, restore_host_state
+# shellcheck source=lib/kube-node-host.sh
+source "$SCRIPT_DIR/lib/kube-node-host.sh"
 
 do_start() {
   do_build
