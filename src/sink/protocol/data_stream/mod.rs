@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::document::dead_letter::is_dead_letter;
 use crate::setting::{key_error, ConfigError};
 use crate::sink::config::IndexPatterns;
 
@@ -87,8 +88,13 @@ impl DataStreamConfig {
 
 /// A document's event time (`@timestamp`), in milliseconds since the epoch;
 /// `None` when the body has none that reads as RFC 3339, so the lookup takes
-/// it as older than anything.
+/// it as older than anything. A dead letter is stamped when it is made, so
+/// one made again for a resend is newer than its first copy: it is `None`
+/// too (dead letters are few; looking each up costs little).
 pub fn event_millis(body: &[u8]) -> Option<i64> {
+    if is_dead_letter(body) {
+        return None;
+    }
     const KEY: &[u8] = b"\"@timestamp\":\"";
     let start = memchr::memmem::find(body, KEY)? + KEY.len();
     let len = memchr::memchr(b'"', &body[start..])?;
@@ -107,6 +113,9 @@ mod tests {
         assert_eq!(event_millis(body), Some(1_796_637_600_123));
         assert_eq!(event_millis(br#"{"message":"no time"}"#), None);
         assert_eq!(event_millis(br#"{"@timestamp":"yesterday"}"#), None);
+        let dead_letter =
+            br#"{"@timestamp":"2026-12-07T10:00:00Z","event":{"dataset":"kube_log_gateway.dead_letter"}}"#;
+        assert_eq!(event_millis(dead_letter), None, "a dead letter is stamped when made: always looked up");
     }
 
     #[test]
