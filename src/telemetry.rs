@@ -136,6 +136,8 @@ pub struct Metrics {
     pub audit_events: Family<EventLabels, Counter>,
     pub spool_bytes: Gauge,
     pub spool_entries: Gauge,
+    pub spool_in_flight_entries: Gauge,
+    pub spool_in_flight_bytes: Gauge,
     pub spool_entries_quarantined: Counter,
     pub spool_reopens: Counter,
     pub documents: Family<DocLabels, Counter>,
@@ -167,6 +169,8 @@ fn global() -> &'static Global {
             audit_events: Family::default(),
             spool_bytes: Gauge::default(),
             spool_entries: Gauge::default(),
+            spool_in_flight_entries: Gauge::default(),
+            spool_in_flight_bytes: Gauge::default(),
             spool_entries_quarantined: Counter::default(),
             spool_reopens: Counter::default(),
             documents: Family::default(),
@@ -192,6 +196,16 @@ fn global() -> &'static Global {
         r.register("audit_events", "Audit events received, by result", metrics.audit_events.clone());
         r.register("spool_bytes", "Bytes waiting in the spool", metrics.spool_bytes.clone());
         r.register("spool_entries", "Webhook batches waiting in the spool", metrics.spool_entries.clone());
+        r.register(
+            "spool_in_flight_entries",
+            "Spool entries handed to the sink and not yet delivered (at most spool.max_in_flight_entries)",
+            metrics.spool_in_flight_entries.clone(),
+        );
+        r.register(
+            "spool_in_flight_bytes",
+            "Bytes of documents of those entries, held in memory until delivered (spool.max_in_flight_bytes, or one entry)",
+            metrics.spool_in_flight_bytes.clone(),
+        );
         r.register(
             "spool_entries_quarantined",
             "Spool entries that did not decode: moved to data_dir/quarantine/ and removed from the spool",

@@ -1,6 +1,7 @@
 //! Spool faults done for real, against the real Elasticsearch and the real
 //! gateway binary: a corrupt entry in the spool file, a full disk (a 64 MiB
-//! tmpfs as `data_dir`), and clients that hang up right after their body.
+//! tmpfs as `data_dir`), clients that hang up right after their body, and
+//! large batches waiting out an outage in flight, bounded by bytes.
 //! Each test counts documents in Elasticsearch against what was acknowledged.
 
 mod common;
@@ -230,6 +231,53 @@ async fn a_full_disk_refuses_with_503_and_the_spool_recovers_without_a_restart()
         acked.len(),
         setup.metric("klg_spool_reopens_total", "").await
     );
+    setup.delete_indices().await;
+}
+
+/// Large webhook batches while Elasticsearch is away: the drain hands the sink
+/// only as many as `spool.max_in_flight_bytes` holds (entries in flight are
+/// held in memory until delivered), the rest wait in the spool; once
+/// Elasticsearch is back, every event arrives once.
+#[tokio::test]
+async fn large_batches_in_flight_during_an_outage_are_bounded_by_bytes() {
+    require_es().await;
+    let mut setup = WebhookSetup::new("inflightbytes");
+    let limit: u64 = 4 * 1024 * 1024;
+    setup.config.spool_max_in_flight_bytes = Some(limit);
+    let proxy = GatedProxy::to_url(&es_url()).await;
+    setup.config.elasticsearch.urls = vec![proxy.url.clone()];
+    let _gw = setup.start();
+    let client = tls_client(&setup.certs(), true);
+    let url = setup.url("/audit");
+    // Ten batches of about 1.3 MiB of documents each (20 events with 32 KiB objects).
+    let (batches, events) = (10usize, 20usize);
+    for i in 0..batches {
+        let body = sample::event_list(&format!("big-b{i}"), events, 1, 32 * 1024);
+        let (status, _, answer) = post_json(&client, &url, body).await;
+        assert_eq!(status, 200, "batch {i}: {answer}");
+    }
+    setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(30), |n| n == batches as f64).await;
+    // The drain fills up to the limit, then waits for a delivery that cannot come:
+    // full when one more entry would not fit.
+    let in_flight = || async {
+        (setup.metric("klg_spool_in_flight_bytes", "").await, setup.metric("klg_spool_in_flight_entries", "").await)
+    };
+    let ((bytes, entries), full) = poll(Duration::from_secs(30), Duration::from_millis(100), in_flight, |(b, e)| {
+        *e > 0.0 && b + b / e > limit as f64
+    })
+    .await;
+    eprintln!("in flight while Elasticsearch is away: {entries} entries, {bytes} bytes (limit {limit})");
+    assert!(full, "the drain never filled up to the limit: {entries} entries, {bytes} bytes");
+    assert!(bytes <= limit as f64, "{bytes} bytes in flight over the {limit} limit");
+    assert!(entries < batches as f64 && entries >= 2.0, "{entries} entries in flight");
+
+    proxy.open();
+    let want = (batches * events) as u64;
+    let got = wait_for_count(&setup.audit_indices(), want, Duration::from_secs(120)).await;
+    assert_eq!(got, want, "{}", setup.log());
+    setup.wait_spool_empty(Duration::from_secs(60)).await;
+    assert_eq!(setup.metric("klg_spool_in_flight_bytes", "").await, 0.0);
+    assert_eq!(duplicated_ids(&setup.audit_indices()).await, Vec::<serde_json::Value>::new());
     setup.delete_indices().await;
 }
 

@@ -1,6 +1,13 @@
 //! Moves spooled entries to the sink, oldest first, several at a time, and
 //! removes each entry only once the sink reports every document in it final.
 //!
+//! An entry in flight is held in memory, decoded, until the sink has it all
+//! delivered, which takes as long as the server is away. So what is in flight
+//! is bounded by entries and by bytes ([`InFlight`]): a few large webhook
+//! batches (kube-apiserver sends up to 400 events of whole objects) must not
+//! take more memory than many small ones. One entry always goes, whatever its
+//! size, or it could never be delivered.
+//!
 //! An entry that does not decode is quarantined (its bytes kept in a file,
 //! the entry removed) instead of being read again forever: one bad entry must
 //! not stop the delivery of everything behind it.
@@ -9,18 +16,34 @@ use std::collections::HashSet;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::{CorruptEntry, Spool};
+use super::{CorruptEntry, Entry, Spool};
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
+use crate::telemetry;
+
+/// How much may be handed to the sink at once (`spool.max_in_flight_entries`,
+/// `spool.max_in_flight_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct InFlight {
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+/// The bytes of an entry's documents: what it holds in memory while in flight.
+fn entry_bytes(entry: &Entry) -> u64 {
+    entry.docs.iter().map(|d| (d.body.len() + d.index.len() + d.id.len()) as u64).sum()
+}
 
 /// Runs until shutdown. On `stopping`, no new entries are taken and the ones in
 /// flight are given until `aborted` to finish; what is left stays spooled and is
 /// replayed on the next start.
-pub async fn run(spool: Spool, sink: Sink, max_in_flight: usize, shutdown: Shutdown) {
+pub async fn run(spool: Spool, sink: Sink, limit: InFlight, shutdown: Shutdown) {
     let mut next = 0u64;
     let mut generation = spool.generation();
     let mut in_flight = FuturesUnordered::new();
     let mut in_flight_ids = HashSet::new();
+    let mut in_flight_bytes = 0u64;
+    let gauges = (&telemetry::metrics().spool_in_flight_entries, &telemetry::metrics().spool_in_flight_bytes);
     loop {
         // The database was reopened after an I/O error: removals that had not
         // reached the disk are undone, so read again from the start (skipping
@@ -30,8 +53,9 @@ pub async fn run(spool: Spool, sink: Sink, max_in_flight: usize, shutdown: Shutd
             generation = now;
             next = 0;
         }
-        if !shutdown.is_stopping() && in_flight.len() < max_in_flight {
-            let room = max_in_flight - in_flight.len();
+        let room_left = in_flight.len() < limit.entries && in_flight_bytes < limit.bytes;
+        if !shutdown.is_stopping() && room_left {
+            let room = limit.entries - in_flight.len();
             let read = {
                 let spool = spool.clone();
                 tokio::task::spawn_blocking(move || spool.read_from(next, room)).await
@@ -47,16 +71,26 @@ pub async fn run(spool: Spool, sink: Sink, max_in_flight: usize, shutdown: Shutd
                                 continue;
                             }
                         };
-                        next = entry.id + 1;
-                        if !in_flight_ids.insert(entry.id) {
+                        if in_flight_ids.contains(&entry.id) {
+                            next = entry.id + 1;
                             continue;
                         }
+                        let bytes = entry_bytes(&entry);
+                        if !in_flight.is_empty() && in_flight_bytes + bytes > limit.bytes {
+                            // Read again once something in flight is delivered.
+                            break;
+                        }
+                        next = entry.id + 1;
+                        in_flight_ids.insert(entry.id);
+                        in_flight_bytes += bytes;
                         let sink = sink.clone();
                         in_flight.push(async move {
                             let result = sink.deliver(entry.docs).await;
-                            (entry.id, result)
+                            (entry.id, bytes, result)
                         });
                     }
+                    gauges.0.set(in_flight.len() as i64);
+                    gauges.1.set(in_flight_bytes as i64);
                 }
                 Ok(Err(e)) => {
                     tracing::error!("reading the spool: {e}");
@@ -69,8 +103,11 @@ pub async fn run(spool: Spool, sink: Sink, max_in_flight: usize, shutdown: Shutd
             return;
         }
         tokio::select! {
-            Some((id, result)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((id, bytes, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 in_flight_ids.remove(&id);
+                in_flight_bytes -= bytes;
+                gauges.0.set(in_flight.len() as i64);
+                gauges.1.set(in_flight_bytes as i64);
                 match result {
                     Ok(report) => {
                         tracing::debug!(id, ?report, "spool entry delivered");
@@ -82,7 +119,7 @@ pub async fn run(spool: Spool, sink: Sink, max_in_flight: usize, shutdown: Shutd
                     }
                 }
             }
-            _ = spool.new_data(), if in_flight.len() < max_in_flight && !shutdown.is_stopping() => {}
+            _ = spool.new_data(), if room_left && !shutdown.is_stopping() => {}
             _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
             _ = shutdown.aborted() => return,
         }

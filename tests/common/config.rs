@@ -18,6 +18,8 @@ pub struct GatewayConfig {
     pub events: Option<Events>,
     pub elasticsearch: Elasticsearch,
     pub spool_max_bytes: Option<u64>,
+    /// `spool.max_in_flight_bytes`.
+    pub spool_max_in_flight_bytes: Option<u64>,
     pub shutdown_grace_period: Option<String>,
 }
 
@@ -415,9 +417,14 @@ impl GatewayConfig {
         if let Some(i) = &es.dead_letter_log_interval {
             line(&mut y, 1, "dead_letter_log_interval", &q(i));
         }
-        if let Some(n) = self.spool_max_bytes {
+        if self.spool_max_bytes.is_some() || self.spool_max_in_flight_bytes.is_some() {
             y.push_str("spool:\n");
+        }
+        if let Some(n) = self.spool_max_bytes {
             line(&mut y, 1, "max_bytes", &n.to_string());
+        }
+        if let Some(n) = self.spool_max_in_flight_bytes {
+            line(&mut y, 1, "max_in_flight_bytes", &n.to_string());
         }
         if let Some(g) = &self.shutdown_grace_period {
             y.push_str("shutdown:\n");

@@ -83,7 +83,7 @@ impl WebhookSource {
         let drain = tokio::spawn(drain::run(
             spool.clone(),
             ctx.sink.clone(),
-            self.spool.max_in_flight_entries,
+            drain::InFlight { entries: self.spool.max_in_flight_entries, bytes: self.spool.max_in_flight_bytes },
             shutdown.clone(),
         ));
 
