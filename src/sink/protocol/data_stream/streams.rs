@@ -90,6 +90,10 @@ impl Streams {
         let mut wanted = Vec::new();
         for (i, doc) in docs.iter().enumerate() {
             let backing = &backings[doc.index.as_str()];
+            if backing.indices.len() < 2 {
+                // One backing index (or none yet): a resend meets its 409.
+                continue;
+            }
             let event_ms = event_millis(&doc.body);
             if backing.may_be_earlier(event_ms, self.margin_ms) {
                 let write = backing.write_index().unwrap_or_default();
