@@ -91,8 +91,10 @@
 # What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
 # Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
 # It is the server with only a few modules (x-pack-core, x-pack-security,
-# transport-netty4, apm): no ingest-common, data streams, mapper-extras or painless, so
-# tests must keep to core features. Two quirks of this build:
+# transport-netty4, apm): no ingest-common, mapper-extras, painless or analysis-common,
+# so tests must keep to core features. Data streams work (writes, `_rollover`,
+# `_resolve/index`; 8.19.21 and 9.5.4), only the `GET _data_stream` API is missing.
+# Two quirks of this build:
 #   - `GET /` (the "info" endpoint) answers 405: the rest-root module is not in it.
 #     `status` therefore reads the version from `GET /_nodes/_local`.
 #   - x-pack-security IS in it, so security would be ON by default (with auto-generated
