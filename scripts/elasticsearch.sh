@@ -53,13 +53,16 @@
 #                 through the API; `wipe` forgets it.
 #   ES_ROLES_FILE a roles.yml (file-realm roles) to use instead of the distribution's.
 #   ES_USERS_FILE file-realm users to create, one `name:password:role[,role]` a line.
-#   The integ-test-zip cannot create the `.security` index (its settings use the
-#   `pattern_capture` token filter of analysis-common, a module this build lacks:
-#   "Unknown filter type [pattern_capture] for [email]"). So native users and roles,
-#   role mappings and API KEYS do not work here; users and roles come from the file
-#   realm (ES_USERS_FILE, ES_ROLES_FILE) and `elastic` from the keystore. Bearer tokens
-#   live in `.security-tokens-7` and work, but need a licence above basic: secured mode
-#   runs the self-generated 30-day trial licence (counted from the first start; `wipe`).
+#   The `.security` index, where API keys live, needs the `uax_url_email` tokenizer and
+#   the `pattern_capture` and `unique` filters of analysis-common, a module the
+#   integ-test-zip lacks ("Unknown filter type [pattern_capture] for [email]"). So
+#   secured mode runs a hard-linked copy of the distribution with a small plugin that
+#   provides them (scripts/es-analysis-plugin, built with javac once per source hash):
+#   API keys can be created, used and invalidated (tests/es_security.rs). Users and
+#   roles here come from the file realm (ES_USERS_FILE, ES_ROLES_FILE) and `elastic`
+#   from the keystore. Bearer tokens live in `.security-tokens-7` and need a licence
+#   above basic: secured mode runs the self-generated 30-day trial licence (counted
+#   from the first start; `wipe`).
 #   Clients: https://127.0.0.1:$ES_PORT, CA = instances/<port>/config/tls/ca.crt.
 #   `status` and an "already running" `start` read the mode from the instance's config.
 #   Switching one port between modes: `wipe` first is not required, but `stop` is.
@@ -88,8 +91,10 @@
 # What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
 # Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
 # It is the server with only a few modules (x-pack-core, x-pack-security,
-# transport-netty4, apm): no ingest-common, data streams, mapper-extras or painless, so
-# tests must keep to core features. Two quirks of this build:
+# transport-netty4, apm): no ingest-common, mapper-extras, painless or analysis-common,
+# so tests must keep to core features. Data streams work (writes, `_rollover`,
+# `_resolve/index`; 8.19.21 and 9.5.4), only the `GET _data_stream` API is missing.
+# Two quirks of this build:
 #   - `GET /` (the "info" endpoint) answers 405: the rest-root module is not in it.
 #     `status` therefore reads the version from `GET /_nodes/_local`.
 #   - x-pack-security IS in it, so security would be ON by default (with auto-generated
@@ -113,6 +118,7 @@
 #   runs as the system user `klg-es` (created here), which cannot enter /root (mode 700).
 #     downloads/<server>-<v>.zip            the verified zip (server = elasticsearch|opensearch)
 #     dist/<server>-<v>/                    the unpacked distribution (read-only, world-readable)
+#     dist/<server>-<v>+analysis-<hash>/    secured mode's: hard links + scripts/es-analysis-plugin
 #     m2/                                   Maven's local repository (plugins only)
 #     instances/<port>/{config,data,logs,tmp,es.pid}   one per ES_PORT, owned by the runtime user
 #   `config` is regenerated on every start from the distribution + the settings below,
@@ -543,6 +549,11 @@ do_start() {
   with_lock "$CACHE_DIR/.fetch.lock" ensure_distribution
   local java_home
   java_home="$(find_java)"
+  # Secured mode: a home with the analysis names the `.security` index needs (API keys).
+  if requested_secure; then
+    ES_HOME="$("$SCRIPT_DIR/es-analysis-plugin/build.sh" "$ES_HOME" "$java_home" "$CACHE_DIR/dist")" ||
+      die "could not build scripts/es-analysis-plugin against $ES_HOME"
+  fi
 
   mkdir -p "$INST"/{data,logs,tmp}
   write_config

@@ -10,11 +10,14 @@
 //!
 //! What the integ-test-zip build allows: file-realm users and roles (created by
 //! the script from ES_USERS_FILE / ES_ROLES_FILE), the `elastic` superuser from
-//! the keystore, and bearer tokens (trial licence). It cannot create the
-//! `.security` index (no `pattern_capture` filter without analysis-common), so
-//! the security API cannot create users, roles or API keys. The API key case
-//! therefore runs in full only where Elasticsearch can create one; here it
-//! proves that a key the cluster does not know loses nothing and is reported.
+//! the keystore, bearer tokens (trial licence), and API keys: the script's
+//! secured mode adds a small analysis plugin (scripts/es-analysis-plugin) with
+//! the analysis-common names the `.security` index needs, which this build lacks.
+//! So the API key case runs in full: a key made by `elastic` with the gateway's
+//! role (`elasticsearch.auth.api_key_file`) delivers every event once; the key
+//! invalidated while the gateway runs loses nothing (webhook 200, nothing stored,
+//! the 401 logged) until a restart with a new key (`api_key`) delivers the rest
+//! once; and a key the cluster does not know loses nothing either.
 
 mod common;
 
@@ -164,16 +167,102 @@ async fn delivers(es: &SecureEs, name: &str, access: EsAccess) {
 }
 
 async fn assert_delivered_once(es: &SecureEs, gw: &SecuredGateway, name: &str) {
+    assert_stored_once(es, gw, name, &fixture_per_audit_id()).await;
+}
+
+/// Exactly `expected` (documents per auditID) in the gateway's audit indices, none dead-lettered.
+async fn assert_stored_once(es: &SecureEs, gw: &SecuredGateway, name: &str, expected: &BTreeMap<String, u64>) {
+    let total: u64 = expected.values().sum();
     let index = gw.setup.audit_indices();
-    let n = es.es.wait_for_count(&index, EVENTS, Duration::from_secs(60)).await;
-    if n >= EVENTS {
+    let n = es.es.wait_for_count(&index, total, Duration::from_secs(60)).await;
+    if n >= total {
         // Nothing more on its way: the spool has nothing left to deliver.
         gw.setup.wait_for_metric("klg_spool_entries", "", Duration::from_secs(60), |n| n == 0.0).await;
     }
     let n = es.es.count(&index).await;
-    assert_eq!(n, EVENTS, "{name}: every event delivered, once: {}", gw.setup.log());
-    assert_eq!(es.per_audit_id(&index).await, fixture_per_audit_id(), "{name}: each event once");
+    assert_eq!(n, total, "{name}: every event delivered, once: {}", gw.setup.log());
+    assert_eq!(&es.per_audit_id(&index).await, expected, "{name}: each event once");
     assert_eq!(es.es.count(&gw.setup.dead_letter_indices()).await, 0, "{name}: nothing dead-lettered");
+}
+
+/// Waits until the gateway's log has every string of `log_says` (or a minute
+/// has passed: the caller's assertions then say what is missing).
+async fn wait_for_log(gw: &SecuredGateway, log_says: &[&str]) {
+    let logged = || {
+        let log = gw.setup.log();
+        std::future::ready(log_says.iter().all(|s| log.contains(s)))
+    };
+    poll(Duration::from_secs(60), Duration::from_millis(100), logged, |done| *done).await;
+}
+
+/// A new API key, made by `elastic`, with the gateway's role (ROLES_YML): (id, encoded).
+async fn create_api_key(es: &SecureEs, name: &str) -> (String, String) {
+    let (status, key) = es
+        .es
+        .json(
+            reqwest::Method::POST,
+            "/_security/api_key",
+            Some(json!({"name": name, "role_descriptors": {"klg_writer": {
+                "cluster": ["manage_index_templates", "monitor"],
+                "indices": [{"names": ["*-audit-*", "*-deadletter-*"], "privileges": ["create_doc", "create_index", "write"]}]
+            }}})),
+        )
+        .await;
+    assert_eq!(status, 200, "creating API key {name}: {key}");
+    (key["id"].as_str().unwrap().to_string(), key["encoded"].as_str().unwrap().to_string())
+}
+
+/// The fixture with other auditIDs: events the gateway has not seen yet.
+fn second_eventlist() -> String {
+    EVENTLIST.replace("\"11111111-", "\"22222222-")
+}
+
+/// An API key that works, then is invalidated while the gateway runs: the
+/// next events are acknowledged and spooled, nothing is stored, the gateway
+/// logs the 401; a restart with a new key delivers them, and everything is
+/// stored exactly once.
+async fn api_key_invalidated_while_running(es: &SecureEs, secrets: &Path) {
+    let name = "apikey";
+    let (id, encoded) = create_api_key(es, "klg-first").await;
+    let key_file = secrets.join("es-api-key");
+    std::fs::write(&key_file, format!("{encoded}\n")).unwrap();
+    let ca = es.ca_file();
+    let mut gw = SecuredGateway::new(name, es, EsAccess::auth(EsAuth::ApiKey(Secret::File(key_file))).trusting(&ca));
+    let mut running = gw.setup.start();
+    gw.post_eventlist().await;
+    assert_delivered_once(es, &gw, name).await;
+    let mut expected = fixture_per_audit_id();
+
+    let (status, body) = es.es.json(reqwest::Method::DELETE, "/_security/api_key", Some(json!({"ids": [id]}))).await;
+    assert_eq!(status, 200, "invalidating the API key: {body}");
+    assert_eq!(body["invalidated_api_keys"], json!([id]), "{body}");
+
+    let second = second_eventlist();
+    let client = tls_client(&gw.setup.certs(), true);
+    let (status, _, body) = post_json(&client, &gw.setup.url("/audit"), second.clone()).await;
+    assert_eq!(status, 200, "{name}: the webhook must spool and acknowledge: {body}\n{}", gw.setup.log());
+    // The reason names the credentials: which key, and why it no longer works.
+    let invalidated = format!("api key [{id}] has been invalidated");
+    let log_says = ["HTTP 401", "unable to authenticate with provided credentials", invalidated.as_str()];
+    wait_for_log(&gw, &log_says).await;
+    let log = gw.setup.log();
+    for s in log_says {
+        assert!(log.contains(s), "{name}: the gateway log must say {s:?}:\n{log}");
+    }
+    let first = log.lines().find(|l| l.contains("401")).unwrap_or_default();
+    eprintln!("{name}: refused after invalidation as expected; the gateway logged: {first}");
+    let index = gw.setup.audit_indices();
+    assert_eq!(es.es.count(&index).await, EVENTS, "{name}: nothing more may be stored with an invalidated key");
+    running.terminate();
+
+    let (_, new_key) = create_api_key(es, "klg-second").await;
+    gw.configure(EsAccess::auth(EsAuth::ApiKey(Secret::Inline(new_key))).trusting(&ca));
+    let _running = gw.setup.start();
+    let list: Value = serde_json::from_str(&second).unwrap();
+    for e in list["items"].as_array().unwrap() {
+        *expected.entry(e["auditID"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    assert_stored_once(es, &gw, name, &expected).await;
 }
 
 /// Elasticsearch refuses the gateway (`bad`): the webhook still says 200,
@@ -184,13 +273,8 @@ async fn refused_then_fixed(es: &SecureEs, name: &str, bad: EsAccess, log_says: 
     let mut gw = SecuredGateway::new(name, es, bad);
     let mut running = gw.setup.start();
     gw.post_eventlist().await;
-    // Until the gateway has tried and logged why Elasticsearch refused it (or
-    // a minute has passed: then the assertions below say what is missing).
-    let logged = || {
-        let log = gw.setup.log();
-        std::future::ready(log_says.iter().all(|s| log.contains(s)))
-    };
-    poll(Duration::from_secs(60), Duration::from_millis(100), logged, |done| *done).await;
+    // Until the gateway has tried and logged why Elasticsearch refused it.
+    wait_for_log(&gw, log_says).await;
     let index = gw.setup.audit_indices();
     assert_eq!(es.es.count(&index).await, 0, "{name}: nothing may be indexed with bad credentials");
     let log = gw.setup.log();
@@ -230,34 +314,6 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     assert_eq!(status, 200, "bearer token: {token}");
     let bearer = token["access_token"].as_str().unwrap().to_string();
 
-    // An API key. The integ-test-zip cannot create the `.security` index that keys live
-    // in; anything else going wrong here is a real failure.
-    let (status, key) = es
-        .es
-        .json(
-            reqwest::Method::POST,
-            "/_security/api_key",
-            Some(json!({"name": "klg", "role_descriptors": {"klg": {
-                "cluster": ["manage_index_templates", "monitor"],
-                "indices": [{"names": ["*-audit-*", "*-deadletter-*"], "privileges": ["create_doc", "create_index", "write"]}]
-            }}})),
-        )
-        .await;
-    let api_key = match status {
-        200 => Some(key["encoded"].as_str().unwrap().to_string()),
-        _ => {
-            assert!(
-                key.to_string().contains("pattern_capture"),
-                "creating an API key failed unexpectedly ({status}): {key}"
-            );
-            eprintln!(
-                "NOTE: this Elasticsearch build cannot store API keys (no analysis-common module, so no .security \
-                 index): the API key is tested as a refused credential only"
-            );
-            None
-        }
-    };
-
     let ca = es.ca_file();
     let basic_file = |gw_dir: &Path| {
         let p = gw_dir.join("es-password");
@@ -269,27 +325,22 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
     let secrets = tempfile::tempdir().unwrap();
     let bearer_file = secrets.path().join("es-token");
     std::fs::write(&bearer_file, format!("{bearer}\n")).unwrap();
-    let bogus_key_file = secrets.path().join("es-api-key");
+    let bogus_key_file = secrets.path().join("es-unknown-api-key");
     // Well-formed (base64 of id:secret) but unknown to the cluster.
     std::fs::write(&bogus_key_file, "a2xnLW5vLXN1Y2gta2V5Om5vdC1hLXNlY3JldA==\n").unwrap();
 
     let basic = delivers(&es, "basic", basic_file(secrets.path()));
     let bearer_case = delivers(&es, "bearer", EsAccess::auth(EsAuth::BearerToken(Secret::File(bearer_file.clone()))));
-    let api_key_case = async {
-        match &api_key {
-            Some(k) => delivers(&es, "apikey", EsAccess::auth(EsAuth::ApiKey(Secret::Inline(k.clone())))).await,
-            None => {
-                refused_then_fixed(
-                    &es,
-                    "apikey",
-                    EsAccess::auth(EsAuth::ApiKey(Secret::File(bogus_key_file.clone()))).trusting(&ca),
-                    &["401", "unable to authenticate"],
-                    EsAccess::auth(EsAuth::BearerToken(Secret::Inline(bearer.clone()))).trusting(&ca),
-                )
-                .await
-            }
-        }
-    };
+    let api_key_case = api_key_invalidated_while_running(&es, secrets.path());
+    // A key the cluster never issued; fixed with one it did.
+    let (_, unknown_fix) = create_api_key(&es, "klg-unknown-fixed").await;
+    let unknown_key_case = refused_then_fixed(
+        &es,
+        "unknownkey",
+        EsAccess::auth(EsAuth::ApiKey(Secret::File(bogus_key_file.clone()))).trusting(&ca),
+        &["401", "unable to authenticate", "unable to find apikey with id klg-no-such-key"],
+        EsAccess::auth(EsAuth::ApiKey(Secret::Inline(unknown_fix))).trusting(&ca),
+    );
     let wrong_password = refused_then_fixed(
         &es,
         "wrongpw",
@@ -311,6 +362,14 @@ async fn secured_elasticsearch_over_https_with_basic_bearer_and_api_key_and_refu
         &["bulk request failed, will retry: HTTP 401", "unable to authenticate user [klg]"],
         klg(KLG_PASSWORD).trusting(&ca),
     );
-    tokio::join!(basic, bearer_case, api_key_case, wrong_password, wrong_password_at_bulk, untrusted_ca);
+    tokio::join!(
+        basic,
+        bearer_case,
+        api_key_case,
+        unknown_key_case,
+        wrong_password,
+        wrong_password_at_bulk,
+        untrusted_ca
+    );
     eprintln!("all cases done in {:?}", t0.elapsed());
 }
