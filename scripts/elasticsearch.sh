@@ -130,7 +130,7 @@ ES_SERVER="${ES_SERVER:-es8}"
 case "$ES_SERVER" in
   es8) DIST=elasticsearch PIN=8.19.21 DEFAULT_PORT=9200 ;;
   es9) DIST=elasticsearch PIN=9.5.4 DEFAULT_PORT=9210 ;;
-  # Secured (ES_SECURE=1): 2.19.4, the newest 2.x whose security plugin Maven Central serves.
+  # Secured (ES_SECURE=1): 2.19.4, whose security plugin Maven Central serves (2.19.6 has none).
   os2) DIST=opensearch PIN=2.19.6 SECURE_PIN=2.19.4 DEFAULT_PORT=9220 ;;
   os3) DIST=opensearch PIN=3.8.0 DEFAULT_PORT=9230 ;;
   *)
