@@ -64,6 +64,10 @@
 #   above basic: secured mode runs the self-generated 30-day trial licence (counted
 #   from the first start; `wipe`).
 #   Clients: https://127.0.0.1:$ES_PORT, CA = instances/<port>/config/tls/ca.crt.
+#   OpenSearch (ES_SERVER=os2): the same HTTPS and certificates, plus the security plugin
+#   on its own pinned server version, with transport TLS, the superuser `admin`
+#   (ES_PASSWORD) and ES_USERS_FILE / ES_ROLES_FILE as internal users and roles; see
+#   scripts/lib/opensearch-security.sh.
 #   `status` and an "already running" `start` read the mode from the instance's config.
 #   Switching one port between modes: `wipe` first is not required, but `stop` is.
 #
@@ -109,7 +113,8 @@
 #   os2  OpenSearch 2.19 (org.opensearch.distribution.integ-test-zip:opensearch:<v>:zip)
 #   os3  OpenSearch 3.x (needs Java 21+; the newest served: 3.8.0)
 # OpenSearch's integ-test-zip is the bare server with transport-netty4 only: no security
-# plugin (so no ES_SECURE), no index-management plugin (so no ISM), no `GET /` quirk.
+# plugin (ES_SECURE=1 installs it, on os2's SECURE_PIN), no index-management plugin (so no
+# ISM), no `GET /` quirk.
 # The cluster commands run es8 only. Every instance is plain HTTP unless ES_SECURE=1.
 #
 # Cache layout (KLG_CACHE_DIR):
@@ -131,13 +136,15 @@ ES_SERVER="${ES_SERVER:-es8}"
 case "$ES_SERVER" in
   es8) DIST=elasticsearch PIN=8.19.21 DEFAULT_PORT=9200 ;;
   es9) DIST=elasticsearch PIN=9.5.4 DEFAULT_PORT=9210 ;;
-  os2) DIST=opensearch PIN=2.19.6 DEFAULT_PORT=9220 ;;
+  # Secured (ES_SECURE=1): 2.19.4, whose security plugin Maven Central serves (2.19.6 has none).
+  os2) DIST=opensearch PIN=2.19.6 SECURE_PIN=2.19.4 DEFAULT_PORT=9220 ;;
   os3) DIST=opensearch PIN=3.8.0 DEFAULT_PORT=9230 ;;
   *)
     printf 'elasticsearch: ERROR: ES_SERVER must be es8, es9, os2 or os3 (got %s)\n' "$ES_SERVER" >&2
     exit 2
     ;;
 esac
+[[ "${ES_SECURE:-0}" =~ ^(1|true|yes|on)$ && -n "${SECURE_PIN:-}" ]] && PIN="$SECURE_PIN"
 ES_VERSION="${ES_VERSION:-$PIN}"
 if [[ "$DIST" == opensearch ]]; then
   GROUP=org.opensearch.distribution.integ-test-zip ENV_PREFIX=OPENSEARCH
@@ -188,6 +195,10 @@ INST="$CACHE_DIR/instances/$ES_PORT"
 PID_FILE="$INST/es.pid"
 ES_PASSWORD="${ES_PASSWORD:-klg-elastic-pw}"
 SECURE_MARKER="# klg-secure-mode"
+ADMIN_USER=elastic
+[[ "$DIST" == opensearch ]] && ADMIN_USER=admin
+# shellcheck source=lib/opensearch-security.sh
+source "$SCRIPT_DIR/lib/opensearch-security.sh"
 
 # Whether this instance runs (or is about to run) with security on. `start` takes it
 # from ES_SECURE; everything else from the config the running instance was started with.
@@ -241,7 +252,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # curl against this instance: with the CA and the elastic user when it is secured.
 es_curl() {
   if [[ "$URL" == https://* ]]; then
-    curl --cacert "$INST/config/tls/ca.crt" -u "elastic:$ES_PASSWORD" "$@"
+    curl --cacert "$INST/config/tls/ca.crt" -u "$ADMIN_USER:$ES_PASSWORD" "$@"
   else
     curl "$@"
   fi
@@ -310,15 +321,18 @@ find_java() {
 
 # ------------------------------------------------------------------ fetch and unpack
 
+# $1: the artifact (default: the server's), $2: where its zip goes (default: $ZIP).
 fetch_zip() {
+  local artifact="${1:-$GROUP:$DIST:$ES_VERSION:zip}" ZIP="${2:-$ZIP}" name
   [[ -f "$ZIP" ]] && unzip -tq "$ZIP" >/dev/null 2>&1 && return 0
   [[ -f "$ZIP" ]] && { log "cached zip is incomplete or corrupt, fetching again"; rm -f "$ZIP"; }
   command -v mvn >/dev/null 2>&1 || bash "$SCRIPT_DIR/setup.sh"
   command -v mvn >/dev/null 2>&1 || die "mvn not found after scripts/setup.sh"
 
-  local artifact="$GROUP:$DIST:$ES_VERSION:zip"
+  IFS=: read -r _ name _ <<<"$artifact"
+  name="$name-$(cut -d: -f3 <<<"$artifact").zip"
   local tmp="$CACHE_DIR/downloads/.tmp.$$" mvn_log="$CACHE_DIR/downloads/mvn.log" t0=$SECONDS
-  log "fetching $artifact from Maven Central (once; about 107 MB)"
+  log "fetching $artifact from Maven Central (once; about 50-110 MB)"
   rm -rf "$tmp"
   mkdir -p "$tmp"
   # Own local repository inside the cache: the whole cache can be deleted in one go,
@@ -334,9 +348,9 @@ fetch_zip() {
   fi
   # The zip is now both in $tmp and in the Maven repository: keep one copy.
   rm -rf "$CACHE_DIR/m2/org/$DIST"
-  unzip -tq "$tmp/$DIST-$ES_VERSION.zip" >/dev/null 2>&1 ||
+  unzip -tq "$tmp/$name" >/dev/null 2>&1 ||
     { rm -rf "$tmp"; die "downloaded zip is corrupt; run the command again"; }
-  mv "$tmp/$DIST-$ES_VERSION.zip" "$ZIP"
+  mv "$tmp/$name" "$ZIP"
   rm -rf "$tmp" "$mvn_log"
   log "fetched in $((SECONDS - t0)) s"
 }
@@ -367,6 +381,7 @@ ensure_distribution() {
   rm -rf "$CACHE_DIR"/downloads/.tmp.* "$CACHE_DIR"/dist/.tmp.*
   fetch_zip
   unpack
+  if requested_secure && [[ "$DIST" == opensearch ]]; then os_security_distribution; fi
 }
 
 # ---------------------------------------------------------------------- the instance
@@ -431,6 +446,7 @@ cluster_formed_marker() { echo "$CACHE_DIR/instances/$CLUSTER_FIRST_PORT.cluster
 # The security part of elasticsearch.yml. Default: exactly the plain settings.
 security_settings() {
   if [[ "$DIST" == opensearch ]]; then
+    if requested_secure; then os_security_settings; return; fi
     printf '%s\n' "# OpenSearch's integ-test-zip has no security plugin: plain HTTP."
     return
   fi
@@ -505,6 +521,7 @@ es_tool() {
 # the file-realm users are too), then the ES_USERS_FILE users.
 write_secrets() {
   local java_home="$1" line name password roles
+  if [[ "$DIST" == opensearch ]]; then os_security_files "$java_home"; return; fi
   printf '%s\n' "$ES_PASSWORD" |
     es_tool "$java_home" elasticsearch-keystore add --force --stdin bootstrap.password \
       >"$INST/logs/keystore.out" 2>&1 ||
@@ -538,9 +555,6 @@ do_start() {
   port_in_use "$TRANSPORT_PORT" &&
     die "transport port $TRANSPORT_PORT (ES_PORT+100) is in use by another process"
 
-  if requested_secure && [[ "$DIST" == opensearch ]]; then
-    die "ES_SECURE=1 needs Elasticsearch: OpenSearch's integ-test-zip has no security plugin"
-  fi
   ensure_user
   mkdir -p "$CACHE_DIR"
   if [[ $EUID -eq 0 ]] && ! as_es_user test -x "$CACHE_DIR"; then

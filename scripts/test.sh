@@ -24,6 +24,8 @@
 #    scripts/elasticsearch.sh, ES_SERVER=es9|os2|os3, own port), the tests that touch the
 #    server: templates and bulk outcomes, a kill -9 under load, the 30 s outage until the
 #    spool is full, the flavour tests. KLG_MATRIX="es9 os2 os3" by default; KLG_MATRIX="" skips it (never in CI).
+#    With os2 in it, also tests/os_security.rs (#[ignore]d in step 7): its own OpenSearch
+#    2.19.4 with the security plugin (HTTPS, basic auth as a least-privilege user).
 #    Prints the time of each server and of the whole step.
 # 9. fuzz: each fuzz target for 10 s (scripts/fuzz.sh; the build is cached)
 # 10. chart: the Helm chart against a real kube-apiserver (its own, in a temporary
@@ -210,6 +212,14 @@ for server in ${KLG_MATRIX-es9 os2 os3}; do
   stop_matrix_server
   printf 'server matrix: %s in %d s\n' "$server" "$((SECONDS - server_start))"
 done
+# Security on OpenSearch: tests/os_security.rs starts (and wipes) its own OpenSearch
+# with the security plugin, ES_SERVER=os2 ES_SECURE=1, on a private port. #[ignore]d in
+# the test step, so that it runs once, here, with no other server of the matrix up.
+if [[ " ${KLG_MATRIX-es9 os2 os3} " == *" os2 "* ]]; then
+  server_start=$SECONDS
+  cargo test --no-fail-fast --test os_security -- --ignored 2>&1 | tee -a "$test_log"
+  printf 'server matrix: os2 secured (tests/os_security.rs) in %d s\n' "$((SECONDS - server_start))"
+fi
 trap finish EXIT
 printf 'server matrix step: %d s\n' "$((SECONDS - matrix_start))"
 

@@ -151,7 +151,10 @@ pub async fn until_known(
         match ask(client).await {
             Ok(found) => return check_pin(setting, found, &url).map_err(Stopped::Fatal),
             Err(e) => {
-                if e.needs_an_operator() {
+                if matches!(e, RequestFailure::Status { status: 401, .. }) {
+                    tracing::error!(url = %url, "the server refuses to say what it is (GET /; the credentials were \
+                        not accepted: check elasticsearch.auth), will retry: {e}");
+                } else if e.needs_an_operator() {
                     tracing::error!(url = %url, "the server refuses to say what it is (GET /; the credentials need \
                         the monitor cluster privilege, or pin elasticsearch.flavour), will retry: {e}");
                 } else {
