@@ -71,6 +71,7 @@ impl Sink {
             error_log: LogThrottle::new(es.dead_letter_log_interval),
             dead_letter_log: LogThrottle::new(es.dead_letter_log_interval),
             blocked_log: LogThrottle::new(es.dead_letter_log_interval),
+            item_retry_log: LogThrottle::new(es.dead_letter_log_interval),
             max_document_bytes: es.max_document_bytes,
             dead_letter_max_original_bytes: es.dead_letter_max_original_bytes,
         });

@@ -102,6 +102,8 @@ pub struct Inner {
     pub error_log: LogThrottle,
     pub dead_letter_log: LogThrottle,
     pub blocked_log: LogThrottle,
+    /// Items retried with their own status (see `report_item_retries`).
+    pub item_retry_log: LogThrottle,
     pub max_document_bytes: usize,
     pub dead_letter_max_original_bytes: usize,
 }
@@ -280,6 +282,7 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
     let mut next = Next { todo: Vec::new(), wait: false };
     let mut tally = telemetry::DocTally::default();
     let mut blocked: Option<(String, Block, String, usize)> = None;
+    let mut refused_for_now: Option<(u16, String, String, usize)> = None;
     for (p, outcome) in todo.into_iter().zip(outcomes) {
         match (outcome, p.role) {
             (Outcome::Created, Role::Primary) => {
@@ -294,8 +297,12 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
                 tally.add(p.doc.source, DocOutcome::dead_lettered);
                 p.tracker.finish(Final::DeadLettered);
             }
-            (Outcome::Retry { .. }, _) => {
+            (Outcome::Retry { status, error }, _) => {
                 tally.add(p.doc.source, DocOutcome::retried);
+                match &mut refused_for_now {
+                    Some((.., n)) => *n += 1,
+                    None => refused_for_now = Some((status, error, p.doc.index.clone(), 1)),
+                }
                 next.wait = true;
                 next.todo.push(p);
             }
@@ -323,6 +330,9 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
         }
     }
     tally.record();
+    if let Some((status, error, index, documents)) = refused_for_now {
+        report_item_retries(inner, status, &error, &index, documents);
+    }
     if let Some((index, block, error, documents)) = blocked {
         if let Some(suppressed) = inner.blocked_log.check() {
             tracing::warn!(index = %index, reason = block.as_str(), documents, suppressed,
@@ -331,6 +341,30 @@ fn settle(inner: &Inner, todo: Vec<Pending>, outcomes: Vec<Outcome>) -> Next {
         }
     }
     next
+}
+
+/// Items answered with a status that may pass (429, 5xx, 401/403/404/408) are
+/// retried; the first one's answer is logged, at most once per
+/// `dead_letter_log_interval`, so that a role without a privilege on an index
+/// (403) or an index that cannot be created (404) is never a silent wait.
+/// Elasticsearch's own push-back (429) is expected under load: info, not warn.
+fn report_item_retries(inner: &Inner, status: u16, error: &str, index: &str, documents: usize) {
+    let Some(suppressed) = inner.item_retry_log.check() else { return };
+    let hint = match status {
+        401 => "the credentials were not accepted: check elasticsearch.auth",
+        403 => "the credentials lack a privilege on this index (create_doc, and auto_configure or create_index)",
+        404 => "the index does not exist and cannot be created (action.auto_create_index, or its template)",
+        429 => "the server pushes back",
+        _ => "the server could not take them now",
+    };
+    if status == 429 {
+        tracing::info!(status, index = %index, documents, suppressed,
+            "documents refused for now ({hint}), retried with backoff: {error}");
+    } else {
+        tracing::warn!(status, index = %index, documents, suppressed,
+            "documents refused for now with HTTP {status} on {index} ({hint}); they wait in the spool or \
+             at their source and are retried with backoff: {error}");
+    }
 }
 
 fn block_reason(block: Block) -> BlockReason {

@@ -198,7 +198,13 @@ impl Streams {
         struct CreationDate {
             creation_date: String,
         }
-        let resolved: Resolved = json(self.client.get(&format!("/_resolve/index/{stream}")).await.1, &[200])?;
+        // Elasticsearch answers 404 for a name that does not exist yet,
+        // OpenSearch 200 with nothing in it: either way, no backing index.
+        let reply = self.client.get(&format!("/_resolve/index/{stream}")).await.1?;
+        if reply.status == 404 {
+            return Ok(Backing::default());
+        }
+        let resolved: Resolved = json(Ok(reply), &[200])?;
         let Some(found) = resolved.data_streams.into_iter().find(|d| d.name == stream) else {
             return Ok(Backing::default());
         };
