@@ -166,15 +166,20 @@ impl Es {
         let _ = self.send(reqwest::Method::DELETE, &path, None).await;
     }
 
-    /// The backing indices of data stream `name`, oldest first: the last is its
-    /// write index. Empty while the stream does not exist.
+    /// The backing indices of data stream `name`, oldest first (generations
+    /// count up): the last is its write index. Empty while the stream does not
+    /// exist. From `_resolve/index`, which every server has (the `_data_stream`
+    /// API is a module the suite's Elasticsearch build leaves out).
     pub async fn backing_indices(&self, name: &str) -> Vec<String> {
-        let (status, v) = self.json(reqwest::Method::GET, &format!("/_data_stream/{name}"), None).await;
-        if status != 200 {
+        let (status, v) = self.json(reqwest::Method::GET, &format!("/_resolve/index/{name}"), None).await;
+        let streams = v["data_streams"].as_array().cloned().unwrap_or_default();
+        let Some(stream) = streams.iter().find(|s| s["name"] == name).filter(|_| status == 200) else {
             return Vec::new();
-        }
-        let indices = v["data_streams"][0]["indices"].as_array().cloned().unwrap_or_default();
-        indices.iter().map(|i| i["index_name"].as_str().unwrap().to_string()).collect()
+        };
+        let mut indices: Vec<String> =
+            stream["backing_indices"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect();
+        indices.sort_by_key(|i| i.rsplit('-').next().unwrap().to_string());
+        indices
     }
 
     /// How many distinct values `field` has in `index`, and those held by more
@@ -210,16 +215,15 @@ impl Es {
         self.json(reqwest::Method::POST, &format!("/{name}/_rollover"), None).await
     }
 
-    /// Deletes every data stream whose name contains `part`, then every index
-    /// template with an index pattern that contains it (a template still used by
-    /// a data stream cannot be deleted).
+    /// Deletes, where the server can, every data stream whose name contains
+    /// `part` (`DELETE /_data_stream/…`: not on the suite's Elasticsearch build,
+    /// whose streams stay until `scripts/elasticsearch.sh wipe`), then every index
+    /// template with an index pattern that contains it and no stream left using it.
     pub async fn delete_data_streams_and_templates(&self, part: &str) {
-        let (_, streams) = self.json(reqwest::Method::GET, "/_data_stream", None).await;
-        for s in streams["data_streams"].as_array().cloned().unwrap_or_default() {
+        let (_, resolved) = self.json(reqwest::Method::GET, &format!("/_resolve/index/*{part}*"), None).await;
+        for s in resolved["data_streams"].as_array().cloned().unwrap_or_default() {
             let name = s["name"].as_str().unwrap_or_default();
-            if name.contains(part) {
-                let _ = self.send(reqwest::Method::DELETE, &format!("/_data_stream/{name}"), None).await;
-            }
+            let _ = self.send(reqwest::Method::DELETE, &format!("/_data_stream/{name}"), None).await;
         }
         let (_, templates) = self.json(reqwest::Method::GET, "/_index_template", None).await;
         for t in templates["index_templates"].as_array().cloned().unwrap_or_default() {
