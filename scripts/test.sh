@@ -23,7 +23,8 @@
 # 8b. server matrix: on Elasticsearch 9.x, OpenSearch 2.x and OpenSearch 3.x (each from
 #    scripts/elasticsearch.sh, ES_SERVER=es9|os2|os3, own port), the tests that touch the
 #    server: templates and bulk outcomes, a kill -9 under load, the 30 s outage until the
-#    spool is full, the flavour tests. KLG_MATRIX="es9 os2 os3" by default; KLG_MATRIX="" skips it (never in CI).
+#    spool is full, the flavour tests, data streams (written once across rollovers, a kill -9
+#    while rolling over). KLG_MATRIX="es9 os2 os3" by default; KLG_MATRIX="" skips it (never in CI).
 #    With os2 in it, also tests/os_security.rs (#[ignore]d in step 7): its own OpenSearch
 #    2.19.4 with the security plugin (HTTPS, basic auth as a least-privilege user).
 #    Prints the time of each server and of the whole step.
@@ -202,13 +203,13 @@ for server in ${KLG_MATRIX-es9 os2 os3}; do
     { echo "server matrix: $server is not running on a port of its own (status: $server_url)" >&2; exit 1; }
   # Test names are filters. The 429 of a request over the indexing-pressure limit
   # (too_large) is Elasticsearch's: OpenSearch has its own shard indexing pressure.
-  filters=(flavour closed_index write_block kill_9 breaks_the_mapping elasticsearch_stopped_for_30s)
+  filters=(flavour closed_index write_block kill_9 breaks_the_mapping elasticsearch_stopped_for_30s data_stream rollover)
   [[ "$server" == es* ]] && filters+=(too_large)
   # ES_SERVER is inherited by the tests' private instances (the outage test); the
   # kill -9 runs with 20,000 events (100,000 on the main version).
   ES_SERVER="$server" KLG_TEST_ES_URL="$server_url" KLG_TEST_SERVER="$server" KLG_FAULT_EVENTS=20000 \
-    cargo test --no-fail-fast --test flavours --test sink_es_faults --test delivery_faults -- --test-threads=1 \
-    "${filters[@]}" 2>&1 | tee -a "$test_log"
+    cargo test --no-fail-fast --test flavours --test sink_es_faults --test delivery_faults --test data_streams \
+    -- --test-threads=1 "${filters[@]}" 2>&1 | tee -a "$test_log"
   stop_matrix_server
   printf 'server matrix: %s in %d s\n' "$server" "$((SECONDS - server_start))"
 done

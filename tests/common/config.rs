@@ -118,6 +118,8 @@ pub struct Elasticsearch {
     /// `(kind, pattern)`: `("audit", "<prefix>-audit-%Y.%m.%d")`.
     pub indices: Vec<(String, String)>,
     pub install_templates: Option<bool>,
+    /// `data_stream:`; `None`: left out (the gateway's default, off).
+    pub data_stream: Option<DataStream>,
     pub auth: Option<EsAuth>,
     pub ca_file: Option<PathBuf>,
     /// `template: {number_of_replicas: 0, refresh_interval: 1s}`: one node, documents searchable soon.
@@ -144,6 +146,14 @@ pub struct Elasticsearch {
     pub max_document_bytes: Option<u64>,
     pub dead_letter_max_original_bytes: Option<u64>,
     pub dead_letter_log_interval: Option<String>,
+}
+
+/// `elasticsearch.data_stream`.
+#[derive(Clone, Debug, Default)]
+pub struct DataStream {
+    pub enabled: bool,
+    /// `resend_check_margin`, e.g. `5m`; `None`: the gateway's default.
+    pub resend_check_margin: Option<String>,
 }
 
 /// `elasticsearch.auth`.
@@ -348,6 +358,13 @@ impl GatewayConfig {
         }
         if let Some(b) = es.install_templates {
             line(&mut y, 1, "install_templates", &b.to_string());
+        }
+        if let Some(ds) = &es.data_stream {
+            y.push_str("  data_stream:\n");
+            line(&mut y, 2, "enabled", &ds.enabled.to_string());
+            if let Some(m) = &ds.resend_check_margin {
+                line(&mut y, 2, "resend_check_margin", &q(m));
+            }
         }
         if let Some(auth) = &es.auth {
             y.push_str("  auth:\n");

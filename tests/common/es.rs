@@ -165,6 +165,75 @@ impl Es {
         let path = format!("/{pattern}?{LENIENT}&expand_wildcards=all");
         let _ = self.send(reqwest::Method::DELETE, &path, None).await;
     }
+
+    /// The backing indices of data stream `name`, oldest first (generations
+    /// count up): the last is its write index. Empty while the stream does not
+    /// exist. From `_resolve/index`, which every server has (the `_data_stream`
+    /// API is a module the suite's Elasticsearch build leaves out).
+    pub async fn backing_indices(&self, name: &str) -> Vec<String> {
+        let (status, v) = self.json(reqwest::Method::GET, &format!("/_resolve/index/{name}"), None).await;
+        let streams = v["data_streams"].as_array().cloned().unwrap_or_default();
+        let Some(stream) = streams.iter().find(|s| s["name"] == name).filter(|_| status == 200) else {
+            return Vec::new();
+        };
+        let mut indices: Vec<String> =
+            stream["backing_indices"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect();
+        indices.sort_by_key(|i| i.rsplit('-').next().unwrap().to_string());
+        indices
+    }
+
+    /// How many distinct values `field` has in `index`, and those held by more
+    /// than one document. Exact across any number of shards and backing indices
+    /// (a composite aggregation, paged), unlike a terms aggregation.
+    pub async fn distinct_and_repeated(&self, index: &str, field: &str) -> (u64, Vec<String>) {
+        self.refresh(index).await;
+        let (mut distinct, mut repeated, mut after) = (0u64, Vec::new(), Value::Null);
+        loop {
+            let mut composite = serde_json::json!({"size": 10000, "sources": [{"v": {"terms": {"field": field}}}]});
+            if !after.is_null() {
+                composite["after"] = after.clone();
+            }
+            let body = serde_json::json!({"size": 0, "aggs": {"c": {"composite": composite}}});
+            let (status, v) = self.json_ready(reqwest::Method::POST, &format!("/{index}/_search"), Some(body)).await;
+            assert_eq!(status, 200, "composite on {index}: {v}");
+            let buckets = v["aggregations"]["c"]["buckets"].as_array().cloned().unwrap_or_default();
+            if buckets.is_empty() {
+                return (distinct, repeated);
+            }
+            distinct += buckets.len() as u64;
+            for b in &buckets {
+                if b["doc_count"].as_u64().unwrap() > 1 {
+                    repeated.push(b["key"]["v"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            after = v["aggregations"]["c"]["after_key"].clone();
+        }
+    }
+
+    /// Rolls data stream (or alias) `name` over now, unconditionally: status and body.
+    pub async fn rollover(&self, name: &str) -> (u16, Value) {
+        self.json(reqwest::Method::POST, &format!("/{name}/_rollover"), None).await
+    }
+
+    /// Deletes, where the server can, every data stream whose name contains
+    /// `part` (`DELETE /_data_stream/…`: not on the suite's Elasticsearch build,
+    /// whose streams stay until `scripts/elasticsearch.sh wipe`), then every index
+    /// template with an index pattern that contains it and no stream left using it.
+    pub async fn delete_data_streams_and_templates(&self, part: &str) {
+        let (_, resolved) = self.json(reqwest::Method::GET, &format!("/_resolve/index/*{part}*"), None).await;
+        for s in resolved["data_streams"].as_array().cloned().unwrap_or_default() {
+            let name = s["name"].as_str().unwrap_or_default();
+            let _ = self.send(reqwest::Method::DELETE, &format!("/_data_stream/{name}"), None).await;
+        }
+        let (_, templates) = self.json(reqwest::Method::GET, "/_index_template", None).await;
+        for t in templates["index_templates"].as_array().cloned().unwrap_or_default() {
+            let patterns = t["index_template"]["index_patterns"].to_string();
+            if patterns.contains(part) {
+                let name = t["name"].as_str().unwrap();
+                let _ = self.send(reqwest::Method::DELETE, &format!("/_index_template/{name}"), None).await;
+            }
+        }
+    }
 }
 
 // The suite's Elasticsearch, as free functions.
