@@ -156,6 +156,14 @@ async fn prepare(
     let flavour = detect::until_known(client, es.flavour, &es.retry, shutdown).await?;
     tracing::info!(server = %flavour, url = %client.current_url(), setting = ?es.flavour, "server detected");
     warn_unavailable(&flavour, es);
+    if es.data_stream.enabled {
+        for (m, alias) in mappings.iter().flat_map(|m| m.aliases.iter().map(move |a| (m, a))) {
+            tracing::warn!(alias = %alias, stream = %m.pattern, "elasticsearch.data_stream.enabled: the data stream \
+                {} does not get the alias {alias} its daily indices carry (on Elasticsearch it would clash with \
+                that alias on earlier indices); name the stream so that what reads the alias's pattern finds it, \
+                as logs-kubernetes.audit_logs-default does for Elastic's detection rules", m.pattern);
+        }
+    }
     let mut templates = templates::all(mappings, &es.template, &flavour, es.data_stream.enabled);
     let wildcards: Vec<String> = templates.iter().map(|t| t.wildcard.clone()).collect();
     if es.lifecycle.install {

@@ -46,11 +46,15 @@ pub fn template(
 ) -> Template {
     translate(&mut mapping.properties, flavour);
     translate(&mut mapping.dynamic_templates, flavour);
-    // Every index of the pattern (every backing index of a stream) gets the
-    // aliases the mapping declares, but for one the stream is itself named.
-    let wildcard = mapping.pattern.wildcard();
-    let aliases: serde_json::Map<String, Value> =
-        mapping.aliases.iter().filter(|a| **a != wildcard).map(|a| (a.clone(), json!({}))).collect();
+    // Every index of the pattern gets the aliases the mapping declares; a data
+    // stream none: on Elasticsearch they would be data stream aliases, which
+    // cannot share a name with the same alias on the earlier daily indices
+    // ("index, alias, and data stream names need to be unique"), and every
+    // first write to the stream would fail.
+    let aliases: serde_json::Map<String, Value> = match data_stream {
+        true => serde_json::Map::new(),
+        false => mapping.aliases.iter().map(|a| (a.clone(), json!({}))).collect(),
+    };
     let mut t = Template {
         sources: mapping.sources.clone(),
         name: template_name(&mapping.pattern),
@@ -256,13 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn a_data_stream_template_says_so_and_keeps_aliases_other_than_the_stream_itself() {
+    fn a_data_stream_template_says_so_and_has_no_aliases() {
         let mut m = mapping("logs-kubernetes.audit_logs-default", json!({}));
-        m.aliases = vec!["logs-kubernetes.audit_logs-default".into(), "klg-audit".into()];
-        let t = template(m.clone(), &TemplateSettings::default(), &opensearch(), true);
+        m.aliases = vec!["logs-kubernetes.audit_logs-klg".into()];
+        let t = template(m.clone(), &TemplateSettings::default(), &es("8.19.21"), true);
         assert_eq!(t.body["data_stream"], json!({}));
         assert_eq!(t.body["index_patterns"], json!(["logs-kubernetes.audit_logs-default"]));
-        assert_eq!(t.body["template"]["aliases"], json!({"klg-audit": {}}));
-        assert!(template(m, &TemplateSettings::default(), &opensearch(), false).body.get("data_stream").is_none());
+        assert_eq!(t.body["template"]["aliases"], json!({}));
+        let daily = template(m, &TemplateSettings::default(), &es("8.19.21"), false);
+        assert!(daily.body.get("data_stream").is_none());
+        assert_eq!(daily.body["template"]["aliases"], json!({"logs-kubernetes.audit_logs-klg": {}}));
     }
 }

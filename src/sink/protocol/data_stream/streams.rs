@@ -47,6 +47,13 @@ impl Backing {
         })
     }
 
+    /// The backing indices created before `index` (all of them if it is not
+    /// known): where an earlier copy of a document just written to it counts.
+    fn older_than<'a>(&'a self, index: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let created = self.indices.iter().find(|i| i.name == index).map_or(i64::MAX, |i| i.created_ms);
+        self.indices.iter().filter(move |i| i.created_ms < created).map(|i| i.name.as_str())
+    }
+
     /// Whether a document of this event time may have been written to a
     /// backing index before the write index: it is older than the write
     /// index's creation plus the margin.
@@ -107,9 +114,12 @@ impl Streams {
     }
 
     /// After a bulk answer with items: each document written (`Created`) to a
-    /// backing index other than the one assumed crossed a rollover; if an
-    /// earlier copy of it is found, the one just written is deleted and its
-    /// outcome becomes `Duplicate`.
+    /// backing index other than the one assumed crossed a rollover; if a copy
+    /// of it is found in an older backing index, the one just written is
+    /// deleted and its outcome becomes `Duplicate`. Only older ones: when two
+    /// copies are written at once across a rollover (kube-apiserver resent a
+    /// batch whose answer it lost, and both are in flight), each writer finds
+    /// the other's, and the copy in the older index is the one both keep.
     pub async fn after_write(
         &self,
         docs: &[&Document],
@@ -139,7 +149,10 @@ impl Streams {
         for (i, written_to) in &moved {
             let since = event_millis(&docs[*i].body).map(|t| t.saturating_sub(self.margin_ms));
             let backing = &backings[docs[*i].index.as_str()];
-            wanted.extend(backing.written_since(since, written_to).map(|index| (*i, index.to_string())));
+            let older: HashSet<&str> = backing.older_than(written_to).collect();
+            wanted.extend(
+                backing.written_since(since, written_to).filter(|b| older.contains(b)).map(|b| (*i, b.to_string())),
+            );
         }
         let found = self.found(docs, &wanted).await?;
         let twice: Vec<(usize, &str)> =
@@ -345,6 +358,14 @@ mod tests {
         assert_eq!(at(Some(10), ".ds-s-000003"), [".ds-s-000001", ".ds-s-000002"]);
         assert_eq!(at(None, ".ds-s-000002"), [".ds-s-000001", ".ds-s-000003"]);
         assert_eq!(at(Some(95_000), ".ds-s-000003"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn of_two_copies_written_across_a_rollover_the_older_index_keeps_its_own() {
+        let b = backing(&[1_000, 50_000, 90_000]);
+        assert_eq!(b.older_than(".ds-s-000003").collect::<Vec<_>>(), [".ds-s-000001", ".ds-s-000002"]);
+        assert_eq!(b.older_than(".ds-s-000002").collect::<Vec<_>>(), [".ds-s-000001"]);
+        assert_eq!(b.older_than(".ds-s-000001").count(), 0, "the oldest copy is never deleted");
     }
 
     #[test]
