@@ -15,7 +15,9 @@ pub fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
         .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
         .filter(|l| wanted.iter().all(|w| l.contains(w)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        // An empty float sum is -0.0; a metric not yet written is 0.
+        + 0.0
 }
 
 /// A metric's value from the gateway's /metrics on `admin` (`host:port`).
