@@ -21,12 +21,15 @@
 //!   ahead of the server's.
 //! * **After the write**, an item the server wrote to a backing index other
 //!   than the write index the lookup assumed (a rollover in between) is looked
-//!   up in the others; found there, the copy just written is deleted again.
+//!   up in the older ones; found there, the copy just written is deleted
+//!   again. Only older ones, so that of two copies written at once the oldest
+//!   is always kept.
 //!
 //! What is left is said in the operations guide: a duplicate is still
 //! possible when an event's clock runs ahead of the server's by more than the
-//! margin, or when the server completes an attempt the gateway had given up
-//! on (`request_timeout`) after the lookups of its resend, across a rollover.
+//! margin, when the server completes an attempt the gateway had given up on
+//! (`request_timeout`) after the lookups of its resend, or when the gateway is
+//! killed between a write across an unseen rollover and its deletion.
 
 mod streams;
 
