@@ -297,7 +297,8 @@ impl ElasticsearchConfig {
             }
         }
         let patterns = self.indices.patterns()?;
-        self.data_stream.validate(&patterns)?;
+        let entries = patterns.sources.iter().map(|(k, p)| (k.as_str(), p));
+        self.data_stream.validate(entries.chain([("dead_letter", &patterns.dead_letter)]))?;
         let auth = &self.auth;
         if auth.username.is_some() != (auth.password.is_some() || auth.password_file.is_some()) {
             return Err(key_error("elasticsearch.auth", "username and password (or password_file) go together"));

@@ -38,8 +38,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::document::dead_letter::is_dead_letter;
+use crate::document::index_pattern::IndexPattern;
 use crate::setting::{key_error, ConfigError};
-use crate::sink::config::IndexPatterns;
 
 pub use streams::{Assumed, Streams};
 
@@ -67,13 +67,16 @@ impl Default for DataStreamConfig {
 }
 
 impl DataStreamConfig {
-    /// A data stream is one name: an entry that changes with the date cannot name one.
-    pub fn validate(&self, patterns: &IndexPatterns) -> Result<(), ConfigError> {
+    /// A data stream is one name: an entry of `elasticsearch.indices` (its key,
+    /// its pattern) that changes with the date cannot name one.
+    pub fn validate<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, &'a IndexPattern)>,
+    ) -> Result<(), ConfigError> {
         if !self.enabled {
             return Ok(());
         }
-        let all = patterns.sources.iter().map(|(k, p)| (k.as_str(), p)).chain([("dead_letter", &patterns.dead_letter)]);
-        for (key, pattern) in all {
+        for (key, pattern) in entries {
             if pattern.is_dated() {
                 return Err(key_error(
                     &format!("elasticsearch.indices.{key}"),
@@ -108,7 +111,6 @@ pub fn event_millis(body: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::config::Indices;
 
     #[test]
     fn event_time_is_read_from_the_timestamp_field() {
@@ -123,16 +125,13 @@ mod tests {
 
     #[test]
     fn a_dated_entry_is_refused_with_data_streams_on() {
-        let mut indices = Indices::default();
-        indices.sources.insert("audit".into(), "audit-%Y.%m.%d".into());
+        let dated = IndexPattern::parse("audit-%Y.%m.%d").unwrap();
+        let plain = IndexPattern::parse("logs-kubernetes.audit_logs-default").unwrap();
         let on = DataStreamConfig { enabled: true, ..Default::default() };
-        let err = on.validate(&indices.patterns().unwrap()).unwrap_err().to_string();
+        let err = on.validate([("audit", &dated)]).unwrap_err().to_string();
         assert!(err.contains("elasticsearch.indices.audit"), "{err}");
         assert!(err.contains("elasticsearch.data_stream.enabled"), "{err}");
-        assert!(DataStreamConfig::default().validate(&indices.patterns().unwrap()).is_ok());
-
-        indices.sources.insert("audit".into(), "logs-kubernetes.audit_logs-default".into());
-        indices.dead_letter = "logs-kube_log_gateway.dead_letter-default".into();
-        assert!(on.validate(&indices.patterns().unwrap()).is_ok());
+        assert!(DataStreamConfig::default().validate([("audit", &dated)]).is_ok());
+        assert!(on.validate([("audit", &plain), ("dead_letter", &plain)]).is_ok());
     }
 }
