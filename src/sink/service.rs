@@ -161,7 +161,7 @@ async fn prepare(
             tracing::warn!(alias = %alias, stream = %m.pattern, "elasticsearch.data_stream.enabled: the data stream \
                 {} does not get the alias {alias} its daily indices carry (on Elasticsearch it would clash with \
                 that alias on earlier indices); name the stream so that what reads the alias's pattern finds it, \
-                as logs-kubernetes.audit_logs-default does for Elastic's detection rules", m.pattern);
+                as logs-kubernetes.audit_logs-klg does for Elastic's detection rules", m.pattern);
         }
     }
     let mut templates = templates::all(mappings, &es.template, &flavour, es.data_stream.enabled);

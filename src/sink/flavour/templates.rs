@@ -61,7 +61,7 @@ pub fn template(
         wildcard: mapping.pattern.wildcard(),
         body: json!({
             "index_patterns": [mapping.pattern.wildcard()],
-            "priority": 200,
+            "priority": priority(data_stream),
             "_meta": { "managed_by": "kube-log-gateway" },
             "template": {
                 "settings": {
@@ -86,6 +86,19 @@ pub fn template(
         t.body["data_stream"] = json!({});
     }
     t
+}
+
+/// Daily indices: 200, as Fleet's integration templates, whose patterns they
+/// never match. A data stream named into Elastic's scheme
+/// (`logs-kubernetes.audit_logs-klg`) is matched by Fleet's
+/// `logs-kubernetes.audit_logs-*` too, and two templates of one priority may
+/// not overlap: 250 makes the gateway's, for its one name, the one that wins.
+fn priority(data_stream: bool) -> u32 {
+    if data_stream {
+        250
+    } else {
+        200
+    }
 }
 
 /// `index.mapping.total_fields`. `ignore_dynamic_beyond_limit` only when on
@@ -265,10 +278,12 @@ mod tests {
         m.aliases = vec!["logs-kubernetes.audit_logs-klg".into()];
         let t = template(m.clone(), &TemplateSettings::default(), &es("8.19.21"), true);
         assert_eq!(t.body["data_stream"], json!({}));
+        assert_eq!(t.body["priority"], 250, "above Fleet's logs-kubernetes.audit_logs-* (200)");
         assert_eq!(t.body["index_patterns"], json!(["logs-kubernetes.audit_logs-default"]));
         assert_eq!(t.body["template"]["aliases"], json!({}));
         let daily = template(m, &TemplateSettings::default(), &es("8.19.21"), false);
         assert!(daily.body.get("data_stream").is_none());
+        assert_eq!(daily.body["priority"], 200);
         assert_eq!(daily.body["template"]["aliases"], json!({"logs-kubernetes.audit_logs-klg": {}}));
     }
 }

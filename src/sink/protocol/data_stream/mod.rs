@@ -82,7 +82,7 @@ impl DataStreamConfig {
                     &format!("elasticsearch.indices.{key}"),
                     format!(
                         "{pattern} changes with the date (%Y/%m/%d), but elasticsearch.data_stream.enabled is on: \
-                         name one data stream instead, e.g. logs-kubernetes.{key}-default (its backing indices \
+                         name one data stream instead, e.g. logs-kubernetes.{key}-klg (its backing indices \
                          roll over by elasticsearch.lifecycle)"
                     ),
                 ));
