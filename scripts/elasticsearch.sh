@@ -9,7 +9,7 @@
 #   wipe    stop, then delete the instance's data directory
 #   logs    print the tail of the instance's Elasticsearch log (ES_LOG_LINES, default 100)
 #
-# A cluster of several nodes on loopback (plain HTTP only, see "Cluster mode" below):
+# A cluster of several nodes on loopback (plain HTTP only, see scripts/lib/es-cluster.sh):
 #
 #   scripts/elasticsearch.sh cluster-start|cluster-stop|cluster-status|cluster-wipe
 #   scripts/elasticsearch.sh kill-node N|start-node N        (N = 1 .. ES_CLUSTER_NODES)
@@ -24,7 +24,7 @@
 #   start-node N    start node N again and wait until it is back in the cluster
 #
 # Environment:
-#   ES_SERVER     which server: es8 (default), es9, os2 or os3 (see "Servers" below)
+#   ES_SERVER     which server: es8 (default), es9, os2 or os3 (see scripts/lib/es-dist.sh)
 #   ES_VERSION    the version of that server (default: its pin below)
 #   ES_PORT       HTTP port on 127.0.0.1 (default 9200 for es8, 9210 es9, 9220 os2,
 #                 9230 os3); the transport port is ES_PORT+100.
@@ -38,84 +38,11 @@
 #                 the cluster commands, whose JVMs start side by side)
 #   KLG_CACHE_DIR where the distribution and instances live, see below
 #
-# Secured mode (opt-in; the default above is plain HTTP without authentication):
-#   ES_SECURE=1   security on: HTTPS only (PEM certificate), basic auth for the built-in
-#                 `elastic` superuser and file-realm users, the token service (bearer
-#                 tokens) and API keys enabled (but see below). Transport TLS stays off:
-#                 one node, loopback only.
-#   ES_TLS_DIR    directory with ca.crt, server.crt, server.key (as written by
-#                 `kube-log-gateway certs --out DIR`: SANs localhost and 127.0.0.1). They
-#                 are copied into the instance's config/tls/, so klg-es can read them.
-#                 Unset: generated once into instances/<port>/tls-generated/ with the
-#                 kube-log-gateway binary (KLG_BIN, PATH or target/{release,debug}).
-#   ES_PASSWORD   the `elastic` user's bootstrap password (default klg-elastic-pw), put in
-#                 the instance's own keystore. It stays valid until someone changes it
-#                 through the API; `wipe` forgets it.
-#   ES_ROLES_FILE a roles.yml (file-realm roles) to use instead of the distribution's.
-#   ES_USERS_FILE file-realm users to create, one `name:password:role[,role]` a line.
-#   The `.security` index, where API keys live, needs the `uax_url_email` tokenizer and
-#   the `pattern_capture` and `unique` filters of analysis-common, a module the
-#   integ-test-zip lacks ("Unknown filter type [pattern_capture] for [email]"). So
-#   secured mode runs a hard-linked copy of the distribution with a small plugin that
-#   provides them (scripts/es-analysis-plugin, built with javac once per source hash):
-#   API keys can be created, used and invalidated (tests/es_security.rs). Users and
-#   roles here come from the file realm (ES_USERS_FILE, ES_ROLES_FILE) and `elastic`
-#   from the keystore. Bearer tokens live in `.security-tokens-7` and need a licence
-#   above basic: secured mode runs the self-generated 30-day trial licence (counted
-#   from the first start; `wipe`).
-#   Clients: https://127.0.0.1:$ES_PORT, CA = instances/<port>/config/tls/ca.crt.
-#   OpenSearch (ES_SERVER=os2): the same HTTPS and certificates, plus the security plugin
-#   on its own pinned server version, with transport TLS, the superuser `admin`
-#   (ES_PASSWORD) and ES_USERS_FILE / ES_ROLES_FILE as internal users and roles; see
-#   scripts/lib/opensearch-security.sh.
-#   `status` and an "already running" `start` read the mode from the instance's config.
-#   Switching one port between modes: `wipe` first is not required, but `stop` is.
-#
-# Cluster mode (the cluster-* commands, kill-node, start-node):
-#   ES_PORT           HTTP port of node 1 (default 9201 for these commands, so the cluster
-#                     never takes the single node's 9200); node N listens on ES_PORT+N-1,
-#                     its transport on ES_PORT+N-1+100. Default: 9201-9203, transport
-#                     9301-9303.
-#   ES_CLUSTER_NODES  how many nodes (default 3)
-#   Each node is an ordinary instance of the layout below (instances/<its port>/, own
-#   data, logs and pid file; ES_HEAP each, 3 x 512m by default). The nodes form ONE
-#   cluster: `cluster.name: klg-cluster-<ES_PORT>`, `discovery.seed_hosts` = the nodes'
-#   transport ports, `node.name: klg-<port>`, and, until the cluster has formed once
-#   (instances/<ES_PORT>.cluster-formed; cluster-wipe deletes it),
-#   `cluster.initial_master_nodes` = every node's name.
-#   All nodes are master-eligible data nodes: any one can die and the other two still
-#   elect a master (a majority of three). No `discovery.type: single-node`. Security
-#   is off (ES_SECURE is refused here): plain HTTP and plain transport between the
-#   nodes, on loopback only. The nodes start side by side: a lone first node would wait
-#   (discovery.initial_state_timeout) for a master that needs two votes.
-#   `start`, `stop`, `status`, `wipe`, `logs` with ES_PORT=<a node's port> also work on
-#   one node of a cluster, but `start` that way starts it as a single-node cluster:
-#   use `start-node N` instead.
-#
-# What runs: the "integ-test-zip" distribution that Elasticsearch publishes to Maven
-# Central (org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip).
-# It is the server with only a few modules (x-pack-core, x-pack-security,
-# transport-netty4, apm): no ingest-common, mapper-extras, painless or analysis-common,
-# so tests must keep to core features. Data streams work (writes, `_rollover`,
-# `_resolve/index`; 8.19.21 and 9.5.4), only the `GET _data_stream` API is missing.
-# Two quirks of this build:
-#   - `GET /` (the "info" endpoint) answers 405: the rest-root module is not in it.
-#     `status` therefore reads the version from `GET /_nodes/_local`.
-#   - x-pack-security IS in it, so security would be ON by default (with auto-generated
-#     TLS certificates and a password nobody knows): we set xpack.security.enabled=false.
-#   Settings of modules that are not there (e.g. ingest.geoip.downloader.enabled) make
-#   it refuse to start ("unknown setting").
-#
-# Servers (ES_SERVER), each pinned once, in PINS below, and each on its own default port:
-#   es8  Elasticsearch 8.19 (the main version: the whole test suite runs on it)
-#   es9  Elasticsearch 9.x, the newest integ-test-zip Maven Central serves (9.5.5 and
-#        9.6.0 are not served; 9.5.4 is)
-#   os2  OpenSearch 2.19 (org.opensearch.distribution.integ-test-zip:opensearch:<v>:zip)
-#   os3  OpenSearch 3.x (needs Java 21+; the newest served: 3.8.0)
-# OpenSearch's integ-test-zip is the bare server with transport-netty4 only: no security
-# plugin (ES_SECURE=1 installs it, on os2's SECURE_PIN), no index-management plugin (so no
-# ISM), no `GET /` quirk.
-# The cluster commands run es8 only. Every instance is plain HTTP unless ES_SECURE=1.
+# Described beside their code: secured mode (ES_SECURE=1: HTTPS, basic auth, bearer
+# tokens, API keys; OpenSearch's security plugin for os2) in scripts/lib/es-secure.sh;
+# cluster mode (cluster-*, kill-node, start-node; es8 only) in scripts/lib/es-cluster.sh;
+# what runs (each server's integ-test-zip from Maven Central: what it has and lacks, the
+# servers and their pins) in scripts/lib/es-dist.sh. Plain HTTP unless ES_SECURE=1.
 #
 # Cache layout (KLG_CACHE_DIR):
 #   default: /var/cache/kube-log-gateway when run as root, else $HOME/.cache/kube-log-gateway.
@@ -321,68 +248,9 @@ find_java() {
 
 # ------------------------------------------------------------------ fetch and unpack
 
-# $1: the artifact (default: the server's), $2: where its zip goes (default: $ZIP).
-fetch_zip() {
-  local artifact="${1:-$GROUP:$DIST:$ES_VERSION:zip}" ZIP="${2:-$ZIP}" name
-  [[ -f "$ZIP" ]] && unzip -tq "$ZIP" >/dev/null 2>&1 && return 0
-  [[ -f "$ZIP" ]] && { log "cached zip is incomplete or corrupt, fetching again"; rm -f "$ZIP"; }
-  command -v mvn >/dev/null 2>&1 || bash "$SCRIPT_DIR/setup.sh"
-  command -v mvn >/dev/null 2>&1 || die "mvn not found after scripts/setup.sh"
-
-  IFS=: read -r _ name _ <<<"$artifact"
-  name="$name-$(cut -d: -f3 <<<"$artifact").zip"
-  local tmp="$CACHE_DIR/downloads/.tmp.$$" mvn_log="$CACHE_DIR/downloads/mvn.log" t0=$SECONDS
-  log "fetching $artifact from Maven Central (once; about 50-110 MB)"
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  # Own local repository inside the cache: the whole cache can be deleted in one go,
-  # and a corrupt download there cannot be "copied" again from ~/.m2.
-  # Batch mode: no colours and no prompts (CI has no stdin). Plugin version pinned
-  # because Maven 3.8's default maven-dependency-plugin is old.
-  if ! mvn -B -q -Dmaven.repo.local="$CACHE_DIR/m2" \
-    org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
-    -Dartifact="$artifact" -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
-    tail -n 30 "$mvn_log" >&2
-    rm -rf "$tmp"
-    die "mvn could not fetch $artifact (log: $mvn_log). Is ES_VERSION=$ES_VERSION published?"
-  fi
-  # The zip is now both in $tmp and in the Maven repository: keep one copy.
-  rm -rf "$CACHE_DIR/m2/org/$DIST"
-  unzip -tq "$tmp/$name" >/dev/null 2>&1 ||
-    { rm -rf "$tmp"; die "downloaded zip is corrupt; run the command again"; }
-  mv "$tmp/$name" "$ZIP"
-  rm -rf "$tmp" "$mvn_log"
-  log "fetched in $((SECONDS - t0)) s"
-}
-
-unpack() {
-  [[ -x "$ES_HOME/bin/$DIST" ]] && return 0
-  local tmp="$CACHE_DIR/dist/.tmp.$$"
-  rm -rf "$tmp"
-  mkdir -p "$tmp"
-  unzip -q "$ZIP" -d "$tmp" || { rm -rf "$tmp"; die "could not unpack $ZIP"; }
-  [[ -x "$tmp/$DIST-$ES_VERSION/bin/$DIST" ]] ||
-    { rm -rf "$tmp"; die "$ZIP has no $DIST-$ES_VERSION/bin/$DIST"; }
-  # Readable by the unprivileged runtime user whatever our umask is.
-  chmod -R a+rX "$tmp"
-  rm -rf "$ES_HOME"
-  # Rename last, so a half-unpacked tree is never taken for a complete one.
-  mv "$tmp/$DIST-$ES_VERSION" "$ES_HOME"
-  rm -rf "$tmp"
-}
-
-ensure_distribution() {
-  mkdir -p "$CACHE_DIR/downloads" "$CACHE_DIR/dist" "$CACHE_DIR/instances"
-  if [[ $EUID -eq 0 ]]; then
-    # The runtime user must reach dist/ and instances/ (not downloads/ or m2/).
-    chmod a+rx "$CACHE_DIR" "$CACHE_DIR/dist" "$CACHE_DIR/instances"
-  fi
-  # Leftovers of an interrupted fetch/unpack; safe to remove, we hold the fetch lock.
-  rm -rf "$CACHE_DIR"/downloads/.tmp.* "$CACHE_DIR"/dist/.tmp.*
-  fetch_zip
-  unpack
-  if requested_secure && [[ "$DIST" == opensearch ]]; then os_security_distribution; fi
-}
+# fetch_zip, unpack, ensure_distribution
+# shellcheck source=lib/es-dist.sh
+source "$SCRIPT_DIR/lib/es-dist.sh"
 
 # ---------------------------------------------------------------------- the instance
 
@@ -443,100 +311,9 @@ discovery_settings() {
 # Written once the cluster has formed with every node; removed by cluster-wipe.
 cluster_formed_marker() { echo "$CACHE_DIR/instances/$CLUSTER_FIRST_PORT.cluster-formed"; }
 
-# The security part of elasticsearch.yml. Default: exactly the plain settings.
-security_settings() {
-  if [[ "$DIST" == opensearch ]]; then
-    if requested_secure; then os_security_settings; return; fi
-    printf '%s\n' "# OpenSearch's integ-test-zip has no security plugin: plain HTTP."
-    return
-  fi
-  if ! requested_secure; then
-    printf '%s\n' "# Plain HTTP without authentication (otherwise TLS + a generated password)." \
-      "xpack.security.enabled: false"
-    return
-  fi
-  # Explicit xpack.security.* settings also keep the distribution's start-up
-  # "security auto-configuration" (generated certs + enrollment) from running.
-  cat <<EOF
-$SECURE_MARKER
-xpack.security.enabled: true
-xpack.security.http.ssl.enabled: true
-xpack.security.http.ssl.certificate: tls/server.crt
-xpack.security.http.ssl.key: tls/server.key
-xpack.security.http.ssl.certificate_authorities: [tls/ca.crt]
-# Single node, development mode on loopback: no transport TLS needed.
-xpack.security.transport.ssl.enabled: false
-xpack.security.authc.api_key.enabled: true
-xpack.security.authc.token.enabled: true
-# The token service (bearer tokens) is not in the basic licence.
-xpack.license.self_generated.type: trial
-EOF
-}
-
-# Finds the kube-log-gateway binary, to generate certificates when ES_TLS_DIR is unset.
-find_klg_bin() {
-  local c
-  for c in "${KLG_BIN:-}" "$(command -v kube-log-gateway 2>/dev/null || true)" \
-    "$SCRIPT_DIR/../target/release/kube-log-gateway" "$SCRIPT_DIR/../target/debug/kube-log-gateway"; do
-    [[ -n "$c" && -x "$c" ]] && { echo "$c"; return 0; }
-  done
-  return 1
-}
-
-copy_tls_files() {
-  local src="${ES_TLS_DIR:-}" f bin
-  if [[ -z "$src" ]]; then
-    src="$INST/tls-generated"
-    if [[ ! -f "$src/server.key" ]]; then
-      bin="$(find_klg_bin)" || die "ES_SECURE=1 needs ES_TLS_DIR (ca.crt server.crt server.key), or a built kube-log-gateway to generate them (cargo build, or KLG_BIN=...)"
-      "$bin" certs --out "$src" >/dev/null || die "could not generate certificates into $src"
-      log "generated a CA and server certificate into $src"
-    fi
-  fi
-  for f in ca.crt server.crt server.key; do
-    [[ -r "$src/$f" ]] || die "ES_TLS_DIR=$src has no readable $f"
-  done
-  mkdir -p "$INST/config/tls"
-  cp "$src/ca.crt" "$src/server.crt" "$src/server.key" "$INST/config/tls/"
-  chmod 0644 "$INST/config/tls/ca.crt" "$INST/config/tls/server.crt"
-  chmod 0600 "$INST/config/tls/server.key" # chowned to the runtime user with the rest
-  if [[ -n "${ES_ROLES_FILE:-}" ]]; then
-    cp "$ES_ROLES_FILE" "$INST/config/roles.yml" || die "cannot copy ES_ROLES_FILE=$ES_ROLES_FILE"
-  fi
-}
-
-# Runs one of the distribution's CLI tools for this instance, as the runtime user, in
-# the same clean environment as the server. $1: the java home; then the tool and args.
-es_tool() {
-  local java_home="$1" run_as=()
-  shift
-  [[ $EUID -eq 0 ]] && run_as=(runuser -u "$ES_USER" --)
-  "${run_as[@]}" env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-    ES_JAVA_HOME="$java_home" ES_PATH_CONF="$INST/config" ES_TMPDIR="$INST/tmp" \
-    "$ES_HOME/bin/$1" "${@:2}"
-}
-
-# Secured mode, before the start: the elastic user's bootstrap password in this
-# instance's own keystore (config/ is regenerated on every start, so the keystore and
-# the file-realm users are too), then the ES_USERS_FILE users.
-write_secrets() {
-  local java_home="$1" line name password roles
-  if [[ "$DIST" == opensearch ]]; then os_security_files "$java_home"; return; fi
-  printf '%s\n' "$ES_PASSWORD" |
-    es_tool "$java_home" elasticsearch-keystore add --force --stdin bootstrap.password \
-      >"$INST/logs/keystore.out" 2>&1 ||
-    { show_log_tail "$INST/logs/keystore.out"; die "could not write bootstrap.password into $INST/config/elasticsearch.keystore"; }
-  [[ -n "${ES_USERS_FILE:-}" ]] || return 0
-  [[ -r "$ES_USERS_FILE" ]] || die "cannot read ES_USERS_FILE=$ES_USERS_FILE"
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    [[ -z "$line" || "$line" == \#* ]] && continue
-    IFS=: read -r name password roles <<<"$line"
-    [[ -n "$name" && -n "$password" ]] || die "ES_USERS_FILE: expected name:password:roles, got '$line'"
-    es_tool "$java_home" elasticsearch-users useradd "$name" -p "$password" -r "$roles" \
-      >"$INST/logs/users.out" 2>&1 ||
-      { show_log_tail "$INST/logs/users.out"; die "could not add file-realm user $name"; }
-  done <"$ES_USERS_FILE"
-}
+# security_settings, find_klg_bin, copy_tls_files, es_tool, write_secrets
+# shellcheck source=lib/es-secure.sh
+source "$SCRIPT_DIR/lib/es-secure.sh"
 
 do_start() {
   local pid
@@ -689,111 +466,9 @@ do_logs() {
 
 # ------------------------------------------------------------------------ cluster mode
 
-# Points the instance globals (ES_PORT, INST, URL, ...) at node $1 (1-based).
-select_node() {
-  ES_PORT=$((CLUSTER_FIRST_PORT + $1 - 1))
-  TRANSPORT_PORT=$((ES_PORT + 100))
-  INST="$CACHE_DIR/instances/$ES_PORT"
-  PID_FILE="$INST/es.pid"
-  set_url plain
-}
-
-node_arg() {
-  [[ "${1:-}" =~ ^[1-9][0-9]*$ ]] && (($1 <= ES_CLUSTER_NODES)) ||
-    die "expected a node number between 1 and $ES_CLUSTER_NODES (got '${1:-}')"
-}
-
-# The health of the cluster, asked of the first node that answers; $1: query string.
-cluster_health() {
-  local i body
-  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
-    body="$(curl -s -m 70 "http://127.0.0.1:$((CLUSTER_FIRST_PORT + i - 1))/_cluster/health?$1" 2>/dev/null || true)"
-    [[ "$body" == *'"status"'* ]] && { echo "$body"; return 0; }
-  done
-  return 1
-}
-
-# Waits until the cluster has $1 nodes and is at least yellow, for up to $2 seconds.
-wait_cluster() {
-  local nodes="$1" deadline=$((SECONDS + $2)) body
-  while ((SECONDS < deadline)); do
-    body="$(cluster_health "wait_for_nodes=$nodes&wait_for_status=yellow&timeout=5s" || true)"
-    [[ "$body" =~ \"status\":\"(green|yellow)\" && "$body" =~ \"number_of_nodes\":$nodes, ]] && return 0
-    sleep 1
-  done
-  log "cluster health after $2 s: ${body:-no node answers}"
-  return 1
-}
-
-cluster_start() {
-  requested_secure && die "cluster mode is plain HTTP only (ES_SECURE is not supported here)"
-  local i pids=() failed=0 t0=$SECONDS
-  # In parallel: a first node alone cannot elect a master (it needs a majority).
-  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
-    (select_node "$i" && with_lock "$INST.lock" do_start) &
-    pids+=($!)
-  done
-  for i in "${pids[@]}"; do wait "$i" || failed=1; done
-  ((failed == 0)) || die "a node did not start (logs: ES_PORT=<its port> $0 logs)"
-  wait_cluster "$ES_CLUSTER_NODES" "$START_TIMEOUT" ||
-    die "the cluster did not reach $ES_CLUSTER_NODES nodes, yellow or green"
-  touch "$(cluster_formed_marker)"
-  log "cluster klg-cluster-$CLUSTER_FIRST_PORT: $ES_CLUSTER_NODES nodes on http://127.0.0.1:$CLUSTER_FIRST_PORT..$((CLUSTER_FIRST_PORT + ES_CLUSTER_NODES - 1)) in $((SECONDS - t0)) s"
-}
-
-cluster_stop() {
-  local i pids=()
-  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
-    (select_node "$i" && with_lock "$INST.lock" do_stop) &
-    pids+=($!)
-  done
-  for i in "${pids[@]}"; do wait "$i" || true; done
-}
-
-cluster_status() {
-  local i rc=0 health
-  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
-    select_node "$i"
-    printf 'node %d: ' "$i"
-    do_status >/dev/null && echo "running on $URL (pid $(instance_pid))" || { echo "stopped (port $ES_PORT)"; rc=3; }
-  done
-  health="$(cluster_health "filter_path=cluster_name,status,number_of_nodes,active_shards,unassigned_shards" || true)"
-  echo "health: ${health:-no node answers}"
-  return "$rc"
-}
-
-cluster_wipe() {
-  local i
-  cluster_stop
-  for ((i = 1; i <= ES_CLUSTER_NODES; i++)); do
-    select_node "$i"
-    rm -rf "$INST/data"
-    log "deleted $INST/data"
-  done
-  rm -f "$(cluster_formed_marker)"
-}
-
-kill_node() {
-  node_arg "$1"
-  select_node "$1"
-  local pid
-  pid="$(instance_pid)"
-  [[ -n "$pid" ]] || { log "node $1 (port $ES_PORT) is not running"; return 0; }
-  kill -KILL "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  log "killed node $1 (port $ES_PORT, pid $pid) with SIGKILL"
-}
-
-start_node() {
-  node_arg "$1"
-  select_node "$1"
-  with_lock "$INST.lock" do_start
-  local nodes
-  nodes="$(cluster_health "filter_path=status,number_of_nodes" || true)"
-  nodes="${nodes##*\"number_of_nodes\":}"
-  nodes="${nodes%%[!0-9]*}"
-  log "node $1 is up; the cluster has ${nodes:-?} nodes"
-}
+# select_node, node_arg, cluster_health, wait_cluster, cluster_*, kill_node, start_node
+# shellcheck source=lib/es-cluster.sh
+source "$SCRIPT_DIR/lib/es-cluster.sh"
 
 if ((CLUSTER_CMD)); then
   CLUSTER_FIRST_PORT="$ES_PORT"
