@@ -340,8 +340,9 @@ do_start() {
   with_lock "$CACHE_DIR/.fetch.lock" ensure_distribution
   local java_home
   java_home="$(find_java)"
-  # Secured mode: a home with the analysis names the `.security` index needs (API keys).
-  if requested_secure; then
+  # Secured Elasticsearch: a home with the analysis names the `.security` index needs
+  # (API keys). OpenSearch's secured home is made by ensure_distribution.
+  if requested_secure && [[ "$DIST" == elasticsearch ]]; then
     ES_HOME="$("$SCRIPT_DIR/es-analysis-plugin/build.sh" "$ES_HOME" "$java_home" "$CACHE_DIR/dist")" ||
       die "could not build scripts/es-analysis-plugin against $ES_HOME"
   fi
