@@ -130,6 +130,10 @@ step "elasticsearch: scripts/elasticsearch.sh start (port $ES_PORT)"
 if ! bash scripts/elasticsearch.sh status >/dev/null 2>&1; then
   # Set before starting, so a start that fails half-way is cleaned up as well.
   started_es=1
+  # A server this script starts starts empty: the integ-test Elasticsearch has no data
+  # stream API, so the streams the tests make cannot be deleted, and an instance kept in
+  # the cache between runs would collect them (and their shards) run after run.
+  bash scripts/elasticsearch.sh wipe >/dev/null
 fi
 bash scripts/elasticsearch.sh start
 
@@ -197,6 +201,8 @@ trap 'matrix_rc=$?; set +e; stop_matrix_server; status_was "$matrix_rc"; finish'
 for server in ${KLG_MATRIX-es9 os2 os3}; do
   server_start=$SECONDS
   matrix_server="$server"
+  # Empty, as the suite's server above, unless it was already running.
+  matrix_es "$server" status >/dev/null 2>&1 || matrix_es "$server" wipe >/dev/null
   ES_START_TIMEOUT=300 matrix_es "$server" start
   server_url="$(matrix_es "$server" status | sed -n 's/^running on \([^ ]*\) .*/\1/p')"
   [[ "$server_url" == http://127.0.0.1:* && "$server_url" != "$KLG_TEST_ES_URL" ]] ||
