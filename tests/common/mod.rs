@@ -12,6 +12,8 @@
 //! - [`certs`]: certificates, TLS clients and raw TLS connections;
 //! - [`kube_apiserver`]: a real kube-apiserver with its webhook on a gateway,
 //!   and its audit log and webhook errors read as (auditID, stage) pairs;
+//! - [`secured`]: a private server with security on, and gateways pointed at it
+//!   with some credentials;
 //! - [`proxy`]: a TCP proxy switched on and off (a backend down, then back);
 //! - [`metrics`]: reading the gateway's /metrics and waiting on a metric;
 //! - [`files`]: appending to files;
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod pressure;
 pub mod proxy;
 pub mod reliability;
+pub mod secured;
 pub mod wait;
 pub mod webhook;
 

@@ -217,12 +217,12 @@ impl Streams {
         if reply.status == 404 {
             return Ok(Backing::default());
         }
-        let resolved: Resolved = json(Ok(reply), &[200])?;
+        let resolved: Resolved = json(Ok(reply))?;
         let Some(found) = resolved.data_streams.into_iter().find(|d| d.name == stream) else {
             return Ok(Backing::default());
         };
         let path = format!("/{stream}/_settings/index.creation_date");
-        let settings: BTreeMap<String, Settings> = json(self.client.get(&path).await.1, &[200])?;
+        let settings: BTreeMap<String, Settings> = json(self.client.get(&path).await.1)?;
         let mut indices = Vec::with_capacity(found.backing_indices.len());
         for name in found.backing_indices {
             let created = settings.get(&name).and_then(|s| s.settings.index.creation_date.parse().ok());
@@ -263,7 +263,7 @@ impl Streams {
         telemetry::metrics().data_stream_lookups.inc_by(looked.len() as u64);
         let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "docs": pairs })).expect("JSON"));
         let (_, reply) = self.client.send(Method::Post, "/_mget", Some(body), "application/json").await;
-        let got: Mget = json(reply, &[200])?;
+        let got: Mget = json(reply)?;
         if got.docs.len() != wanted.len() {
             return Err(RequestFailure::Malformed(format!(
                 "_mget answered {} of {} documents",
@@ -300,7 +300,7 @@ impl Streams {
         }
         let (_, reply) =
             self.client.send(Method::Post, "/_bulk", Some(Bytes::from(body)), "application/x-ndjson").await;
-        let deleted: Deleted = json(reply, &[200])?;
+        let deleted: Deleted = json(reply)?;
         match deleted.items.iter().flat_map(|m| m.values()).find(|d| !matches!(d.status, 200 | 404)) {
             Some(d) => Err(RequestFailure::Status { status: d.status, body: "deleting a copy written twice".into() }),
             None => Ok(()),
@@ -314,10 +314,10 @@ fn count(when: CopyFound, n: usize) {
     }
 }
 
-/// The answer read as `T`, when its status is one of `ok`.
-fn json<T: serde::de::DeserializeOwned>(reply: Result<Reply, RequestFailure>, ok: &[u16]) -> Result<T, RequestFailure> {
+/// A 200's answer read as `T`; any other status is a failure.
+fn json<T: serde::de::DeserializeOwned>(reply: Result<Reply, RequestFailure>) -> Result<T, RequestFailure> {
     let reply = reply?;
-    if !ok.contains(&reply.status) {
+    if reply.status != 200 {
         let body = String::from_utf8_lossy(&reply.body[..reply.body.len().min(512)]).into_owned();
         return Err(RequestFailure::Status { status: reply.status, body });
     }
@@ -371,8 +371,8 @@ mod tests {
     #[test]
     fn a_missing_backing_index_or_error_reads_as_it_should() {
         let reply = |status, body: &str| Ok(Reply { status, body: Bytes::from(body.to_string()) });
-        let e = json::<serde_json::Value>(reply(403, r#"{"error":"no"}"#), &[200]).unwrap_err();
+        let e = json::<serde_json::Value>(reply(403, r#"{"error":"no"}"#)).unwrap_err();
         assert!(matches!(e, RequestFailure::Status { status: 403, .. }));
-        assert!(json::<serde_json::Value>(reply(200, "{}"), &[200]).is_ok());
+        assert!(json::<serde_json::Value>(reply(200, "{}")).is_ok());
     }
 }
